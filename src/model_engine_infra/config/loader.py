@@ -1,0 +1,258 @@
+"""`load_config`: the one place that reads configuration files and the environment.
+
+Order, later wins: the chart's defaults (in `InfraConfig`), then the files — an explicit path, or
+else ``ML_INFRA_SERVICES_CONFIG_PATH`` merged with ``DEPLOY_SERVICE_CONFIG_PATH`` — then the
+environment variables the deployment injects, then ``MODEL_ENGINE_INFRA_<KEY>`` variables.
+Each file may be Helm values (``config.values.infra/launch`` plus top-level chart keys) or a flat
+file of keys; both shapes are read as they are. Unknown keys are ignored (the same files feed
+other services); a near miss of a known key (``cloud_provder``) is warned about.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from ..errors import ConfigError
+from .model import ENV_PREFIX, InfraConfig
+from .schema import FIELDS, FieldInfo, helm_index, known_names_by_namespace
+
+INFRA_FILE_ENV = "ML_INFRA_SERVICES_CONFIG_PATH"
+SERVICE_FILE_ENV = "DEPLOY_SERVICE_CONFIG_PATH"
+SECRET_ENV_PREFIX = "MODEL_ENGINE_SECRET_"
+HELM_DEFAULT_PROVIDER = "aws"
+
+
+class ConfigWarning(UserWarning):
+    """A config file holds something that is probably a mistake but not an error."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One value and where it came from."""
+
+    value: Any
+    key: str  # the dotted key path in its file, or the env var name
+    source: str  # "path/to/file.yaml" or "env"
+
+    @property
+    def where(self) -> str:
+        return f"env:{self.key}" if self.source == "env" else f"{self.source}:{self.key}"
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> InfraConfig:
+    """Read the configuration once; pass the result to `build_infra` and components.
+
+    ``env`` defaults to ``os.environ``; tests pass a plain dict instead of touching the process.
+    Raises `ConfigError` naming the key, the bad value and the fix.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    settings: dict[str, Setting] = {}
+    files = _config_files(path, environ)
+    for file in files:
+        settings.update(_settings_from_file(file))
+    if files and "cloud_provider" not in settings:
+        settings["cloud_provider"] = Setting(HELM_DEFAULT_PROVIDER, "cloud_provider", "default (Helm chart)")
+    settings.update(_settings_from_env(environ))
+    config = _build(settings, _env_secrets(environ))
+    from .validation import validate
+
+    validate(config)
+    return config
+
+
+def _config_files(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> list[Path]:
+    if path is not None:
+        return [_existing(Path(path), "path", "pass the path of an existing YAML file")]
+    found = []
+    for var in (INFRA_FILE_ENV, SERVICE_FILE_ENV):
+        if environ.get(var):
+            found.append(_existing(Path(environ[var]), var, f"point {var} at an existing file or unset it"))
+    return found
+
+
+def _existing(path: Path, key: str, fix: str) -> Path:
+    if not path.is_file():
+        raise ConfigError("config file does not exist", key=key, value=str(path), fix=fix)
+    return path
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse one YAML file into a mapping; a syntax error names the file and line."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config file: {err.strerror}", key="path", value=str(path)) from err
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(
+            f"YAML does not parse{line}: {problem}",
+            key="path",
+            value=str(path),
+            fix=f"correct the YAML syntax in {path}{line}",
+        ) from err
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            f"the top level of a config file must be a mapping, got {type(doc).__name__}",
+            key="path",
+            value=str(path),
+            fix="write the file as `key: value` lines (flat) or as Helm values (config.values.infra...)",
+        )
+    return doc
+
+
+def _lookup(doc: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    node: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _settings_from_file(path: Path) -> dict[str, Setting]:
+    doc = read_yaml(path)
+    source = str(path)
+    settings: dict[str, Setting] = {}
+    # Helm paths first, in the order each field lists them (first listed wins).
+    for name, info in FIELDS.items():
+        for helm_path in info.helm:
+            found, value = _lookup(doc, helm_path)
+            if found and value is not None:
+                settings[name] = Setting(value, helm_path, source)
+                break
+    # Flat files (and flat keys in any file) name fields directly.
+    for name in FIELDS:
+        if name not in settings and name in doc and doc[name] is not None and not _is_helm_only(name):
+            settings[name] = Setting(doc[name], name, source)
+    _warn_near_misses(doc, source)
+    return settings
+
+
+def _is_helm_only(name: str) -> bool:
+    return name == "env_secrets"
+
+
+def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Setting]:
+    settings: dict[str, Setting] = {}
+    for name, info in FIELDS.items():
+        for var in (*info.env, ENV_PREFIX + name.upper()):
+            if var in environ and environ[var] != "" and not var.startswith(SECRET_ENV_PREFIX):
+                settings[name] = Setting(_env_value(environ[var], info), var, "env")
+    return settings
+
+
+def _env_value(raw: str, info: FieldInfo) -> Any:
+    if info.is_sequence:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _env_secrets(environ: Mapping[str, str]) -> dict[str, SecretStr]:
+    return {
+        var[len(SECRET_ENV_PREFIX) :]: SecretStr(value)
+        for var, value in environ.items()
+        if var.startswith(SECRET_ENV_PREFIX) and len(var) > len(SECRET_ENV_PREFIX)
+    }
+
+
+def _build(settings: dict[str, Setting], env_secrets: dict[str, SecretStr]) -> InfraConfig:
+    values = {name: _normalise(s.value, FIELDS[name]) for name, s in settings.items()}
+    try:
+        config = InfraConfig(**values, env_secrets=env_secrets)
+    except ValidationError as err:
+        raise _config_error_from(err, settings) from None
+    return config.with_sources({name: s.where for name, s in settings.items()})
+
+
+def _normalise(value: Any, info: FieldInfo) -> Any:
+    if info.is_sequence and isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if info.is_sequence and isinstance(value, list):
+        return tuple(value)
+    if info.is_text and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # YAML reads an unquoted account id or tag as a number
+    return value
+
+
+def _config_error_from(err: ValidationError, settings: Mapping[str, Setting]) -> ConfigError:
+    first = err.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else "?"
+    info = FIELDS.get(name)
+    setting = settings.get(name)
+    shown = "***" if info is not None and info.secret else (setting.value if setting else first.get("input"))
+    key = setting.key if setting else name
+    expected = info.expected if info is not None else "a valid value"
+    more = f" ({len(err.errors()) - 1} more problem(s) after this one)" if len(err.errors()) > 1 else ""
+    return ConfigError(
+        f"invalid value {shown!r}: {first['msg']}{more}",
+        key=key,
+        value=shown,
+        source=setting.source if setting else None,
+        fix=f"set {key} to {expected}",
+    )
+
+
+def _warn_near_misses(doc: Mapping[str, Any], source: str) -> None:
+    for namespace, known in known_names_by_namespace().items():
+        found, node = (True, doc) if namespace == "" else _lookup(doc, namespace)
+        if not found or not isinstance(node, Mapping):
+            continue
+        for written in node:
+            if not isinstance(written, str) or written in known or len(written) < 5:
+                continue
+            near = _nearest(written, known, limit=2)
+            if near is not None:
+                where = f"{namespace}.{written}" if namespace else written
+                meant = f"{namespace}.{near}" if namespace else near
+                warnings.warn(
+                    f"{source}: unknown key {where!r} is ignored; did you mean {meant!r}?",
+                    ConfigWarning,
+                    stacklevel=4,
+                )
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (small strings only: config keys)."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _nearest(word: str, candidates: Iterable[str], *, limit: int) -> str | None:
+    best: tuple[int, str] | None = None
+    for candidate in candidates:
+        distance = edit_distance(word.lower(), candidate.lower())
+        if distance <= limit and (best is None or distance < best[0]):
+            best = (distance, candidate)
+    return best[1] if best else None
+
+
+def nearest(word: str, candidates: Iterable[str], *, limit: int = 3) -> str | None:
+    """The candidate closest to ``word`` within ``limit`` edits, for "did you mean" hints."""
+    return _nearest(word, candidates, limit=limit)
+
+
+def helm_paths_of(name: str) -> tuple[str, ...]:
+    return FIELDS[name].helm
+
+
+__all__ = ["ConfigWarning", "edit_distance", "helm_index", "load_config", "nearest", "read_yaml"]

@@ -1,0 +1,381 @@
+"""`InfraConfig`: every key the library honours, its type, default, Helm path and env var.
+
+Defaults are the Helm chart's documented defaults (../shared/reference/helm-values-reference.txt)
+except where the library adds a key of its own. Each field's ``json_schema_extra`` records where it
+lives in the Helm values (``helm``) and which environment variables override it (``env``); the
+loader, the CLI and the generated configuration reference all read that one table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+if TYPE_CHECKING:
+    from .findings import Finding
+
+INFRA = "config.values.infra."
+LAUNCH = "config.values.launch."
+ENV_PREFIX = "MODEL_ENGINE_INFRA_"
+SECRET_ENV_PREFIX = "MODEL_ENGINE_INFRA_SECRET_"
+
+BUILTIN_PROVIDERS = ("aws", "azure", "gcp", "onprem", "local")
+PUBLIC_DEFAULT_REGISTRY = "public.ecr.aws/b2z8n5q1"
+
+
+def key(
+    default: Any,
+    doc: str,
+    *,
+    helm: str | tuple[str, ...] = (),
+    env: str | tuple[str, ...] = (),
+    secret: bool = False,
+) -> Any:
+    """A config field with its Helm path(s) and environment variable(s) attached."""
+    helm_paths = (helm,) if isinstance(helm, str) else helm
+    env_vars = (env,) if isinstance(env, str) else env
+    return Field(
+        default=default,
+        description=doc,
+        json_schema_extra={"helm": list(helm_paths), "env": list(env_vars), "secret": secret},
+    )
+
+
+class InfraConfig(BaseModel):
+    """The whole deployment configuration, validated and immutable.
+
+    Build it with :func:`model_engine_infra.load_config`; ``source_of(key)`` says where a value
+    came from. Secret values are ``SecretStr`` and never appear in ``repr``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+
+    # --- which cloud ---------------------------------------------------------------------------
+    cloud_provider: str = key(
+        "local",
+        "Which cloud's components to build: aws, azure, gcp, onprem, local, or a plugin's name. "
+        "A deployment file that omits it gets the Helm chart's default, aws.",
+        helm=INFRA + "cloud_provider",
+        env="MODEL_ENGINE_INFRA_CLOUD_PROVIDER",
+    )
+    env: str = key("dev", "Deployment environment name, used in names and tags.", helm=INFRA + "env")
+    k8s_cluster_name: str = key("main_cluster", "Kubernetes cluster name.", helm=INFRA + "k8s_cluster_name")
+    dns_host_domain: str = key(
+        "llm-engine.domain.com", "Base domain for endpoint hostnames.", helm=INFRA + "dns_host_domain"
+    )
+    default_region: str = key(
+        "us-east-1", "Cloud region for SQS, ECR and other regional services.", helm=INFRA + "default_region"
+    )
+    ml_account_id: str = key(
+        "000000000000", "Cloud account / subscription / project id.", helm=INFRA + "ml_account_id"
+    )
+    endpoint_namespace: str = key(
+        "llm-engine", "Kubernetes namespace of inference endpoints.", helm=LAUNCH + "endpoint_namespace"
+    )
+    local_data_dir: str = key(
+        "./.model-engine-infra",
+        "Folder holding all state of the local provider (broker, results, files, secrets).",
+        helm=INFRA + "local_data_dir",
+        env="MODEL_ENGINE_INFRA_LOCAL_DATA_DIR",
+    )
+
+    # --- images ----------------------------------------------------------------------------------
+    docker_repo_prefix: str = key(
+        "000000000000.dkr.ecr.us-east-1.amazonaws.com",
+        "Registry prefix that relative repository names resolve against.",
+        helm=INFRA + "docker_repo_prefix",
+    )
+    docker_registry_type: Literal["ecr", "acr", "gar", "oci"] | None = key(
+        None,
+        "Registry type; inferred from docker_repo_prefix when unset.",
+        helm=INFRA + "docker_registry_type",
+    )
+    insecure_registries: tuple[str, ...] = key(
+        (),
+        "Registries (host[:port]) allowed over plain HTTP besides localhost and 127.0.0.0/8.",
+        helm=INFRA + "insecure_registries",
+    )
+    registry_ca_bundle: str | None = key(
+        None, "CA bundle (PEM path) for registries with a private CA.", helm=INFRA + "registry_ca_bundle"
+    )
+    image_tag: str | None = key(None, "The model-engine image tag deployed (chart `tag`).", helm="tag")
+    gateway_repository: str = key(
+        PUBLIC_DEFAULT_REGISTRY + "/model-engine", "Gateway image repository.", helm="image.gatewayRepository"
+    )
+    builder_repository: str = key(
+        PUBLIC_DEFAULT_REGISTRY + "/model-engine", "Builder image repository.", helm="image.builderRepository"
+    )
+    cacher_repository: str = key(
+        PUBLIC_DEFAULT_REGISTRY + "/model-engine", "Cacher image repository.", helm="image.cacherRepository"
+    )
+    forwarder_repository: str = key(
+        PUBLIC_DEFAULT_REGISTRY + "/model-engine",
+        "Forwarder image repository.",
+        helm="image.forwarderRepository",
+    )
+    vllm_repository: str = key("vllm", "vLLM image repository.", helm=LAUNCH + "vllm_repository")
+    tensorrt_llm_repository: str = key(
+        "tensorrt-llm", "TensorRT-LLM image repository.", helm=LAUNCH + "tensorrt_llm_repository"
+    )
+    batch_inference_vllm_repository: str = key(
+        "llm-engine/batch-infer-vllm",
+        "Batch inference image repository.",
+        helm=LAUNCH + "batch_inference_vllm_repository",
+    )
+    tgi_repository: str = key(
+        "text-generation-inference", "TGI image repository.", helm=LAUNCH + "tgi_repository"
+    )
+    lightllm_repository: str = key("lightllm", "LightLLM image repository.", helm=LAUNCH + "lightllm_repository")
+    sglang_repository: str | None = key(None, "SGLang image repository.", helm=LAUNCH + "sglang_repository")
+    user_inference_base_repository: str = key(
+        "launch/inference", "Base repository for user images.", helm=LAUNCH + "user_inference_base_repository"
+    )
+    user_inference_pytorch_repository: str = key(
+        "launch/inference/pytorch",
+        "Repository for user PyTorch images.",
+        helm=LAUNCH + "user_inference_pytorch_repository",
+    )
+    user_inference_tensorflow_repository: str = key(
+        "launch/inference/tf",
+        "Repository for user TensorFlow images.",
+        helm=LAUNCH + "user_inference_tensorflow_repository",
+    )
+    docker_image_layer_cache_repository: str = key(
+        "launch-docker-build-cache",
+        "Layer-cache repository for image builds.",
+        helm=LAUNCH + "docker_image_layer_cache_repository",
+    )
+
+    # --- storage ---------------------------------------------------------------------------------
+    s3_bucket: str = key("llm-engine", "Bucket (or container) for artifacts.", helm=INFRA + "s3_bucket")
+    s3_endpoint_url: str | None = key(
+        None,
+        "S3-compatible endpoint (MinIO); unset for AWS S3.",
+        helm=(INFRA + "s3_endpoint_url", "s3EndpointUrl"),
+        env="S3_ENDPOINT_URL",
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] | None = key(
+        None,
+        "S3 addressing style; path-style is used when s3_endpoint_url is set and this is unset.",
+        helm=INFRA + "s3_addressing_style",
+    )
+    hf_user_fine_tuned_weights_prefix: str = key(
+        "s3://llm-engine/fine_tuned_weights",
+        "URI prefix of user fine-tuned weights.",
+        helm=LAUNCH + "hf_user_fine_tuned_weights_prefix",
+    )
+    s3_file_llm_fine_tuning_job_repository: str = key(
+        "s3://llm-engine/llm-ft-job-repository",
+        "URI of fine-tuning job artifacts.",
+        helm=LAUNCH + "s3_file_llm_fine_tuning_job_repository",
+    )
+    cloud_file_llm_fine_tune_repository: str | None = key(
+        None,
+        "URI of the fine-tune repository file (cloud-neutral name).",
+        helm=LAUNCH + "cloud_file_llm_fine_tune_repository",
+    )
+    abs_account_name: str | None = key(
+        None, "Azure storage account.", helm="azure.abs_account_name", env="ABS_ACCOUNT_NAME"
+    )
+    abs_container_name: str | None = key(
+        None, "Azure Blob container.", helm="azure.abs_container_name", env="ABS_CONTAINER_NAME"
+    )
+    abs_account_key: SecretStr | None = key(
+        None,
+        "Azure storage account key (tests, Azurite); production uses Entra ID.",
+        env="ABS_ACCOUNT_KEY",
+        secret=True,
+    )
+    abs_endpoint_url: str | None = key(
+        None,
+        "Blob endpoint override (Azurite); default https://{account}.blob.core.windows.net.",
+        env="ABS_ENDPOINT_URL",
+    )
+    gcs_endpoint_url: str | None = key(
+        None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST"
+    )
+
+    # --- brokers and Celery ------------------------------------------------------------------------
+    celery_broker_type: Literal["sqs", "servicebus", "elasticache", "redis"] | None = key(
+        None,
+        "The chart's celeryBrokerType; unset follows cloud_provider (the chart itself defaults to sqs).",
+        helm="celeryBrokerType",
+    )
+    celery_broker_type_redis: bool | None = key(
+        None, "Force the Redis broker whatever the cloud.", helm="celery_broker_type_redis"
+    )
+    celery_enable_sha256: bool | None = key(
+        None,
+        "Use SHA-256 for message digests and checksums (FIPS); needs a drained, coordinated rollout.",
+        helm="celery_enable_sha256",
+    )
+    celery_backend_protocol: Literal["redis", "s3", "abs", "gcs", "file"] | None = key(
+        None, "Celery result backend; unset follows the cloud.", helm=INFRA + "celery_backend_protocol"
+    )
+    celery_broker_pool_limit: int | None = key(
+        None,
+        "Celery broker_pool_limit; unset keeps Celery's default (10). 0 is refused on Service Bus.",
+        helm=INFRA + "celery_broker_pool_limit",
+    )
+    sqs_profile: str = key("default", "AWS profile for SQS.", helm=LAUNCH + "sqs_profile", env="SQS_PROFILE")
+    aws_profile: str | None = key(None, "AWS profile for everything else.", env="AWS_PROFILE")
+    sqs_queue_policy_template: str | None = key(
+        None,
+        "JSON policy for per-endpoint SQS queues, with ${queue_name}-style placeholders.",
+        helm=LAUNCH + "sqs_queue_policy_template",
+    )
+    sqs_queue_tag_template: str | None = key(
+        None,
+        "JSON tags for per-endpoint SQS queues, with ${endpoint_id}-style placeholders.",
+        helm=LAUNCH + "sqs_queue_tag_template",
+    )
+    servicebus_namespace: str | None = key(
+        None,
+        "Service Bus namespace (the part before .servicebus.windows.net).",
+        helm="azure.servicebus_namespace",
+        env="SERVICEBUS_NAMESPACE",
+    )
+    servicebus_keep_alive_interval: int = key(
+        30,
+        "Seconds between AMQP keep-alives; keeps Service Bus from dropping idle connections at 300 s.",
+        env="SERVICEBUS_KEEP_ALIVE_INTERVAL",
+    )
+
+    # --- redis -----------------------------------------------------------------------------------
+    redis_host: str | None = key(
+        None, "Redis host (broker / autoscaler).", helm=(INFRA + "redis_host", "redisHost"), env="REDIS_HOST"
+    )
+    redis_port: int = key(6379, "Redis port.", helm=(INFRA + "redis_port", "redisPort"), env="REDIS_PORT")
+    redis_auth_token: SecretStr | None = key(
+        None, "Redis AUTH password or token.", env="REDIS_AUTH_TOKEN", secret=True
+    )
+    redis_aws_secret_name: str | None = key(
+        None,
+        "Secrets Manager secret with scheme, host, port, auth_token, query_params.",
+        helm=INFRA + "redis_aws_secret_name",
+    )
+    redis_enable_tls: bool = key(False, "Use TLS to Redis.", helm="redis.enableTLS")
+    redis_unsafe_ssl: bool = key(False, "Skip Redis TLS certificate checks (dev only).", helm="redis.unsafeSsl")
+    redis_iam_auth: Literal["elasticache", "memorystore"] | None = key(
+        None,
+        "IAM auth for Redis: ElastiCache SigV4 tokens or Memorystore ADC tokens.",
+        helm=INFRA + "redis_iam_auth",
+    )
+    redis_iam_user: str | None = key(None, "User id for Redis IAM auth.", helm=INFRA + "redis_iam_user")
+    redis_iam_cache_name: str | None = key(
+        None,
+        "ElastiCache replication group / serverless cache name for IAM tokens.",
+        helm=INFRA + "redis_iam_cache_name",
+    )
+    redis_max_connections: int = key(
+        50, "Upper bound of each Redis pool.", helm=INFRA + "redis_max_connections"
+    )
+    redis_socket_timeout: float = key(5.0, "Redis socket timeout (s).", helm=INFRA + "redis_socket_timeout")
+    redis_health_check_interval: int = key(
+        30, "Seconds between Redis connection health checks.", helm=INFRA + "redis_health_check_interval"
+    )
+    cache_redis_aws_url: SecretStr | None = key(
+        None, "Cache Redis URL (AWS).", helm=LAUNCH + "cache_redis_aws_url", secret=True
+    )
+    cache_redis_aws_secret_name: str | None = key(
+        None,
+        "Secrets Manager secret whose `cache-url` is the cache Redis URL.",
+        helm=LAUNCH + "cache_redis_aws_secret_name",
+    )
+    cache_redis_azure_host: str | None = key(
+        None,
+        "Azure Cache for Redis host:port (Entra ID auth).",
+        helm=LAUNCH + "cache_redis_azure_host",
+    )
+    cache_redis_onprem_url: SecretStr | None = key(
+        None,
+        "Cache Redis URL for on-prem and GCP; wins over every other Redis source.",
+        helm=LAUNCH + "cache_redis_onprem_url",
+        secret=True,
+    )
+    cache_redis_gcp_url: SecretStr | None = key(
+        None, "Cache Redis URL for GCP.", helm=LAUNCH + "cache_redis_gcp_url", secret=True
+    )
+
+    # --- identity, secrets, GCP ----------------------------------------------------------------------
+    azure_object_id: str | None = key(
+        None, "Managed identity object id (Redis username).", helm="azure.object_id", env="AZURE_OBJECT_ID"
+    )
+    azure_client_id: str | None = key(
+        None, "Workload identity client id.", helm="azure.client_id", env="AZURE_CLIENT_ID"
+    )
+    keyvault_name: str = key(
+        "llm-engine-keyvault",
+        "Azure Key Vault name.",
+        helm=("keyvaultName", "azure.keyvault_name"),
+        env="KEYVAULT_NAME",
+    )
+    secrets_dir: str | None = key(
+        None,
+        "Folder of mounted Kubernetes secret files (one file per secret).",
+        helm=INFRA + "secrets_dir",
+    )
+    secret_cache_ttl_seconds: float = key(
+        300.0, "How long a fetched secret is cached.", helm=INFRA + "secret_cache_ttl_seconds"
+    )
+    gcp_project_id: str | None = key(
+        None, "GCP project id.", helm=INFRA + "gcp_project_id", env="GCP_PROJECT_ID"
+    )
+    prometheus_server_address: str | None = key(
+        None,
+        "Prometheus that KEDA queries; unset silently breaks scale-from-zero.",
+        helm=INFRA + "prometheus_server_address",
+    )
+
+    # --- database engine (carried through for services that share the file) --------------------------
+    db_engine_pool_size: int = key(10, "SQLAlchemy pool size.", helm=INFRA + "db_engine_pool_size")
+    db_engine_max_overflow: int = key(10, "SQLAlchemy max overflow.", helm=INFRA + "db_engine_max_overflow")
+    db_engine_echo: bool = key(False, "Log SQL statements.", helm=INFRA + "db_engine_echo")
+    db_engine_echo_pool: bool = key(False, "Log pool events.", helm=INFRA + "db_engine_echo_pool")
+    db_engine_disconnect_strategy: Literal["pessimistic", "optimistic"] = key(
+        "pessimistic", "Stale-connection detection.", helm=INFRA + "db_engine_disconnect_strategy"
+    )
+
+    # --- secrets passed through the environment (local provider) ---------------------------------------
+    env_secrets: dict[str, SecretStr] = key(
+        {},
+        "Secrets from MODEL_ENGINE_INFRA_SECRET_<NAME> variables, for the env secret store.",
+        secret=True,
+    )
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    # --- provenance and findings ---------------------------------------------------------------------
+    def source_of(self, name: str) -> str:
+        """Where ``name``'s value came from: ``file.yaml:config.values.infra.x``, ``env:VAR`` or ``default``."""
+        return self._sources.get(name, "default")
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return {name: self.source_of(name) for name in type(self).model_fields}
+
+    def is_set(self, name: str) -> bool:
+        """True when the value came from a file or the environment rather than a default."""
+        return name in self._sources
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of a secret field; the one door through which secrets leave the config."""
+        value = getattr(self, name)
+        if value is None:
+            return None
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        raise TypeError(f"{name} is not a secret field")
+
+    def findings(self) -> list[Finding]:
+        """Valid but risky values, most severe first (see ``config.findings``)."""
+        from .findings import collect_findings
+
+        return collect_findings(self)
+
+    def with_sources(self, sources: dict[str, str]) -> InfraConfig:
+        self._sources.update(sources)
+        return self
+
+__all__ = ["InfraConfig", "key"]

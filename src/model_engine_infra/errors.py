@@ -1,0 +1,191 @@
+"""One exception hierarchy for the whole package.
+
+Every failure a caller can act on has its own type, and its message says what was wrong and what
+to do. SDK exceptions are wrapped with ``raise ... from err`` so the original stays reachable as
+``__cause__`` without leaking into our message. Messages never contain secret values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BrokerUnavailableError",
+    "ConfigError",
+    "CredentialFetchError",
+    "ImageBuildNotSupportedError",
+    "InfraError",
+    "InvalidImageReferenceError",
+    "InvalidQueueNameError",
+    "InvalidURIError",
+    "MessageTooLargeError",
+    "ObjectNotFoundError",
+    "ProviderUnavailableError",
+    "QueueError",
+    "QueueNotFoundError",
+    "RedisAuthError",
+    "RedisError",
+    "RegistryAuthError",
+    "RegistryError",
+    "RegistryUnavailableError",
+    "SecretError",
+    "SecretNotFoundError",
+    "StorageError",
+    "StoragePermissionError",
+    "StorageUnavailableError",
+    "UnknownProviderError",
+    "UnsafeObjectKeyError",
+]
+
+
+class InfraError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+# --- configuration and providers -------------------------------------------------------------
+
+
+class ConfigError(InfraError, ValueError):
+    """A configuration value is missing, malformed or inconsistent.
+
+    ``key`` is the dotted key path as the user wrote it (``config.values.infra.cloud_provider``
+    or an environment variable name); ``value`` is the offending value, or ``"***"`` when the
+    key holds a secret; ``source`` says which file or variable it came from, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        value: Any = None,
+        source: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.source = source
+        self.fix = fix
+        parts = []
+        if key is not None:
+            parts.append(f"{key}: ")
+        parts.append(message)
+        if source is not None and source != key:
+            parts.append(f" (from {source})")
+        if fix:
+            parts.append(f". Fix: {fix}")
+        super().__init__("".join(parts))
+
+
+class UnknownProviderError(ConfigError):
+    """``cloud_provider`` names no built-in provider and no registered plugin."""
+
+
+class ProviderUnavailableError(InfraError, ImportError):
+    """A provider or component needs an optional dependency that is not installed."""
+
+    def __init__(self, message: str, *, extra: str | None = None, missing_module: str | None = None) -> None:
+        self.extra = extra
+        self.missing_module = missing_module
+        if extra:
+            message = f"{message}. Install it with: pip install 'model-engine-infra[{extra}]'"
+        super().__init__(message)
+
+
+# --- queues and tasks ----------------------------------------------------------------------
+
+
+class QueueError(InfraError):
+    """Base for endpoint-queue and task-queue failures."""
+
+
+class InvalidQueueNameError(QueueError, ValueError):
+    """An endpoint id would make a queue name the broker rejects."""
+
+
+class QueueNotFoundError(QueueError, LookupError):
+    """The endpoint's queue does not exist."""
+
+
+class BrokerUnavailableError(QueueError, ConnectionError):
+    """The broker could not be reached (after the retry policy ran out)."""
+
+
+class MessageTooLargeError(QueueError, ValueError):
+    """A task payload is larger than the broker accepts."""
+
+
+# --- storage ----------------------------------------------------------------------------------
+
+
+class StorageError(InfraError):
+    """Base for file and artifact storage failures."""
+
+
+class InvalidURIError(StorageError, ValueError):
+    """A URI is malformed or names a store the configured provider cannot serve."""
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """The object (or local file) does not exist."""
+
+
+class StoragePermissionError(StorageError, PermissionError):
+    """The store refused access (HTTP 403 or equivalent)."""
+
+
+class StorageUnavailableError(StorageError, ConnectionError):
+    """The store could not be reached."""
+
+
+class UnsafeObjectKeyError(StorageError, ValueError):
+    """An object key would land outside the download's target folder."""
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+class RegistryError(InfraError):
+    """Base for image registry failures."""
+
+
+class InvalidImageReferenceError(RegistryError, ValueError):
+    """A registry prefix, repository name or tag is malformed."""
+
+
+class RegistryUnavailableError(RegistryError, ConnectionError):
+    """The registry could not be reached or throttled us; we cannot say whether an image exists."""
+
+
+class RegistryAuthError(RegistryError, PermissionError):
+    """The registry rejected our credentials."""
+
+
+class ImageBuildNotSupportedError(RegistryError, NotImplementedError):
+    """This registry/provider cannot build images; the message says what to do instead."""
+
+
+# --- redis and secrets ------------------------------------------------------------------------
+
+
+class RedisError(InfraError):
+    """Base for Redis connection failures."""
+
+
+class RedisAuthError(RedisError, PermissionError):
+    """Redis rejected the credentials."""
+
+
+class CredentialFetchError(RedisError):
+    """A credential source (token endpoint, secret) failed; names the source, never the secret."""
+
+
+class SecretError(InfraError):
+    """Base for secret store failures."""
+
+
+class SecretNotFoundError(SecretError, KeyError):
+    """The named secret does not exist in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""

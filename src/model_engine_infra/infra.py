@@ -1,0 +1,118 @@
+"""`build_infra(config)` -> `Infra`: the bundle of components, each built on first use.
+
+A service that only touches storage never imports the broker's SDK: every component is resolved
+from its provider's ``"module:factory"`` string the first time it is asked for, then cached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import ProviderUnavailableError
+from .registry import COMPONENTS, ProviderSpec, get_provider, missing_dependency
+
+if TYPE_CHECKING:
+    from .config.model import InfraConfig
+    from .images.base import DockerRepository
+    from .queues.base import QueueEndpointResourceDelegate
+    from .redis.base import RedisConnection
+    from .secrets.base import SecretStore
+    from .storage.base import FilesystemGateway, LLMArtifactGateway
+    from .tasks.base import TaskQueueGateway
+
+
+class Infra:
+    """The components of one cloud, built lazily from one `InfraConfig`.
+
+    ``overrides`` replaces components by name (tests inject fakes the same way).
+    """
+
+    def __init__(
+        self, config: InfraConfig, provider: ProviderSpec, *, overrides: Mapping[str, Any] | None = None
+    ) -> None:
+        self.config = config
+        self.provider = provider
+        self._built: dict[str, Any] = dict(overrides or {})
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        built = ", ".join(sorted(self._built)) or "none"
+        return f"Infra(provider={self.provider.name!r}, built=[{built}])"
+
+    def component(self, name: str) -> Any:
+        """Build (once) and return the component ``name``."""
+        if name in self._built:
+            return self._built[name]
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = self._build(name)
+            return self._built[name]
+
+    def _build(self, name: str) -> Any:
+        if name not in COMPONENTS:
+            raise AttributeError(f"no component {name!r}; components are {', '.join(COMPONENTS)}")
+        spec = self.provider.components.get(name)
+        if spec is None:
+            raise ProviderUnavailableError(
+                f"the {self.provider.name} provider has no {name} component"
+            )
+        factory = spec.resolve()
+        try:
+            return factory(self.config, self)
+        except ModuleNotFoundError as err:
+            raise missing_dependency(err, f"{self.provider.name} {name} ({spec.backend})", spec.extras) from err
+
+    @property
+    def queue_delegate(self) -> QueueEndpointResourceDelegate:
+        return self.component("queue_delegate")  # type: ignore[no-any-return]
+
+    @property
+    def task_queue(self) -> TaskQueueGateway:
+        return self.component("task_queue")  # type: ignore[no-any-return]
+
+    @property
+    def filesystem(self) -> FilesystemGateway:
+        return self.component("filesystem")  # type: ignore[no-any-return]
+
+    @property
+    def artifacts(self) -> LLMArtifactGateway:
+        return self.component("artifacts")  # type: ignore[no-any-return]
+
+    @property
+    def docker_repository(self) -> DockerRepository:
+        return self.component("docker_repository")  # type: ignore[no-any-return]
+
+    @property
+    def redis(self) -> RedisConnection:
+        return self.component("redis")  # type: ignore[no-any-return]
+
+    @property
+    def secrets(self) -> SecretStore:
+        return self.component("secrets")  # type: ignore[no-any-return]
+
+    def built_components(self) -> list[str]:
+        return sorted(self._built)
+
+    def close(self) -> None:
+        """Close every built component that holds connections."""
+        with self._lock:
+            for component in self._built.values():
+                close = getattr(component, "close", None)
+                if callable(close):
+                    result = close()
+                    if hasattr(result, "close"):  # an un-awaited coroutine from an async close
+                        result.close()
+            self._built.clear()
+
+    def __enter__(self) -> Infra:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_infra(config: InfraConfig, *, overrides: Mapping[str, Any] | None = None) -> Infra:
+    """Look ``config.cloud_provider`` up in the registry and return its (lazy) components."""
+    return Infra(config, get_provider(config.cloud_provider), overrides=overrides)

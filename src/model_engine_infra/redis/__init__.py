@@ -1,0 +1,5 @@
+"""Redis connections whose credentials refresh before they expire."""
+
+from .base import RedisConnection
+
+__all__ = ["RedisConnection"]

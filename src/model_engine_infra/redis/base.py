@@ -1,0 +1,34 @@
+"""The Redis connection interface: clients built once, credentials through a provider."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+
+class RedisConnection(ABC):
+    """Hands out the process's Redis clients; never bakes a token into a URL it uses itself."""
+
+    @abstractmethod
+    def client(self) -> Any:
+        """A ``redis.Redis`` on the component's one pool."""
+
+    @abstractmethod
+    def async_client(self) -> Any:
+        """A ``redis.asyncio.Redis`` on the component's one async pool."""
+
+    @property
+    @abstractmethod
+    def credential_provider(self) -> Any:
+        """The ``redis.CredentialProvider`` (None where the URL carries static credentials)."""
+
+    @abstractmethod
+    def url(self) -> str:
+        """A URL with credentials as of now, for tools that need one: a snapshot that will expire."""
+
+    @abstractmethod
+    def redacted_url(self) -> str:
+        """The URL with the password replaced by ``***``, safe for logs."""
+
+    def close(self) -> None:
+        """Disconnect pools; the default holds none."""

@@ -1,0 +1,199 @@
+"""The file and artifact interfaces, and the download engine every store shares.
+
+A store implements a few primitives (list a folder, size of one object, stream one object into a
+file); `LLMArtifactGateway` turns them into safe, parallel, resumable-looking downloads: keys are
+checked before anything is written, each file lands under a temporary name and is renamed when
+complete, and complete files of the right size are skipped unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from ..errors import ObjectNotFoundError, StorageError
+from .paths import safe_join
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object: its full URI, its key relative to the listed folder, its size if known."""
+
+    uri: str
+    key: str
+    size: int | None
+
+
+class FilesystemGateway(ABC):
+    """Streaming open, signed URLs and the few file operations the control plane needs."""
+
+    @abstractmethod
+    def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+        """A stream; a write that fails or is abandoned leaves nothing under ``uri``."""
+
+    @abstractmethod
+    def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str: ...
+
+    @abstractmethod
+    def exists(self, uri: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, uri: str) -> list[str]:
+        """URIs of every object under the folder ``uri`` (recursive)."""
+
+    @abstractmethod
+    def delete(self, uri: str) -> None:
+        """Delete one object; deleting a missing object is a no-op."""
+
+    def close(self) -> None:
+        """Release clients; the default holds none."""
+
+
+class LLMArtifactGateway(ABC):
+    """Model artifacts: listing, safe parallel downloads, fine-tuned weights, model config."""
+
+    def __init__(self, *, fine_tuned_weights_prefix: str) -> None:
+        self.fine_tuned_weights_prefix = fine_tuned_weights_prefix.rstrip("/")
+
+    # --- primitives a store implements -----------------------------------------------------------
+    @abstractmethod
+    def _iter_objects(self, folder_uri: str) -> Iterable[ObjectInfo]:
+        """Objects under ``folder_uri`` (which ends with '/'), keys relative to it."""
+
+    @abstractmethod
+    def _object_size(self, uri: str) -> int | None:
+        """Size of the single object ``uri``, None when it does not exist."""
+
+    @abstractmethod
+    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
+        """Stream ``obj`` into ``fileobj`` in chunks (parallel ranges for large objects)."""
+
+    @abstractmethod
+    def _read_bytes(self, uri: str) -> bytes:
+        """A small object's bytes (config.json); `ObjectNotFoundError` when missing."""
+
+    # --- behaviour shared by every store --------------------------------------------------------
+    def list_objects(self, path: str) -> list[ObjectInfo]:
+        """A prefix is a folder: ``models/llama`` matches ``models/llama/...`` only; else one object."""
+        folder = path.rstrip("/") + "/"
+        objects = [obj for obj in self._iter_objects(folder) if obj.key]
+        if objects or path.endswith("/"):
+            return sorted(objects, key=lambda o: o.key)
+        size = self._object_size(path)
+        if size is None:
+            return []
+        return [ObjectInfo(uri=path, key=path.rstrip("/").rsplit("/", 1)[-1], size=size)]
+
+    def list_files(self, path: str) -> list[str]:
+        return [obj.uri for obj in self.list_objects(path)]
+
+    def download_files(
+        self,
+        path: str,
+        target_path: str | os.PathLike[str],
+        overwrite: bool = False,
+        *,
+        max_concurrency: int = 8,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Download the folder (or single object) ``path`` into ``target_path``; returns local paths."""
+        objects = self.list_objects(path)
+        if not objects:
+            raise ObjectNotFoundError(f"nothing to download: no object at or under {path!r}")
+        return download_all(
+            objects,
+            Path(target_path),
+            self._download_object,
+            overwrite=overwrite,
+            max_concurrency=max_concurrency,
+            progress=progress,
+        )
+
+    def get_model_weights_urls(self, owner: str, model_name: str) -> list[str]:
+        return self.list_files(f"{self.fine_tuned_weights_prefix}/{owner}/{model_name}")
+
+    def get_model_config(self, path: str) -> dict[str, Any]:
+        uri = path.rstrip("/") + "/config.json"
+        raw = self._read_bytes(uri)
+        try:
+            value = json.loads(raw)
+        except ValueError as err:
+            raise StorageError(f"{uri} is not valid JSON: {err}") from err
+        if not isinstance(value, dict):
+            raise StorageError(f"{uri} holds JSON that is not an object")
+        return value
+
+    def close(self) -> None:
+        """Release clients; the default holds none."""
+
+
+def download_all(
+    objects: list[ObjectInfo],
+    target: Path,
+    fetch: Callable[[ObjectInfo, BinaryIO, Progress | None], None],
+    *,
+    overwrite: bool,
+    max_concurrency: int,
+    progress: Progress | None,
+) -> list[str]:
+    """Check every key, then download in parallel, each to a temporary name renamed when complete."""
+    plan = [(obj, safe_join(target, obj.key)) for obj in objects]  # raises before anything is written
+    report = _locked(progress)
+    todo = [(obj, dest) for obj, dest in plan if overwrite or not _complete(dest, obj.size)]
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(todo)))) as pool:
+            futures = [pool.submit(_download_one, obj, dest, fetch, report) for obj, dest in todo]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in futures:
+                if future.done() and not future.cancelled() and future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+    return [str(dest) for _, dest in plan]
+
+
+def _complete(dest: Path, size: int | None) -> bool:
+    try:
+        return dest.is_file() and (size is None or dest.stat().st_size == size)
+    except OSError:
+        return False
+
+
+def _download_one(
+    obj: ObjectInfo, dest: Path, fetch: Callable[[ObjectInfo, BinaryIO, Progress | None], None], report: Progress | None
+) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with open(partial, "wb") as fileobj:
+            fetch(obj, fileobj, report)
+            written = fileobj.tell()
+        if obj.size is not None and written != obj.size:
+            raise StorageError(f"{obj.uri}: got {written} of {obj.size} bytes; the transfer was cut short")
+        os.replace(partial, dest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _locked(progress: Progress | None) -> Progress | None:
+    """Progress callbacks come from worker threads; serialise them for the caller."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+
+    def report(n: int) -> None:
+        with lock:
+            progress(n)
+
+    return report

@@ -70,6 +70,8 @@ class ConfigError(InfraError, ValueError):
         if key is not None:
             parts.append(f"{key}: ")
         parts.append(message)
+        if value is not None and str(value) not in message:
+            parts.append(f" (got {value!r})")
         if source is not None and source != key:
             parts.append(f" (from {source})")
         if fix:

@@ -103,6 +103,8 @@ def _broker(config: InfraConfig) -> list[Finding]:
 
 
 def _inference_images(config: InfraConfig) -> list[Finding]:
+    if config.cloud_provider == "local" and not config.is_set("docker_repo_prefix"):
+        return []  # no registry in use
     found = []
     for name in ("vllm_repository", "tensorrt_llm_repository"):
         repo = getattr(config, name)

@@ -60,11 +60,30 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
     if files and "cloud_provider" not in settings:
         settings["cloud_provider"] = Setting(HELM_DEFAULT_PROVIDER, "cloud_provider", "default (Helm chart)")
     settings.update(_settings_from_env(environ))
+    _local_provider_defaults(settings)
     config = _build(settings, _env_secrets(environ))
     from .validation import validate
 
     validate(config)
     return config
+
+
+LOCAL_PATH_DEFAULTS = {
+    "hf_user_fine_tuned_weights_prefix": "fine_tuned_weights",
+    "s3_file_llm_fine_tuning_job_repository": "llm-ft-job-repository",
+}
+
+
+def _local_provider_defaults(settings: dict[str, Setting]) -> None:
+    """On the local provider, artifact prefixes default to folders under ``local_data_dir``."""
+    provider = settings.get("cloud_provider")
+    if provider is not None and provider.value != "local":
+        return
+    data_dir = settings["local_data_dir"].value if "local_data_dir" in settings else InfraConfig().local_data_dir
+    for name, folder in LOCAL_PATH_DEFAULTS.items():
+        if name not in settings:
+            path = str(Path(str(data_dir)).expanduser().resolve() / folder)
+            settings[name] = Setting(path, name, "default (local provider)")
 
 
 def _config_files(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> list[Path]:

@@ -16,7 +16,7 @@ RegistryType = Literal["ecr", "acr", "gar", "oci"]
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 ACR_HOST = re.compile(r"^[a-z0-9]+\.azurecr\.(?:io|cn|us)$")
 GAR_PREFIX = re.compile(
-    r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[a-z0-9][a-z0-9:.-]*[a-z0-9])/(?P<repository>[a-z0-9][a-z0-9._-]*)$"
+    r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[a-z0-9](?:[a-z0-9:.-]*[a-z0-9])?)/(?P<repository>[a-z0-9][a-z0-9._-]*)$"
 )
 # Distribution spec: path components of lowercase alphanumerics joined by separators.
 REPOSITORY_NAME = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")

@@ -1,0 +1,96 @@
+"""``config show`` and ``config check``: the effective configuration and what is wrong with it."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..config import ConfigWarning, load_config
+from ..config.findings import Severity
+from ..errors import ConfigError
+from .render import config_rows
+
+app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: ML_INFRA_SERVICES_CONFIG_PATH / DEPLOY_SERVICE_CONFIG_PATH)."),
+]
+
+EXIT_CLEAN, EXIT_ERRORS, EXIT_FINDINGS = 0, 1, 2
+
+
+@app.command("show")
+def show(
+    config_path: ConfigOption = None,
+    only_set: Annotated[bool, typer.Option("--only-set", help="Hide keys left at their default.")] = False,
+) -> None:
+    """The effective configuration: every key, its value (secrets redacted) and where it came from."""
+    console = Console()
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(EXIT_ERRORS) from None
+    table = Table(title=f"model-engine-infra config ({config.cloud_provider})")
+    for column in ("key", "value", "source"):
+        table.add_column(column, overflow="fold")
+    for row in config_rows(config, only_set=only_set):
+        table.add_row(*row)
+    console.print(table)
+
+
+def check_report(config_path: Path | None) -> dict[str, Any]:
+    """Errors and findings as plain data, with the exit code ``config check`` uses."""
+    errors: list[dict[str, Any]] = []
+    findings: list[dict[str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        try:
+            config = load_config(config_path)
+        except ConfigError as err:
+            errors.append({"key": err.key, "message": str(err)})
+            config = None
+    for warning in caught:
+        if issubclass(warning.category, ConfigWarning):
+            findings.append({"severity": Severity.WARNING.value, "key": "-", "message": str(warning.message)})
+    if config is not None:
+        findings.extend(f.as_dict() for f in config.findings())
+    serious = [f for f in findings if f["severity"] in (Severity.WARNING.value, Severity.HIGH.value)]
+    code = EXIT_ERRORS if errors else EXIT_FINDINGS if serious else EXIT_CLEAN
+    return {"ok": code == EXIT_CLEAN, "exit_code": code, "errors": errors, "findings": findings}
+
+
+@app.command("check")
+def check(
+    config_path: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Validate offline. Exit 0 when clean, 1 on errors, 2 when only findings (warning or above)."""
+    report = check_report(config_path)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    raise typer.Exit(report["exit_code"])
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    console = Console()
+    for error in report["errors"]:
+        console.print(f"[red]error[/red] {error['message']}")
+    if report["findings"]:
+        table = Table(title="findings")
+        for column in ("severity", "key", "message"):
+            table.add_column(column, overflow="fold")
+        colours = {"high": "red", "warning": "yellow", "info": "cyan"}
+        for f in report["findings"]:
+            table.add_row(f"[{colours[f['severity']]}]{f['severity']}[/]", f["key"], f["message"])
+        console.print(table)
+    verdict = {EXIT_CLEAN: "[green]config OK[/green]", EXIT_ERRORS: "[red]config has errors[/red]"}
+    console.print(verdict.get(report["exit_code"], "[yellow]config valid, with findings to review[/yellow]"))

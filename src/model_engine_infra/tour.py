@@ -1,0 +1,242 @@
+"""The main job, as a tour of every component through `build_infra` only.
+
+``model-engine-infra demo`` runs it on the local provider (or any configured cloud) and prints a
+table of steps with timings; the end-to-end tests run the same tour on every provider. Nothing in
+here asks which cloud it is on: only the configuration differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config.model import InfraConfig
+from .infra import Infra, build_infra
+from .tasks.base import TaskStatus
+
+PREDICT_TASK = "model_engine_infra.tasks.demo_tasks.predict"
+PROMPTS = (
+    "The quick brown fox",
+    "Serve models on any cloud",
+    "A message is never lost",
+    "Tokens refresh before they expire",
+    "Downloads never escape their folder",
+    "Wrong config fails at start-up",
+)
+
+
+@dataclass
+class Step:
+    name: str
+    detail: str = ""
+    seconds: float = 0.0
+    ok: bool = True
+
+
+@dataclass
+class TourReport:
+    provider: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(step.seconds for step in self.steps)
+
+
+class Tour:
+    """Runs the steps in order, timing each; stops at the first failure and always cleans up."""
+
+    def __init__(
+        self,
+        config: InfraConfig,
+        *,
+        config_path: str | None = None,
+        worker_env: Mapping[str, str] | None = None,
+        n_tasks: int = 5,
+        task_timeout: float = 30.0,
+        infra: Infra | None = None,
+        on_step: Callable[[Step], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.worker_env = dict(worker_env) if worker_env is not None else None
+        self.n_tasks = n_tasks
+        self.task_timeout = task_timeout
+        self.infra = infra or build_infra(config)
+        self.on_step = on_step
+        self.endpoint_id = f"demo-{uuid.uuid4().hex[:8]}"
+        self.report = TourReport(provider=config.cloud_provider)
+        self._worker: subprocess.Popen[bytes] | None = None
+        self._workdir = Path(tempfile.mkdtemp(prefix="model-engine-infra-tour-"))
+        self._written: list[str] = []
+        self._queue_created = False
+        self.queue_name = ""
+        self.artifact_prefix = f"{config.hf_user_fine_tuned_weights_prefix.rstrip('/')}/demo/{self.endpoint_id}"
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[Step]:
+        record = Step(name)
+        started = time.perf_counter()
+        try:
+            yield record
+        except BaseException as err:
+            record.ok = False
+            record.detail = f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            record.seconds = time.perf_counter() - started
+            self.report.steps.append(record)
+            if self.on_step is not None:
+                self.on_step(record)
+
+    def run(self) -> TourReport:
+        try:
+            self._create_queue()
+            self._start_worker()
+            task_ids = self._send_tasks()
+            self._queue_attributes()
+            self._collect(task_ids)
+            self._write_artifacts()
+            self._download_artifacts()
+        except Exception:  # recorded in the failing step; the report says what broke
+            pass
+        finally:
+            self._clean_up()
+        return self.report
+
+    # --- the steps -----------------------------------------------------------------------------------
+    def _create_queue(self) -> None:
+        with self.step("create endpoint queue") as s:
+            info = asyncio.run(
+                self.infra.queue_delegate.create_queue_if_not_exists(
+                    endpoint_id=self.endpoint_id,
+                    endpoint_name="demo",
+                    endpoint_created_by="model-engine-infra-demo",
+                    endpoint_labels={"team": "demo"},
+                    queue_message_timeout_seconds=300,
+                )
+            )
+            self._queue_created = True
+            self.queue_name = info.queue_name
+            s.detail = info.queue_name + (f" ({info.queue_url})" if info.queue_url else "")
+
+    def _start_worker(self) -> None:
+        with self.step("start Celery worker process") as s:
+            command = [sys.executable, "-m", "model_engine_infra.tasks.worker", "--queues", self.queue_name]
+            if self.config_path:
+                command += ["--config", self.config_path]
+            env = {**os.environ, **(self.worker_env or {})}
+            log = open(self._workdir / "worker.log", "wb")  # noqa: SIM115  (closed with the process)
+            self._worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            s.detail = f"pid {self._worker.pid}, queue {self.queue_name}"
+
+    def _send_tasks(self) -> list[str]:
+        with self.step(f"send {self.n_tasks} tasks") as s:
+            ids = [
+                self.infra.task_queue.send_task(
+                    PREDICT_TASK, queue_name=self.queue_name, args=[PROMPTS[i % len(PROMPTS)]]
+                ).task_id
+                for i in range(self.n_tasks)
+            ]
+            s.detail = f"{len(ids)} task ids"
+            return ids
+
+    def _queue_attributes(self) -> None:
+        with self.step("read queue attributes") as s:
+            attrs = asyncio.run(self.infra.queue_delegate.get_queue_attributes(self.endpoint_id))
+            in_flight = attrs.approximate_in_flight_count
+            s.detail = f"{attrs.approximate_message_count} waiting" + (
+                f", {in_flight} in flight" if in_flight is not None else ""
+            )
+
+    def _collect(self, task_ids: list[str]) -> None:
+        with self.step("collect results") as s:
+            deadline = time.monotonic() + self.task_timeout
+            results: dict[str, Any] = {}
+            while len(results) < len(task_ids):
+                for task_id in task_ids:
+                    if task_id in results:
+                        continue
+                    state = self.infra.task_queue.get_task(task_id)
+                    if state.status is TaskStatus.SUCCESS:
+                        results[task_id] = state.result
+                    elif state.status is TaskStatus.FAILURE:
+                        raise RuntimeError(f"task {task_id} failed: {state.traceback or state.result}")
+                if len(results) < len(task_ids):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"{len(results)}/{len(task_ids)} results after {self.task_timeout:.0f} s; "
+                            f"worker log: {self._workdir / 'worker.log'}\n{self._worker_log_tail()}"
+                        )
+                    time.sleep(0.1)
+            sample = next(iter(results.values()))
+            s.detail = f"{len(results)} results, e.g. {sample}"
+
+    def _write_artifacts(self) -> None:
+        with self.step("write model artifacts") as s:
+            files = {
+                "config.json": b'{"model_type": "demo", "hidden_size": 64, "num_layers": 2}',
+                "model.safetensors": os.urandom(2 * 1024 * 1024),
+                "tokenizer/vocab.txt": "\n".join(PROMPTS).encode(),
+            }
+            for name, data in files.items():
+                uri = f"{self.artifact_prefix}/{name}"
+                with self.infra.filesystem.open(uri, "wb") as f:
+                    f.write(data)
+                self._written.append(uri)
+            s.detail = f"{len(files)} files under {self.artifact_prefix}"
+
+    def _download_artifacts(self) -> None:
+        with self.step("download model artifacts") as s:
+            received = [0]
+
+            def progress(n: int) -> None:
+                received[0] += n
+
+            target = self._workdir / "model"
+            paths = self.infra.artifacts.download_files(self.artifact_prefix, target, progress=progress)
+            model_config = self.infra.artifacts.get_model_config(self.artifact_prefix)
+            s.detail = f"{len(paths)} files, {received[0]:,} bytes; config.json model_type={model_config['model_type']}"
+
+    def _clean_up(self) -> None:
+        with self.step("clean up") as s:
+            done = []
+            if self._worker is not None:
+                self._worker.terminate()
+                try:
+                    self._worker.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._worker.kill()
+                    self._worker.wait()
+                done.append("worker stopped")
+            if self._queue_created:
+                asyncio.run(self.infra.queue_delegate.delete_queue(self.endpoint_id))
+                done.append("queue deleted")
+            for uri in self._written:
+                self.infra.filesystem.delete(uri)
+            if self._written:
+                done.append(f"{len(self._written)} artifacts deleted")
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self.infra.close()
+            s.detail = ", ".join(done)
+
+    def _worker_log_tail(self) -> str:
+        try:
+            return (self._workdir / "worker.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""

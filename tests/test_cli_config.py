@@ -123,3 +123,14 @@ def test_providers_markdown_to_stdout() -> None:
     code, out = run("providers", "--markdown")
     assert code == 0
     assert out == support_matrix_markdown()
+
+
+def test_configuration_reference_doc_is_current() -> None:
+    from model_engine_infra.cli.config_cmd import config_reference_markdown
+
+    doc = DOCS / "configuration.md"
+    assert doc.read_text(encoding="utf-8") == config_reference_markdown(), (
+        "docs/configuration.md is stale: run `model-engine-infra config reference -o docs/configuration.md`"
+    )
+    for key in ("cloud_provider", "celeryBrokerType", "SERVICEBUS_KEEP_ALIVE_INTERVAL", "image.gatewayRepository"):
+        assert key in doc.read_text(encoding="utf-8")

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "CredentialFetchError",
     "ImageBuildNotSupportedError",
+    "ImageNotFoundError",
     "InfraError",
     "InvalidImageReferenceError",
     "InvalidQueueNameError",
@@ -161,6 +162,10 @@ class RegistryUnavailableError(RegistryError, ConnectionError):
 
 class RegistryAuthError(RegistryError, PermissionError):
     """The registry rejected our credentials."""
+
+
+class ImageNotFoundError(RegistryError, LookupError):
+    """A repository is missing or holds no tagged image (``get_latest_image_tag``)."""
 
 
 class ImageBuildNotSupportedError(RegistryError, NotImplementedError):

@@ -14,6 +14,7 @@ from rich.table import Table
 from ..config import ConfigWarning, load_config
 from ..config.findings import Severity
 from ..errors import ConfigError
+from ..config.schema import FIELDS
 from .render import config_rows
 
 app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
@@ -94,3 +95,42 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print(table)
     verdict = {EXIT_CLEAN: "[green]config OK[/green]", EXIT_ERRORS: "[red]config has errors[/red]"}
     console.print(verdict.get(report["exit_code"], "[yellow]config valid, with findings to review[/yellow]"))
+
+
+REFERENCE_HEADER = """# Configuration reference
+
+Generated from `InfraConfig` by `model-engine-infra config reference -o docs/configuration.md`;
+a test fails when this file is stale. Every key can be written:
+
+- in Helm values, at its Helm path (`config.values.infra.*`, `config.values.launch.*`, or a chart key);
+- in a flat file (`ML_INFRA_SERVICES_CONFIG_PATH`, `DEPLOY_SERVICE_CONFIG_PATH`), under its own name;
+- in the environment, as the variable(s) listed, or as `MODEL_ENGINE_INFRA_<KEY>` (upper case).
+
+Later sources win: defaults, then files (the service config file over the infra file), then the
+deployment's variables, then `MODEL_ENGINE_INFRA_<KEY>`. Secrets (marked 🔒) are never printed;
+`config show` masks them (`redis://user:***@host:6379/0`). Secrets for the `env` secret store come
+from `MODEL_ENGINE_SECRET_<NAME>` variables.
+"""
+
+
+def config_reference_markdown() -> str:
+    lines = [REFERENCE_HEADER, "| key | type | default | Helm path | environment | description |", "|---|---|---|---|---|---|"]
+    for name, info in FIELDS.items():
+        default = "—" if info.default in (None, (), {}) else f"`{info.default}`"
+        helm = "<br>".join(f"`{p}`" for p in info.helm) or "—"
+        env = "<br>".join(f"`{v}`" for v in info.all_env)
+        lock = " 🔒" if info.secret else ""
+        lines.append(f"| `{name}`{lock} | {info.type_name} | {default} | {helm} | {env} | {info.doc} |")
+    return "\n".join(lines) + "\n"
+
+
+@app.command("reference")
+def reference(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+) -> None:
+    """Print the configuration reference (every key: type, default, Helm path, env var) as Markdown."""
+    text = config_reference_markdown()
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text, nl=False)

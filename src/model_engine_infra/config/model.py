@@ -49,7 +49,7 @@ class InfraConfig(BaseModel):
     came from. Secret values are ``SecretStr`` and never appear in ``repr``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False, defer_build=True)
 
     # --- which cloud ---------------------------------------------------------------------------
     cloud_provider: str = key(
@@ -98,6 +98,19 @@ class InfraConfig(BaseModel):
     )
     registry_ca_bundle: str | None = key(
         None, "CA bundle (PEM path) for registries with a private CA.", helm=INFRA + "registry_ca_bundle"
+    )
+    registry_username: str | None = key(
+        None,
+        "User for an OCI registry with basic or token auth (on-prem, local); cloud registries use IAM.",
+        helm=INFRA + "registry_username",
+    )
+    registry_password: SecretStr | None = key(
+        None, "Password or token for registry_username.", helm=INFRA + "registry_password", secret=True
+    )
+    registry_auth_file: str | None = key(
+        None,
+        "Docker config JSON (~/.docker/config.json or a mounted .dockerconfigjson) with per-registry logins.",
+        helm=INFRA + "registry_auth_file",
     )
     image_tag: str | None = key(None, "The model-engine image tag deployed (chart `tag`).", helm="tag")
     gateway_repository: str = key(

@@ -38,7 +38,8 @@ class FieldInfo:
 
     @property
     def all_env(self) -> tuple[str, ...]:
-        return (*self.env, ENV_PREFIX + self.name.upper())
+        generic = ENV_PREFIX + self.name.upper()
+        return self.env if generic in self.env else (*self.env, generic)
 
     @property
     def expected(self) -> str:

@@ -139,3 +139,32 @@ def test_overrides_replace_components() -> None:
 def test_unknown_component_name() -> None:
     with pytest.raises(AttributeError, match="no component"):
         build_infra(InfraConfig()).component("database")
+
+
+def test_close_runs_sync_and_async_closers() -> None:
+    closed: list[str] = []
+
+    class Sync:
+        def close(self) -> None:
+            closed.append("sync")
+
+    class Async:
+        async def close(self) -> None:
+            closed.append("async")
+
+    infra = build_infra(InfraConfig(), overrides={"redis": Sync(), "queue_delegate": Async()})
+    infra.close()
+    assert sorted(closed) == ["async", "sync"]
+    assert infra.built_components() == []
+
+
+async def test_aclose_inside_a_loop() -> None:
+    closed: list[str] = []
+
+    class Async:
+        async def close(self) -> None:
+            closed.append("async")
+
+    infra = build_infra(InfraConfig(), overrides={"queue_delegate": Async()})
+    await infra.aclose()
+    assert closed == ["async"]

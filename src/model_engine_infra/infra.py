@@ -6,6 +6,8 @@ from its provider's ``"module:factory"`` string the first time it is asked for, 
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -96,15 +98,30 @@ class Infra:
         return sorted(self._built)
 
     def close(self) -> None:
-        """Close every built component that holds connections."""
+        """Close every built component; async ``close()`` methods run to completion here.
+
+        From inside a running event loop use `aclose` instead.
+        """
+        for result in self._close_all():
+            if inspect.iscoroutine(result):
+                asyncio.run(result)
+
+    async def aclose(self) -> None:
+        """Close every built component, awaiting the async ones."""
+        for result in self._close_all():
+            if inspect.isawaitable(result):
+                await result
+
+    def _close_all(self) -> list[Any]:
         with self._lock:
-            for component in self._built.values():
-                close = getattr(component, "close", None)
-                if callable(close):
-                    result = close()
-                    if hasattr(result, "close"):  # an un-awaited coroutine from an async close
-                        result.close()
+            components = list(self._built.values())
             self._built.clear()
+        results = []
+        for component in components:
+            close = getattr(component, "close", None)
+            if callable(close):
+                results.append(close())
+        return results
 
     def __enter__(self) -> Infra:
         return self

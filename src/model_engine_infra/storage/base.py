@@ -27,11 +27,16 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One object: its full URI, its key relative to the listed folder, its size if known."""
+    """One object: its full URI, its key relative to the listed folder, its size if known.
+
+    ``version`` (ETag or generation) lets a store pin the ranged reads of one download to the
+    version it listed, so an object replaced mid-download fails instead of mixing two versions.
+    """
 
     uri: str
     key: str
     size: int | None
+    version: str | None = None
 
 
 class FilesystemGateway(ABC):
@@ -86,7 +91,7 @@ class LLMArtifactGateway(ABC):
     def list_objects(self, path: str) -> list[ObjectInfo]:
         """A prefix is a folder: ``models/llama`` matches ``models/llama/...`` only; else one object."""
         folder = path.rstrip("/") + "/"
-        objects = [obj for obj in self._iter_objects(folder) if obj.key]
+        objects = [obj for obj in self._iter_objects(folder) if obj.key and not _folder_marker(obj)]
         if objects or path.endswith("/"):
             return sorted(objects, key=lambda o: o.key)
         size = self._object_size(path)
@@ -162,6 +167,11 @@ def download_all(
     return [str(dest) for _, dest in plan]
 
 
+def _folder_marker(obj: ObjectInfo) -> bool:
+    """A zero-byte ``dir/`` object some consoles create to show a folder; it is not a file."""
+    return obj.key.endswith("/") and not obj.size
+
+
 def _complete(dest: Path, size: int | None) -> bool:
     try:
         return dest.is_file() and (size is None or dest.stat().st_size == size)
@@ -177,7 +187,9 @@ def _download_one(
     try:
         with open(partial, "wb") as fileobj:
             fetch(obj, fileobj, report)
-            written = fileobj.tell()
+            fileobj.flush()
+            # Not tell(): parallel ranged writers seek around or write with pwrite.
+            written = os.fstat(fileobj.fileno()).st_size
         if obj.size is not None and written != obj.size:
             raise StorageError(f"{obj.uri}: got {written} of {obj.size} bytes; the transfer was cut short")
         os.replace(partial, dest)

@@ -52,9 +52,12 @@ def _parse(uri: str) -> StorageURI | None:
             return None
         return StorageURI("file", "", path, original=uri)
     if scheme in ("s3", "gs", "az", "azure"):
-        if not parts.netloc:
+        # Keys are taken as written (like the AWS CLI and gsutil): no percent-decoding, and '?' or '#'
+        # are part of the key, not a query or fragment.
+        bucket, _, key = uri.split("://", 1)[1].partition("/")
+        if not bucket or any(c in bucket for c in "?#@:"):
             return None
-        return StorageURI("az" if scheme == "azure" else scheme, parts.netloc, path.lstrip("/"), original=uri)
+        return StorageURI("az" if scheme == "azure" else scheme, bucket, key, original=uri)
     if scheme == "https":
         match = _ABS_HTTPS.match(parts.hostname or "")
         container, _, key = path.lstrip("/").partition("/")

@@ -42,8 +42,10 @@ def main() -> int:
         added = ms - bare_ms
         ok = added <= TARGET_MS
         verdict |= 0 if ok else 1
-        print(f"{label:58s} {ms:6.1f} ms  added {added:+6.1f} ms  ratio {ms / bare_ms:.2f}x  "
-              f"(target <= +{TARGET_MS:.0f} ms: {'PASS' if ok else 'FAIL'})")
+        print(
+            f"{label:58s} {ms:6.1f} ms  added {added:+6.1f} ms  ratio {ms / bare_ms:.2f}x  "
+            f"(target <= +{TARGET_MS:.0f} ms: {'PASS' if ok else 'FAIL'})"
+        )
     return verdict
 
 

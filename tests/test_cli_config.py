@@ -35,7 +35,11 @@ def test_show_redacts_secrets(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"cloud_provider: onprem\ncache_redis_onprem_url: redis://app:{canary}@redis:6379/0\n")
     code, out = run(
-        "config", "show", "--config", str(path), env={"REDIS_AUTH_TOKEN": canary, "MODEL_ENGINE_SECRET_X": canary}
+        "config",
+        "show",
+        "--config",
+        str(path),
+        env={"REDIS_AUTH_TOKEN": canary, "MODEL_ENGINE_SECRET_X": canary},
     )
     assert code == 0
     assert canary not in out
@@ -132,5 +136,10 @@ def test_configuration_reference_doc_is_current() -> None:
     assert doc.read_text(encoding="utf-8") == config_reference_markdown(), (
         "docs/configuration.md is stale: run `model-engine-infra config reference -o docs/configuration.md`"
     )
-    for key in ("cloud_provider", "celeryBrokerType", "SERVICEBUS_KEEP_ALIVE_INTERVAL", "image.gatewayRepository"):
+    for key in (
+        "cloud_provider",
+        "celeryBrokerType",
+        "SERVICEBUS_KEEP_ALIVE_INTERVAL",
+        "image.gatewayRepository",
+    ):
         assert key in doc.read_text(encoding="utf-8")

@@ -219,7 +219,10 @@ def test_unknown_provider_from_env() -> None:
     ],
 )
 def test_more_than_one_cache_redis_source(tmp_path: Path, a: str, b: str) -> None:
-    path = write(tmp_path, f"config:\n  values:\n    infra: {{cloud_provider: aws}}\n    launch:\n      {a}\n      {b}\n")
+    path = write(
+        tmp_path,
+        f"config:\n  values:\n    infra: {{cloud_provider: aws}}\n    launch:\n      {a}\n      {b}\n",
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     second = b.split(":")[0]
@@ -241,7 +244,8 @@ def test_no_cache_redis_on_aws_or_azure(tmp_path: Path, cloud: str) -> None:
     path = write(tmp_path, f"cloud_provider: {cloud}\nprometheus_server_address: http://p:9090\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
-    assert info.value.key is not None and info.value.key.startswith("config.values.launch.cache_redis_")
+    assert info.value.key is not None
+    assert info.value.key.startswith("config.values.launch.cache_redis_")
     assert "Fix:" in str(info.value)
 
 
@@ -252,10 +256,18 @@ def test_no_cache_redis_is_fine_on_gcp_and_onprem(tmp_path: Path, cloud: str) ->
 
 
 @pytest.mark.parametrize(
-    "prefix", ["gcr.io/my-project", "us-docker.pkg.dev/my-project", "us-docker.pkg.dev/p/r/extra", "docker.pkg.dev/p/r"]
+    "prefix",
+    [
+        "gcr.io/my-project",
+        "us-docker.pkg.dev/my-project",
+        "us-docker.pkg.dev/p/r/extra",
+        "docker.pkg.dev/p/r",
+    ],
 )
 def test_bad_gar_prefix_on_gcp(tmp_path: Path, prefix: str) -> None:
-    path = write(tmp_path, f"config: {{values: {{infra: {{cloud_provider: gcp, docker_repo_prefix: '{prefix}'}}}}}}\n")
+    path = write(
+        tmp_path, f"config: {{values: {{infra: {{cloud_provider: gcp, docker_repo_prefix: '{prefix}'}}}}}}\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert_config_error(info.value, "config.values.infra.docker_repo_prefix", prefix)
@@ -269,7 +281,11 @@ def test_gcp_with_explicit_oci_registry_is_allowed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["sqs_queue_policy_template", "sqs_queue_tag_template"])
 def test_template_not_json(tmp_path: Path, name: str) -> None:
-    path = write(tmp_path, f"config:\n  values:\n    infra: {{cloud_provider: onprem}}\n    launch:\n      {name}: '{{\"a\": ${{queue_name}}}}'\n")
+    path = write(
+        tmp_path,
+        "config:\n  values:\n    infra: {cloud_provider: onprem}\n    launch:\n"
+        f"      {name}: '{{\"a\": ${{queue_name}}}}'\n",
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert info.value.key == f"config.values.launch.{name}"
@@ -277,7 +293,7 @@ def test_template_not_json(tmp_path: Path, name: str) -> None:
 
 
 def test_template_unknown_placeholder(tmp_path: Path) -> None:
-    path = write(tmp_path, "cloud_provider: onprem\nsqs_queue_tag_template: '{\"a\": \"${account_id}\"}'\n")
+    path = write(tmp_path, 'cloud_provider: onprem\nsqs_queue_tag_template: \'{"a": "${account_id}"}\'\n')
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert_config_error(info.value, "sqs_queue_tag_template", "account_id")
@@ -299,8 +315,14 @@ def test_templates_of_the_examples_render_with_hostile_values() -> None:
 
 @pytest.mark.parametrize(
     ("env_var", "value"),
-    [("REDIS_PORT", "abc"), ("REDIS_PORT", "0"), ("REDIS_PORT", "-1"), ("REDIS_PORT", "70000"),
-     ("SERVICEBUS_KEEP_ALIVE_INTERVAL", "soon"), ("SERVICEBUS_KEEP_ALIVE_INTERVAL", "0")],
+    [
+        ("REDIS_PORT", "abc"),
+        ("REDIS_PORT", "0"),
+        ("REDIS_PORT", "-1"),
+        ("REDIS_PORT", "70000"),
+        ("SERVICEBUS_KEEP_ALIVE_INTERVAL", "soon"),
+        ("SERVICEBUS_KEEP_ALIVE_INTERVAL", "0"),
+    ],
 )
 def test_bad_ports_and_intervals(env_var: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -340,7 +362,9 @@ def test_malformed_secret_url_never_shows_the_password() -> None:
 
 
 def test_bad_azure_redis_host(tmp_path: Path) -> None:
-    path = write(tmp_path, "cloud_provider: azure\ncache_redis_azure_host: my-cache.redis.cache.windows.net\n")
+    path = write(
+        tmp_path, "cloud_provider: azure\ncache_redis_azure_host: my-cache.redis.cache.windows.net\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert_config_error(info.value, "cache_redis_azure_host", "my-cache.redis.cache.windows.net")

@@ -14,8 +14,8 @@ from model_engine_infra import build_infra, load_config, register_provider
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.errors import ProviderUnavailableError, UnknownProviderError
 from model_engine_infra.registry import (
-    COMPONENTS,
     BUILTIN_PROVIDERS,
+    COMPONENTS,
     Component,
     ProviderSpec,
     available_providers,
@@ -24,7 +24,18 @@ from model_engine_infra.registry import (
     unregister_provider,
 )
 
-HEAVY = ("boto3", "botocore", "aiobotocore", "azure", "google", "celery", "kombu", "redis", "smart_open", "httpx")
+HEAVY = (
+    "boto3",
+    "botocore",
+    "aiobotocore",
+    "azure",
+    "google",
+    "celery",
+    "kombu",
+    "redis",
+    "smart_open",
+    "httpx",
+)
 
 
 def test_builtins_are_available() -> None:
@@ -38,7 +49,8 @@ def test_every_builtin_wires_every_component(name: str) -> None:
     assert set(spec.components) == set(COMPONENTS)
     for component in spec.components.values():
         module, _, attr = component.target.partition(":")
-        assert module.startswith("model_engine_infra.") and attr
+        assert module.startswith("model_engine_infra.")
+        assert attr
 
 
 def test_import_loads_no_cloud_sdk_in_a_fresh_interpreter() -> None:

@@ -57,14 +57,14 @@ class Infra:
             raise AttributeError(f"no component {name!r}; components are {', '.join(COMPONENTS)}")
         spec = self.provider.components.get(name)
         if spec is None:
-            raise ProviderUnavailableError(
-                f"the {self.provider.name} provider has no {name} component"
-            )
+            raise ProviderUnavailableError(f"the {self.provider.name} provider has no {name} component")
         factory = spec.resolve()
         try:
             return factory(self.config, self)
         except ModuleNotFoundError as err:
-            raise missing_dependency(err, f"{self.provider.name} {name} ({spec.backend})", spec.extras) from err
+            raise missing_dependency(
+                err, f"{self.provider.name} {name} ({spec.backend})", spec.extras
+            ) from err
 
     @property
     def queue_delegate(self) -> QueueEndpointResourceDelegate:

@@ -22,7 +22,15 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-SENSITIVE_QUERY_KEYS = ("password", "token", "sig", "secret", "credential", "x-amz-signature", "x-goog-signature")
+SENSITIVE_QUERY_KEYS = (
+    "password",
+    "token",
+    "sig",
+    "secret",
+    "credential",
+    "x-amz-signature",
+    "x-goog-signature",
+)
 
 
 def _redact_query_item(item: str) -> str:

@@ -108,9 +108,7 @@ def get_provider(name: str) -> ProviderSpec:
         )
     spec = import_target(targets[name])
     if not isinstance(spec, ProviderSpec):
-        raise UnknownProviderError(
-            f"{targets[name]} is not a ProviderSpec", key="cloud_provider", value=name
-        )
+        raise UnknownProviderError(f"{targets[name]} is not a ProviderSpec", key="cloud_provider", value=name)
     return spec
 
 
@@ -126,16 +124,23 @@ def import_target(target: str, *, extras: tuple[str, ...] = ()) -> Any:
     return obj
 
 
-def missing_dependency(err: ModuleNotFoundError, what: str, extras: tuple[str, ...]) -> ProviderUnavailableError:
+def missing_dependency(
+    err: ModuleNotFoundError, what: str, extras: tuple[str, ...]
+) -> ProviderUnavailableError:
     missing = err.name or "?"
     if missing.split(".")[0] == "model_engine_infra":
         return ProviderUnavailableError(f"{what} is not available in this version of model-engine-infra")
     extra = extras[0] if extras else None
     for candidate in extras:
-        if any(missing == mod or missing.startswith(mod + ".") or mod.startswith(missing) for mod in EXTRA_MODULES.get(candidate, ())):
+        if any(
+            missing == mod or missing.startswith(mod + ".") or mod.startswith(missing)
+            for mod in EXTRA_MODULES.get(candidate, ())
+        ):
             extra = candidate
             break
-    return ProviderUnavailableError(f"{what} needs the module {missing!r}", extra=extra, missing_module=missing)
+    return ProviderUnavailableError(
+        f"{what} needs the module {missing!r}", extra=extra, missing_module=missing
+    )
 
 
 def extra_installed(extra: str) -> bool:

@@ -66,7 +66,7 @@ class Tour:
         config: InfraConfig,
         *,
         config_path: str | None = None,
-        worker_env: Mapping[str, str] | None = None,
+        worker_env: Mapping[str, str] | None = None,  # the worker's whole environment; None inherits
         n_tasks: int = 5,
         task_timeout: float = 30.0,
         infra: Infra | None = None,
@@ -86,7 +86,9 @@ class Tour:
         self._written: list[str] = []
         self._queue_created = False
         self.queue_name = ""
-        self.artifact_prefix = f"{config.hf_user_fine_tuned_weights_prefix.rstrip('/')}/demo/{self.endpoint_id}"
+        self.artifact_prefix = (
+            f"{config.hf_user_fine_tuned_weights_prefix.rstrip('/')}/demo/{self.endpoint_id}"
+        )
 
     @contextmanager
     def step(self, name: str) -> Iterator[Step]:
@@ -140,9 +142,11 @@ class Tour:
             command = [sys.executable, "-m", "model_engine_infra.tasks.worker", "--queues", self.queue_name]
             if self.config_path:
                 command += ["--config", self.config_path]
-            env = {**os.environ, **(self.worker_env or {})}
             log = open(self._workdir / "worker.log", "wb")  # noqa: SIM115  (closed with the process)
-            self._worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            # worker_env None: the worker inherits this process's environment, like any child.
+            self._worker = subprocess.Popen(
+                command, env=self.worker_env, stdout=log, stderr=subprocess.STDOUT
+            )
             s.detail = f"pid {self._worker.pid}, queue {self.queue_name}"
 
     def _send_tasks(self) -> list[str]:

@@ -13,14 +13,18 @@ from rich.table import Table
 
 from ..config import ConfigWarning, load_config
 from ..config.findings import Severity
-from ..errors import ConfigError
 from ..config.schema import FIELDS
+from ..errors import ConfigError
 from .render import config_rows
 
 app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: ML_INFRA_SERVICES_CONFIG_PATH / DEPLOY_SERVICE_CONFIG_PATH)."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: ML_INFRA_SERVICES_CONFIG_PATH / DEPLOY_SERVICE_CONFIG_PATH).",
+    ),
 ]
 
 EXIT_CLEAN, EXIT_ERRORS, EXIT_FINDINGS = 0, 1, 2
@@ -114,7 +118,11 @@ from `MODEL_ENGINE_SECRET_<NAME>` variables.
 
 
 def config_reference_markdown() -> str:
-    lines = [REFERENCE_HEADER, "| key | type | default | Helm path | environment | description |", "|---|---|---|---|---|---|"]
+    lines = [
+        REFERENCE_HEADER,
+        "| key | type | default | Helm path | environment | description |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, info in FIELDS.items():
         default = "—" if info.default in (None, (), {}) else f"`{info.default}`"
         helm = "<br>".join(f"`{p}`" for p in info.helm) or "—"

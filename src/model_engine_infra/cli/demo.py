@@ -31,9 +31,13 @@ def demo(
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
 
-    console.print(f"model-engine-infra demo on [bold]{config.cloud_provider}[/bold] (state in {config.local_data_dir})")
+    console.print(
+        f"model-engine-infra demo on [bold]{config.cloud_provider}[/bold] (state in {config.local_data_dir})"
+    )
     report = tour.run()
-    table = Table(title=f"demo on {report.provider}: {'OK' if report.ok else 'FAILED'} in {report.total_seconds:.1f} s")
+    table = Table(
+        title=f"demo on {report.provider}: {'OK' if report.ok else 'FAILED'} in {report.total_seconds:.1f} s"
+    )
     for column in ("step", "result", "seconds"):
         table.add_column(column, overflow="fold")
     for step in report.steps:

@@ -178,7 +178,12 @@ def _redis_fallback(config: InfraConfig) -> list[Finding]:
         return []
     chosen = [
         n
-        for n in ("cache_redis_aws_url", "cache_redis_aws_secret_name", "cache_redis_azure_host", "cache_redis_onprem_url")
+        for n in (
+            "cache_redis_aws_url",
+            "cache_redis_aws_secret_name",
+            "cache_redis_azure_host",
+            "cache_redis_onprem_url",
+        )
         if getattr(config, n) is not None
     ]
     if chosen:

@@ -139,7 +139,9 @@ class InfraConfig(BaseModel):
     tgi_repository: str = key(
         "text-generation-inference", "TGI image repository.", helm=LAUNCH + "tgi_repository"
     )
-    lightllm_repository: str = key("lightllm", "LightLLM image repository.", helm=LAUNCH + "lightllm_repository")
+    lightllm_repository: str = key(
+        "lightllm", "LightLLM image repository.", helm=LAUNCH + "lightllm_repository"
+    )
     sglang_repository: str | None = key(None, "SGLang image repository.", helm=LAUNCH + "sglang_repository")
     user_inference_base_repository: str = key(
         "launch/inference", "Base repository for user images.", helm=LAUNCH + "user_inference_base_repository"
@@ -205,9 +207,7 @@ class InfraConfig(BaseModel):
         "Blob endpoint override (Azurite); default https://{account}.blob.core.windows.net.",
         env="ABS_ENDPOINT_URL",
     )
-    gcs_endpoint_url: str | None = key(
-        None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST"
-    )
+    gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
 
     # --- brokers and Celery ------------------------------------------------------------------------
     celery_broker_type: Literal["sqs", "servicebus", "elasticache", "redis"] | None = key(
@@ -269,7 +269,9 @@ class InfraConfig(BaseModel):
         helm=INFRA + "redis_aws_secret_name",
     )
     redis_enable_tls: bool = key(False, "Use TLS to Redis.", helm="redis.enableTLS")
-    redis_unsafe_ssl: bool = key(False, "Skip Redis TLS certificate checks (dev only).", helm="redis.unsafeSsl")
+    redis_unsafe_ssl: bool = key(
+        False, "Skip Redis TLS certificate checks (dev only).", helm="redis.unsafeSsl"
+    )
     redis_iam_auth: Literal["elasticache", "memorystore"] | None = key(
         None,
         "IAM auth for Redis: ElastiCache SigV4 tokens or Memorystore ADC tokens.",
@@ -390,5 +392,6 @@ class InfraConfig(BaseModel):
     def with_sources(self, sources: dict[str, str]) -> InfraConfig:
         self._sources.update(sources)
         return self
+
 
 __all__ = ["InfraConfig", "key"]

@@ -7,11 +7,15 @@ PROVIDER = ProviderSpec(
     description="Amazon Web Services",
     components={
         "queue_delegate": Component("model_engine_infra.queues.sqs:build_delegate", "SQS", ("aws",)),
-        "task_queue": Component("model_engine_infra.tasks.gateway:build_task_queue", "Celery on SQS", ("celery", "aws")),
+        "task_queue": Component(
+            "model_engine_infra.tasks.gateway:build_task_queue", "Celery on SQS", ("celery", "aws")
+        ),
         "filesystem": Component("model_engine_infra.storage.s3:build_filesystem", "S3", ("aws",)),
         "artifacts": Component("model_engine_infra.storage.s3:build_artifacts", "S3", ("aws",)),
         "docker_repository": Component("model_engine_infra.images.ecr:build_repository", "ECR", ("aws",)),
-        "redis": Component("model_engine_infra.redis.connection:build_redis", "ElastiCache", ("redis", "aws")),
+        "redis": Component(
+            "model_engine_infra.redis.connection:build_redis", "ElastiCache", ("redis", "aws")
+        ),
         "secrets": Component("model_engine_infra.secrets.aws:build_store", "Secrets Manager", ("aws",)),
     },
 )

@@ -6,11 +6,15 @@ PROVIDER = ProviderSpec(
     name="azure",
     description="Microsoft Azure",
     components={
-        "queue_delegate": Component("model_engine_infra.queues.servicebus:build_delegate", "Service Bus", ("azure",)),
+        "queue_delegate": Component(
+            "model_engine_infra.queues.servicebus:build_delegate", "Service Bus", ("azure",)
+        ),
         "task_queue": Component(
             "model_engine_infra.tasks.gateway:build_task_queue", "Celery on Service Bus", ("celery", "azure")
         ),
-        "filesystem": Component("model_engine_infra.storage.abs:build_filesystem", "Blob Storage", ("azure",)),
+        "filesystem": Component(
+            "model_engine_infra.storage.abs:build_filesystem", "Blob Storage", ("azure",)
+        ),
         "artifacts": Component("model_engine_infra.storage.abs:build_artifacts", "Blob Storage", ("azure",)),
         "docker_repository": Component("model_engine_infra.images.acr:build_repository", "ACR", ("azure",)),
         "redis": Component(

@@ -6,7 +6,9 @@ PROVIDER = ProviderSpec(
     name="gcp",
     description="Google Cloud",
     components={
-        "queue_delegate": Component("model_engine_infra.queues.redis:build_delegate", "Redis lists", ("redis",)),
+        "queue_delegate": Component(
+            "model_engine_infra.queues.redis:build_delegate", "Redis lists", ("redis",)
+        ),
         "task_queue": Component(
             "model_engine_infra.tasks.gateway:build_task_queue", "Celery on Redis", ("celery", "redis")
         ),

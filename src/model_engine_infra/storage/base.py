@@ -158,7 +158,7 @@ def download_all(
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(todo)))) as pool:
             futures = [pool.submit(_download_one, obj, dest, fetch, report) for obj, dest in todo]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for future in pending:
                 future.cancel()
             for future in futures:
@@ -180,7 +180,10 @@ def _complete(dest: Path, size: int | None) -> bool:
 
 
 def _download_one(
-    obj: ObjectInfo, dest: Path, fetch: Callable[[ObjectInfo, BinaryIO, Progress | None], None], report: Progress | None
+    obj: ObjectInfo,
+    dest: Path,
+    fetch: Callable[[ObjectInfo, BinaryIO, Progress | None], None],
+    report: Progress | None,
 ) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")

@@ -58,6 +58,7 @@ class Component:
     target: str
     backend: str
     extras: tuple[str, ...] = ()
+    tested_with: str = ""  # what the test suite runs it against: emulator, fake, or real cloud
 
     def resolve(self) -> Factory:
         factory: Factory = import_target(self.target, extras=self.extras)

@@ -25,7 +25,7 @@ from .config.model import InfraConfig
 from .infra import Infra, build_infra
 from .tasks.base import TaskStatus
 
-PREDICT_TASK = "model_engine_infra.tasks.demo_tasks.predict"
+PREDICT_TASK = "model_engine_infra.demo.predict"  # tasks.demo_tasks.PREDICT, without importing Celery
 PROMPTS = (
     "The quick brown fox",
     "Serve models on any cloud",
@@ -153,7 +153,7 @@ class Tour:
         with self.step(f"send {self.n_tasks} tasks") as s:
             ids = [
                 self.infra.task_queue.send_task(
-                    PREDICT_TASK, queue_name=self.queue_name, args=[PROMPTS[i % len(PROMPTS)]]
+                    PREDICT_TASK, queue_name=self.queue_name, args=[{"prompt": PROMPTS[i % len(PROMPTS)]}]
                 ).task_id
                 for i in range(self.n_tasks)
             ]

@@ -15,16 +15,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .config.model import InfraConfig
 from .infra import Infra, build_infra
 from .tasks.base import TaskStatus
 
+T = TypeVar("T")
 PREDICT_TASK = "model_engine_infra.demo.predict"  # tasks.demo_tasks.PREDICT, without importing Celery
 PROMPTS = (
     "The quick brown fox",
@@ -85,6 +86,8 @@ class Tour:
         self._workdir = Path(tempfile.mkdtemp(prefix="model-engine-infra-tour-"))
         self._written: list[str] = []
         self._queue_created = False
+        # One loop for every async call, so async clients built on first use stay on their loop.
+        self._loop = asyncio.new_event_loop()
         self.queue_name = ""
         self.artifact_prefix = (
             f"{config.hf_user_fine_tuned_weights_prefix.rstrip('/')}/demo/{self.endpoint_id}"
@@ -124,7 +127,7 @@ class Tour:
     # --- the steps -----------------------------------------------------------------------------------
     def _create_queue(self) -> None:
         with self.step("create endpoint queue") as s:
-            info = asyncio.run(
+            info = self._run(
                 self.infra.queue_delegate.create_queue_if_not_exists(
                     endpoint_id=self.endpoint_id,
                     endpoint_name="demo",
@@ -162,7 +165,7 @@ class Tour:
 
     def _queue_attributes(self) -> None:
         with self.step("read queue attributes") as s:
-            attrs = asyncio.run(self.infra.queue_delegate.get_queue_attributes(self.endpoint_id))
+            attrs = self._run(self.infra.queue_delegate.get_queue_attributes(self.endpoint_id))
             in_flight = attrs.approximate_in_flight_count
             s.detail = f"{attrs.approximate_message_count} waiting" + (
                 f", {in_flight} in flight" if in_flight is not None else ""
@@ -229,15 +232,19 @@ class Tour:
                     self._worker.wait()
                 done.append("worker stopped")
             if self._queue_created:
-                asyncio.run(self.infra.queue_delegate.delete_queue(self.endpoint_id))
+                self._run(self.infra.queue_delegate.delete_queue(self.endpoint_id))
                 done.append("queue deleted")
             for uri in self._written:
                 self.infra.filesystem.delete(uri)
             if self._written:
                 done.append(f"{len(self._written)} artifacts deleted")
             shutil.rmtree(self._workdir, ignore_errors=True)
-            self.infra.close()
+            self._run(self.infra.aclose())
+            self._loop.close()
             s.detail = ", ".join(done)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coro)
 
     def _worker_log_tail(self) -> str:
         try:

@@ -7,7 +7,7 @@ import importlib.util
 
 import typer
 
-from . import config_cmd, demo, providers_cmd
+from . import config_cmd, demo, doctor_cmd, providers_cmd
 
 app = typer.Typer(
     name="model-engine-infra",
@@ -18,12 +18,12 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.command("providers")(providers_cmd.providers)
 app.command("demo")(demo.demo)
+app.command("doctor")(doctor_cmd.doctor)
 
 # Sub-commands whose modules live beside this one; each brings its own typer app.
 for _name, _help in (
     ("storage", "List, copy and sign objects in the configured store."),
     ("images", "Check that the deployment's images exist; mirror images between registries."),
-    ("doctor", "Preflight checks against the live infrastructure."),
 ):
     if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
         _module = importlib.import_module(f"{__name__}.{_name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,14 +51,14 @@ def show(
     console.print(table)
 
 
-def check_report(config_path: Path | None) -> dict[str, Any]:
+def check_report(config_path: Path | None, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Errors and findings as plain data, with the exit code ``config check`` uses."""
     errors: list[dict[str, Any]] = []
     findings: list[dict[str, str]] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConfigWarning)
         try:
-            config = load_config(config_path)
+            config = load_config(config_path, env=env)
         except ConfigError as err:
             errors.append({"key": err.key, "message": str(err)})
             config = None

@@ -1,0 +1,118 @@
+"""The preflight doctor on the local provider: healthy, and each way it must fail loudly."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from model_engine_infra.cli import app
+from model_engine_infra.config import InfraConfig
+from model_engine_infra.doctor import Doctor, _run_with_limit
+from model_engine_infra.infra import Infra, build_infra
+
+
+def local_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "local.yaml"
+    path.write_text(f"cloud_provider: local\nlocal_data_dir: {tmp_path / 'state'}\n{extra}")
+    return path
+
+
+def verdicts(report: Any) -> dict[str, str]:
+    return {r.name: r.verdict for r in report.results}
+
+
+def test_healthy_local(tmp_path: Path) -> None:
+    report = Doctor(local_config(tmp_path), env={}).run()
+    assert verdicts(report) == {
+        "config": "ok",
+        "dependencies": "skip",
+        "broker": "ok",
+        "storage": "ok",
+        "redis": "skip",
+        "registry": "skip",
+        "secrets": "skip",
+    }
+    assert report.exit_code == 0
+
+
+def test_config_error_stops_with_exit_1(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("cloud_provider: lcoal\n")
+    report = Doctor(path, env={}).run()
+    assert [r.name for r in report.results] == ["config"]
+    assert report.exit_code == 1
+    assert "did you mean 'local'" in report.results[0].message
+
+
+def test_findings_give_exit_2(tmp_path: Path) -> None:
+    report = Doctor(local_config(tmp_path, "celery_enable_sha256: true\n"), env={}, offline=True).run()
+    assert verdicts(report)["config"] == "warn"
+    assert report.exit_code == 2
+
+
+def test_redis_pointing_nowhere_fails_with_a_fix(tmp_path: Path) -> None:
+    report = Doctor(local_config(tmp_path, "cache_redis_onprem_url: redis://127.0.0.1:1/0\n"), env={}, timeout=10).run()
+    redis = next(r for r in report.results if r.name == "redis")
+    assert redis.verdict == "fail"
+    assert "Fix:" in redis.message
+    assert "REDIS_HOST" in redis.message
+    assert report.exit_code == 1
+
+
+def test_storage_that_cannot_be_written_fails(tmp_path: Path) -> None:
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    report = Doctor(local_config(tmp_path, f"hf_user_fine_tuned_weights_prefix: {blocker}/weights\n"), env={}).run()
+    storage = next(r for r in report.results if r.name == "storage")
+    assert storage.verdict == "fail"
+    assert "hf_user_fine_tuned_weights_prefix" in storage.message
+
+
+def test_a_hanging_probe_fails_after_its_time_limit() -> None:
+    started = time.perf_counter()
+    verdict, message = _run_with_limit(lambda: time.sleep(5) or "late", 0.2)
+    assert verdict == "fail"
+    assert "no answer within" in message
+    assert time.perf_counter() - started < 2
+
+
+def test_old_servicebus_sdk_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    path = tmp_path / "az.yaml"
+    path.write_text("cloud_provider: azure\ncache_redis_azure_host: h:6380\nprometheus_server_address: http://p\n")
+    real = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: "7.11.4" if name == "azure-servicebus" else real(name)
+    )
+    report = Doctor(path, env={}, offline=True).run()
+    deps = next(r for r in report.results if r.name == "dependencies")
+    assert deps.verdict == "fail"
+    assert "7.14.3" in deps.message
+
+
+def test_unavailable_component_is_skipped(tmp_path: Path) -> None:
+    class NoSecrets(Infra):
+        @property
+        def secrets(self) -> Any:
+            from model_engine_infra.errors import ProviderUnavailableError
+
+            raise ProviderUnavailableError("no secret store here")
+
+    def factory(config: InfraConfig) -> Infra:
+        base = build_infra(config)
+        return NoSecrets(config, base.provider)
+
+    report = Doctor(local_config(tmp_path, "cache_redis_aws_secret_name: s\n"), env={}, infra_factory=factory)
+    result = next(r for r in report.run().results if r.name == "secrets")
+    assert result.verdict == "skip"
+
+
+def test_cli_doctor_offline_json(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["doctor", "--config", str(local_config(tmp_path)), "--offline", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"verdict": "ok"' in result.output

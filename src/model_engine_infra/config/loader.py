@@ -20,12 +20,11 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from ..errors import ConfigError
-from .model import ENV_PREFIX, InfraConfig
+from .model import ENV_PREFIX, SECRET_ENV_PREFIX, InfraConfig
 from .schema import FIELDS, FieldInfo, helm_index, known_names_by_namespace
 
 INFRA_FILE_ENV = "ML_INFRA_SERVICES_CONFIG_PATH"
 SERVICE_FILE_ENV = "DEPLOY_SERVICE_CONFIG_PATH"
-SECRET_ENV_PREFIX = "MODEL_ENGINE_SECRET_"
 HELM_DEFAULT_PROVIDER = "aws"
 
 

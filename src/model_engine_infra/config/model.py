@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 INFRA = "config.values.infra."
 LAUNCH = "config.values.launch."
 ENV_PREFIX = "MODEL_ENGINE_INFRA_"
-SECRET_ENV_PREFIX = "MODEL_ENGINE_INFRA_SECRET_"
+SECRET_ENV_PREFIX = "MODEL_ENGINE_SECRET_"
 
 BUILTIN_PROVIDERS = ("aws", "azure", "gcp", "onprem", "local")
 PUBLIC_DEFAULT_REGISTRY = "public.ecr.aws/b2z8n5q1"
@@ -355,7 +355,7 @@ class InfraConfig(BaseModel):
     # --- secrets passed through the environment (local provider) ---------------------------------------
     env_secrets: dict[str, SecretStr] = key(
         {},
-        "Secrets from MODEL_ENGINE_INFRA_SECRET_<NAME> variables, for the env secret store.",
+        "Secrets from MODEL_ENGINE_SECRET_<NAME> variables, for the env secret store.",
         secret=True,
     )
 

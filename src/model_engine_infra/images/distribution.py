@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import RegistryAuthError, RegistryUnavailableError
+from ..errors import ConfigError, RegistryAuthError, RegistryUnavailableError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -184,9 +184,11 @@ class RegistryClient:
         self.base_url = (base_url or registry_base_url(self.host, self.insecure_registries)).rstrip("/")
         endpoint = urlsplit(self.base_url)
         if endpoint.scheme == "http" and not plain_http_allowed(endpoint.netloc, self.insecure_registries):
-            raise RegistryAuthError(
-                f"refusing plain HTTP to registry {endpoint.netloc}: add it to insecure_registries "
-                "or serve it over HTTPS"
+            raise ConfigError(
+                f"refusing plain HTTP to registry {endpoint.netloc}",
+                key="insecure_registries",
+                value=list(self.insecure_registries),
+                fix=f"add {endpoint.netloc} to insecure_registries, or serve the registry over HTTPS",
             )
         self._credentials = credentials
         self._owns_session = session is None
@@ -347,7 +349,9 @@ class RegistryClient:
                     form["scope"] = " ".join(scopes)
                 response = self._http.post(challenge.realm, data=form)
             else:
-                query = [("service", challenge.service)] if challenge.service else []
+                query: list[tuple[str, str | int | float | bool | None]] = (
+                    [("service", challenge.service)] if challenge.service else []
+                )
                 query += [("scope", scope) for scope in scopes]
                 auth = (credentials.username, credentials.password) if credentials is not None else None
                 response = self._http.get(challenge.realm, params=query, auth=auth)

@@ -45,6 +45,9 @@ class QueueAttributes:
     approximate_message_count: int
     approximate_in_flight_count: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # What create_queue_if_not_exists was given, where the broker keeps it (None where it does not).
+    endpoint_labels: Mapping[str, str] | None = None
+    endpoint_created_by: str | None = None
 
 
 class QueueEndpointResourceDelegate(ABC):

@@ -20,7 +20,7 @@ class RedisConnection(ABC):
     @property
     @abstractmethod
     def credential_provider(self) -> Any:
-        """The ``redis.CredentialProvider`` (None where the URL carries static credentials)."""
+        """The ``redis.CredentialProvider`` (None when the server needs no credentials)."""
 
     @abstractmethod
     def url(self) -> str:

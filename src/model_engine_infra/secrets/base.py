@@ -39,8 +39,8 @@ class CachedSecretStore(SecretStore):
         self._lock = threading.Lock()
 
     @abstractmethod
-    def _fetch(self, name: str) -> str:
-        """Read the raw secret string; raise `SecretNotFoundError` naming it when absent."""
+    def _fetch(self, name: str) -> str | dict[str, Any]:
+        """Read the raw secret (a string, or a dict for a folder of keys); raise `SecretNotFoundError` when absent."""
 
     def get(self, name: str) -> str | dict[str, Any]:
         now = self._clock()
@@ -61,7 +61,9 @@ class CachedSecretStore(SecretStore):
                 self._cache.pop(name, None)
 
 
-def _parse(raw: str) -> str | dict[str, Any]:
+def _parse(raw: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
     text = raw.strip()
     if text.startswith("{"):
         try:

@@ -1,6 +1,30 @@
 """Celery for every broker: `BrokerType`, `celery_app()`, and the task-queue gateway."""
 
+from typing import Any
+
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
 from .broker import BrokerType, broker_type_for
+from .settings import TaskVisibility
 
-__all__ = ["BrokerType", "SentTask", "TaskQueueGateway", "TaskState", "TaskStatus", "broker_type_for"]
+__all__ = [
+    "BrokerType",
+    "CeleryTaskQueueGateway",
+    "SentTask",
+    "TaskQueueGateway",
+    "TaskState",
+    "TaskStatus",
+    "TaskVisibility",
+    "broker_type_for",
+    "celery_app",
+]
+
+_LAZY = {"celery_app": ".app", "CeleryTaskQueueGateway": ".gateway"}
+
+
+def __getattr__(name: str) -> Any:
+    """`celery_app` and `CeleryTaskQueueGateway` on first use: importing the package imports no Celery."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

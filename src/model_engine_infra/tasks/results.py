@@ -27,9 +27,8 @@ class ChecksummedS3Backend(S3Backend):  # type: ignore[misc]
         if not self.checksum_sha256:
             super().set(key, value)
             return
-        from kombu.utils.encoding import bytes_to_str
-
-        self._get_s3_object(bytes_to_str(key)).put(Body=value, ChecksumAlgorithm="SHA256")
+        name = key.decode() if isinstance(key, bytes) else key
+        self._get_s3_object(name).put(Body=value, ChecksumAlgorithm="SHA256")
 
     def _connect_to_s3(self) -> Any:
         session = boto3.Session(

@@ -19,6 +19,7 @@ from .broker import BrokerType, broker_type_for
 
 SERVICEBUS_TRANSPORT_ALIAS = "mei-azureservicebus"
 SERVICEBUS_TRANSPORT_TARGET = "model_engine_infra.tasks.servicebus_transport:Transport"
+LOCAL_TRANSPORT_TARGET = "model_engine_infra.tasks.local_transport:Transport"
 SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
 LOCAL_POLLING_INTERVAL = 0.05
 # Payload limits the broker enforces, after the transport's encoding (see `encoded_size`).
@@ -70,6 +71,8 @@ class RedisBroker:
 
     url: str
     transport_options: Mapping[str, Any] = field(default_factory=dict)
+    # ``broker_use_ssl`` / ``redis_backend_use_ssl`` for rediss (None: derived from the config)
+    ssl_options: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,14 +142,24 @@ def redis_fallback_url(config: InfraConfig) -> str:
     return f"{scheme}://{config.redis_host}:{config.redis_port}/0"
 
 
+def redis_ssl_options(config: InfraConfig, source: RedisBroker) -> dict[str, Any] | None:
+    """TLS settings for a ``rediss`` URL: the Redis component's, else from ``redis_unsafe_ssl``."""
+    if not source.url.startswith("rediss://"):
+        return None
+    if source.ssl_options is not None:
+        return dict(source.ssl_options)
+    import ssl
+
+    return {"ssl_cert_reqs": ssl.CERT_NONE if config.redis_unsafe_ssl else ssl.CERT_REQUIRED}
+
+
 def _servicebus(config: InfraConfig) -> BrokerSettings:
     if not config.servicebus_namespace:
         raise ConfigError(
             "the Service Bus broker needs a namespace",
             key="azure.servicebus_namespace",
             value=None,
-            fix="set azure.servicebus_namespace (env SERVICEBUS_NAMESPACE), the part before "
-            ".servicebus.windows.net",
+            fix="set azure.servicebus_namespace (env SERVICEBUS_NAMESPACE), the part before .servicebus.windows.net",
         )
     if config.celery_broker_pool_limit == 0:
         raise ConfigError(
@@ -221,21 +234,20 @@ def _redis(
         **source.transport_options,
     }
     conf: dict[str, Any] = {}
-    if config.redis_enable_tls or source.url.startswith("rediss://"):
-        import ssl
-
-        conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_NONE if config.redis_unsafe_ssl else ssl.CERT_REQUIRED}
+    ssl_options = redis_ssl_options(config, source)
+    if ssl_options is not None:
+        conf["broker_use_ssl"] = ssl_options
     return BrokerSettings(broker_type, source.url, None, options, conf, None, "base64")
 
 
 def _local(config: InfraConfig) -> BrokerSettings:
-    from ..queues.local import local_broker_paths
+    from ..queues.local import ensure_broker_dirs, local_broker_paths
 
-    paths = local_broker_paths(config)
-    options = {**paths, "polling_interval": LOCAL_POLLING_INTERVAL, "store_processed": False}
-    for folder in paths.values():
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    return BrokerSettings(BrokerType.LOCAL, "filesystem://", None, options, {}, None, "base64")
+    paths = local_broker_paths(config)  # the queue delegate counts messages in the same folders
+    ensure_broker_dirs(paths)
+    options: dict[str, Any] = {k: v for k, v in paths.items() if k != "meta_folder"}
+    options.update(polling_interval=LOCAL_POLLING_INTERVAL, store_processed=False)
+    return BrokerSettings(BrokerType.LOCAL, "filesystem://", LOCAL_TRANSPORT_TARGET, options, {}, None, "base64")
 
 
 def broker_settings(
@@ -286,12 +298,9 @@ def backend_settings(config: InfraConfig, protocol: str, *, redis: RedisBroker |
         provider = source.transport_options.get("credential_provider")
         if provider is not None:
             conf["redis_backend_credential_provider"] = provider
-        if source.url.startswith("rediss://"):
-            import ssl
-
-            conf["redis_backend_use_ssl"] = {
-                "ssl_cert_reqs": ssl.CERT_NONE if config.redis_unsafe_ssl else ssl.CERT_REQUIRED
-            }
+        ssl_options = redis_ssl_options(config, source)
+        if ssl_options is not None:
+            conf["redis_backend_use_ssl"] = ssl_options
         return conf
     if protocol == "s3":
         return {

@@ -1,0 +1,295 @@
+"""The storage contract over real servers: moto server (S3 and the MinIO path), Azurite, fake-gcs-server.
+
+The suite is `StorageContract` from ``tests/contract/test_storage_contract.py``, imported (not
+copied). Below it, what only a real network shows: downloads cut mid-object by
+``../shared/tools/netsim.py --reset-after N`` and a server that refuses connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import requests
+from pydantic import SecretStr
+
+from model_engine_infra import InfraConfig, build_infra
+from model_engine_infra.errors import StorageError, StorageUnavailableError
+from model_engine_infra.testing.servers import RunningServer, free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+NETSIM = ROOT.parent / "shared" / "tools" / "netsim.py"
+MIB = 1024 * 1024
+
+
+def _load_contract() -> ModuleType:
+    """The unit suite's module, loaded by path so it works whatever ``sys.path`` holds."""
+    path = ROOT / "tests" / "contract" / "test_storage_contract.py"
+    spec = importlib.util.spec_from_file_location("storage_contract_suite", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+contract = _load_contract()
+Backend = contract.Backend
+StorageContract = contract.StorageContract
+
+
+# --- how each server is reached ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gcp_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A service-account key made here: V4 URLs are signed offline with it (the emulator does not check)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "test",
+        "private_key_id": "test-key",
+        "private_key": pem,
+        "client_email": "signer@test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path = tmp_path_factory.mktemp("gcp") / "key.json"
+    path.write_text(json.dumps(info))
+    return path
+
+
+def s3_config(moto: RunningServer, style: str, root: str, endpoint: str | None = None) -> InfraConfig:
+    """``moto-server``: endpoint from AWS_ENDPOINT_URL like any boto3 app; ``minio``: s3_endpoint_url."""
+    if style == "minio":
+        endpoint = endpoint or moto.url
+        return InfraConfig(
+            cloud_provider="onprem", s3_endpoint_url=endpoint, hf_user_fine_tuned_weights_prefix=f"{root}/ft"
+        )
+    return InfraConfig(cloud_provider="aws", hf_user_fine_tuned_weights_prefix=f"{root}/ft")
+
+
+def aws_env(monkeypatch: pytest.MonkeyPatch, moto: RunningServer, with_endpoint: bool) -> None:
+    for name, value in moto.env.items():
+        if name != "AWS_ENDPOINT_URL" or with_endpoint:
+            monkeypatch.setenv(name, value)
+    if not with_endpoint:
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+def azure_config(azurite: RunningServer, root: str, endpoint: str | None = None) -> InfraConfig:
+    return InfraConfig(
+        cloud_provider="azure",
+        abs_account_name=azurite.extra["account_name"],
+        abs_account_key=SecretStr(azurite.extra["account_key"]),
+        abs_endpoint_url=endpoint or azurite.extra["blob_endpoint"],
+        hf_user_fine_tuned_weights_prefix=f"{root}/ft",
+    )
+
+
+def gcs_config(gcs: RunningServer, root: str, endpoint: str | None = None) -> InfraConfig:
+    return InfraConfig(
+        cloud_provider="gcp",
+        gcp_project_id="test",
+        gcs_endpoint_url=endpoint or gcs.url,
+        hf_user_fine_tuned_weights_prefix=f"{root}/ft",
+    )
+
+
+def azure_backend(azurite: RunningServer, root: str) -> Any:
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from model_engine_infra.storage.abs import AzureBlobArtifacts, make_client
+
+    config = azure_config(azurite, root)
+    container, folder = contract.split_root(root)
+    filesystem = build_infra(config).filesystem
+    with contextlib.suppress(Exception):  # created by an earlier test
+        filesystem.client.create_container(container)
+    small_ranges = make_client(config, max_single_get_size=MIB, max_chunk_get_size=MIB)
+    artifacts = AzureBlobArtifacts(small_ranges, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
+    infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
+    sas = generate_container_sas(
+        azurite.extra["account_name"],
+        container,
+        account_key=azurite.extra["account_key"],
+        permission=ContainerSasPermissions(create=True, write=True),
+        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+
+    def put_raw(key: str, data: bytes) -> None:
+        name = f"{folder}/{key}"
+        if any(part in (".", "..") for part in name.split("/")):
+            # The SDK (and any HTTP client) would collapse dot segments; encoded dots reach the server.
+            path = "/".join("%2E" * len(p) if p in (".", "..") else urllib.parse.quote(p) for p in name.split("/"))
+            answer = requests.put(
+                f"{azurite.extra['blob_endpoint']}/{container}/{path}?{sas}",
+                data=data,
+                headers={"x-ms-blob-type": "BlockBlob"},
+                timeout=30,
+            )
+            assert answer.status_code == 201, answer.text
+            return
+        filesystem.client.get_blob_client(container, name).upload_blob(data, overwrite=True)
+
+    # Azure stores a backslash as '/', so 'a\..\x' arrives as 'a/../x': still refused.
+    return Backend(
+        "azurite", infra, root, put_raw, put_headers={"x-ms-blob-type": "BlockBlob"}, foreign_uri="s3://bucket/x"
+    )
+
+
+def gcs_backend(gcs: RunningServer, root: str) -> Any:
+    from model_engine_infra.storage.gcs import GCSArtifacts
+
+    config = gcs_config(gcs, root)
+    bucket, folder = contract.split_root(root)
+    filesystem = build_infra(config).filesystem
+    with contextlib.suppress(Exception):  # created by an earlier test
+        filesystem.client.create_bucket(bucket)
+    artifacts = GCSArtifacts(
+        filesystem.client,
+        fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
+        range_size=MIB,
+        range_threshold=2 * MIB,
+    )
+    infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
+
+    def put_raw(key: str, data: bytes) -> None:
+        filesystem.client.bucket(bucket).blob(f"{folder}/{key}").upload_from_string(data)
+
+    return Backend("fake-gcs", infra, root, put_raw, foreign_uri="s3://bucket/x")
+
+
+class TestStorageOnServers(StorageContract):
+    @pytest.fixture(params=["moto-server", "minio-path", "azurite", "fake-gcs"])
+    def backend(
+        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, gcp_signing_key: Path
+    ) -> Iterator[Any]:
+        kind = request.param
+        if kind in ("moto-server", "minio-path"):
+            moto = request.getfixturevalue("moto_server")
+            aws_env(monkeypatch, moto, with_endpoint=kind == "moto-server")
+            root = contract.fresh_root("s3", "contract-bucket")
+            chosen = contract.s3_backend(kind, s3_config(moto, "minio" if kind == "minio-path" else "aws", root), root)
+        elif kind == "azurite":
+            chosen = azure_backend(request.getfixturevalue("azurite_server"), contract.fresh_root("az", "contract"))
+        else:
+            monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcp_signing_key))
+            chosen = gcs_backend(request.getfixturevalue("gcs_server"), contract.fresh_root("gs", "contract-bucket"))
+        yield chosen
+        chosen.infra.close()
+
+
+# --- faults through netsim ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def netsim(target: RunningServer, *args: str) -> Iterator[str]:
+    """Run netsim.py between us and ``target``; yields the proxy's base URL. Stopped by its pid."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(NETSIM), "--listen", f"127.0.0.1:{port}", "--target", f"127.0.0.1:{target.port}", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def proxied_artifacts(kind: str, server: RunningServer, proxy: str, root: str) -> Any:
+    """An artifact gateway whose traffic goes through ``proxy``, with short retry budgets."""
+    if kind == "s3":
+        from model_engine_infra.storage.s3 import S3Artifacts, make_client
+
+        config = s3_config(server, "minio", root, endpoint=proxy)
+        return S3Artifacts(make_client(config), fine_tuned_weights_prefix=f"{root}/ft")
+    if kind == "azure":
+        from azure.storage.blob import ExponentialRetry
+
+        from model_engine_infra.storage.abs import AzureBlobArtifacts, make_client
+
+        config = azure_config(server, root, endpoint=f"{proxy}/{server.extra['account_name']}")
+        quick = ExponentialRetry(initial_backoff=0, increment_base=1, retry_total=1)
+        return AzureBlobArtifacts(make_client(config, retry_policy=quick), fine_tuned_weights_prefix=f"{root}/ft")
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    from model_engine_infra.storage.gcs import GCSArtifacts, make_client
+
+    config = gcs_config(server, root, endpoint=proxy)
+    quick = DEFAULT_RETRY.with_timeout(2)
+    return GCSArtifacts(make_client(config), fine_tuned_weights_prefix=f"{root}/ft", retry=quick)
+
+
+SERVERS = {"s3": "moto_server", "azure": "azurite_server", "gcs": "gcs_server"}
+
+
+def direct_backend(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, root: str) -> Any:
+    server = request.getfixturevalue(SERVERS[kind])
+    if kind == "s3":
+        aws_env(monkeypatch, server, with_endpoint=False)
+        return contract.s3_backend("minio-path", s3_config(server, "minio", root), root)
+    return azure_backend(server, root) if kind == "azure" else gcs_backend(server, root)
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
+def test_interrupted_download_leaves_no_partial_file(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    scheme = {"s3": "s3", "azure": "az", "gcs": "gs"}[kind]
+    root = contract.fresh_root(scheme, "contract-bucket" if kind != "azure" else "contract")
+    backend = direct_backend(kind, request, monkeypatch, root)
+    contract.write(backend, "model/weights.bin", contract.MULTI_CHUNK[: 3 * MIB])
+    server = request.getfixturevalue(SERVERS[kind])
+    with netsim(server, "--reset-after", str(300_000)) as proxy:
+        artifacts = proxied_artifacts(kind, server, proxy, root)
+        with pytest.raises(StorageError) as info:
+            artifacts.download_files(f"{root}/model", tmp_path / "out")
+        artifacts.close()
+    assert isinstance(info.value, StorageUnavailableError), repr(info.value)
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == []  # no final, no .partial
+    backend.infra.close()
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
+def test_refused_connection_is_storage_unavailable(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = request.getfixturevalue(SERVERS[kind])
+    if kind == "s3":
+        aws_env(monkeypatch, server, with_endpoint=False)
+    scheme = {"s3": "s3", "azure": "az", "gcs": "gs"}[kind]
+    root = contract.fresh_root(scheme, "contract-bucket")
+    with netsim(server, "--refuse") as proxy:
+        artifacts = proxied_artifacts(kind, server, proxy, root)
+        with pytest.raises(StorageUnavailableError):
+            artifacts.list_files(f"{root}/model")
+        artifacts.close()

@@ -1,0 +1,137 @@
+"""Copy images between registries through the Distribution API: no Docker daemon, no disk.
+
+Replaces the manual ``docker pull / tag / push`` steps: manifests (including multi-platform
+indexes) and blobs are streamed from source to target with their digests checked, blobs the target
+already has are skipped (``HEAD``), blobs in another repository of the same registry are mounted
+instead of copied, and a tag that already points at the source digest is left alone, so a
+second run transfers nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from .reference import ACR_HOST, RegistryPrefix, parse_ecr_host, parse_image, parse_prefix
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+    from .distribution import CredentialSource, RegistryClient
+
+Event = Literal["blob_copied", "blob_skipped", "blob_mounted", "bytes", "manifest_pushed", "up_to_date"]
+
+
+@dataclass(frozen=True)
+class MirrorProgress:
+    """One step of a mirror run; ``size`` is the blob's or manifest's size, ``transferred`` new bytes."""
+
+    image: str
+    event: Event
+    digest: str
+    size: int = 0
+    transferred: int = 0
+
+
+ProgressCallback = Callable[[MirrorProgress], None]
+
+
+@dataclass
+class MirrorResult:
+    """What one image's copy did."""
+
+    source: str
+    target: str
+    digest: str = ""
+    up_to_date: bool = False
+    manifests_pushed: int = 0
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    bytes_copied: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+def mirror(
+    images: Sequence[str],
+    *,
+    source: str,
+    target: str,
+    source_credentials: CredentialSource | None = None,
+    target_credentials: CredentialSource | None = None,
+    insecure_registries: Sequence[str] = (),
+    ca_bundle: str | None = None,
+    progress: ProgressCallback | None = None,
+    concurrency: int = 4,
+    source_client: RegistryClient | None = None,
+    target_client: RegistryClient | None = None,
+    prepare_target: Callable[[str], None] | None = None,
+) -> list[MirrorResult]:
+    """Copy each ``NAME:TAG`` from ``source`` (``REGISTRY[/PREFIX]``) to the same name under ``target``.
+
+    ``prepare_target(repository_path)`` runs before a repository is written (ECR: create it).
+    Raises `ImageNotFoundError` for an image missing at the source, `RegistryAuthError` /
+    `RegistryUnavailableError` as the clients do, `RegistryError` on a digest mismatch.
+    """
+    from .distribution import RegistryClient
+    from .transfer import Copier
+
+    parsed = [parse_image(image) for image in images]
+    src_prefix = parse_prefix(source, key="--from")
+    dst_prefix = parse_prefix(target, key="--to")
+    owned: list[RegistryClient] = []
+
+    def client_for(prefix: RegistryPrefix, credentials: CredentialSource | None) -> RegistryClient:
+        made = RegistryClient(
+            prefix.host, credentials=credentials, insecure_registries=insecure_registries, ca_bundle=ca_bundle
+        )
+        owned.append(made)
+        return made
+
+    src = source_client or client_for(src_prefix, source_credentials)
+    if target_client is not None:
+        dst = target_client
+    elif source_client is None and dst_prefix.host == src_prefix.host and target_credentials is None:
+        dst = src  # one registry, one login: blobs can be mounted across repositories
+    else:
+        dst = client_for(dst_prefix, target_credentials)
+    copier = Copier(src, dst, progress, max(1, concurrency), prepare_target)
+    try:
+        return [
+            copier.copy(src_prefix.repository(name), dst_prefix.repository(name), tag, f"{dst_prefix}/{name}:{tag}")
+            for name, tag in parsed
+        ]
+    finally:
+        copier.close()
+        for client in owned:
+            client.close()
+
+
+def default_credentials(host: str, config: InfraConfig | None = None) -> CredentialSource | None:
+    """How to log in to ``host`` without being told: cloud identity for ECR/ACR/GAR, else the config."""
+    ecr = parse_ecr_host(host)
+    if ecr is not None:
+        from .ecr import ECRCredentials, ecr_client
+
+        return ECRCredentials(ecr_client(ecr.region, fips=ecr.fips), ecr.account)
+    if ACR_HOST.match(host):
+        from azure.identity import DefaultAzureCredential
+
+        from .acr import ACRExchangeCredentials
+
+        return ACRExchangeCredentials(DefaultAzureCredential())
+    if host.endswith("-docker.pkg.dev"):
+        from .gar import ADCTokenSource, GARCredentials
+
+        return GARCredentials(ADCTokenSource())
+    if config is not None:
+        from .oci import config_credentials
+
+        return config_credentials(config, host)
+    return None

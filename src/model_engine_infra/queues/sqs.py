@@ -1,0 +1,294 @@
+"""Amazon SQS endpoint queues: one boto3 client, called in worker threads so the event loop never blocks.
+
+boto3 rather than aiobotocore: in-process moto (the fast unit tests) intercepts boto3 but not
+aiobotocore's async HTTP, and a thread per call costs far less than an SQS round trip. botocore
+clients are thread-safe, so the one client is shared by every call.
+
+Policy and tags come from ``sqs_queue_policy_template`` / ``sqs_queue_tag_template``, rendered by
+`render_template` (values JSON-escaped). ``VisibilityTimeout`` is the endpoint's message timeout
+(SQS allows 0 .. 43200 s; longer is capped). Region is ``default_region`` — the Celery SQS broker
+uses the same key, so producer, worker and delegate agree on where the queue lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
+from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
+from .templates import PLACEHOLDERS, SAMPLE_VALUES, render_template
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+    from ..infra import Infra
+
+__all__ = [
+    "DEFAULT_QUEUE_MESSAGE_TIMEOUT_SECONDS",
+    "MAX_VISIBILITY_TIMEOUT_SECONDS",
+    "SQSQueueEndpointResourceDelegate",
+    "build_delegate",
+]
+
+#: SQS's maximum visibility timeout, and the default when an endpoint gives no timeout.
+MAX_VISIBILITY_TIMEOUT_SECONDS = 43200
+DEFAULT_QUEUE_MESSAGE_TIMEOUT_SECONDS = MAX_VISIBILITY_TIMEOUT_SECONDS
+DEFAULT_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+_NOT_FOUND = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+_EXISTS = {"QueueAlreadyExists", "QueueNameExists"}
+_DELETED_RECENTLY = {"AWS.SimpleQueueService.QueueDeletedRecently", "QueueDeletedRecently"}
+_UNAVAILABLE = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.TokenRetrievalError,
+)
+_T = TypeVar("_T")
+
+
+def _code(err: botocore.exceptions.ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _sentinel_tag_keys(tag_template: str | None) -> dict[str, str]:
+    """Which tag key holds each placeholder (``endpoint_created_by`` -> the tag named for it).
+
+    Renders the template with marker values and looks for the keys whose value is exactly a marker,
+    so the creator can be read back from tags whatever the deployment named the tag.
+    """
+    if not tag_template:
+        return {}
+    markers = {name: f"\x00{name}\x00" for name in PLACEHOLDERS}
+    try:
+        rendered = render_template(tag_template, markers, key="sqs_queue_tag_template")
+    except ConfigError:
+        return {}
+    if not isinstance(rendered, dict):
+        return {}
+    return {placeholder: key for key, value in rendered.items() for placeholder, m in markers.items() if value == m}
+
+
+class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
+    """Endpoint queues in SQS.
+
+    ``endpoint_url`` points the client elsewhere (moto, LocalStack); ``client`` injects a ready
+    boto3 SQS client; otherwise one is built on first use from ``profile`` and ``region``.
+    """
+
+    broker_name: ClassVar[str] = "SQS"
+    max_queue_name_length: ClassVar[int] = 80
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+        policy_template: str | None = None,
+        tag_template: str | None = None,
+        client: Any | None = None,
+        client_config: Config | None = None,
+    ) -> None:
+        self.region = region
+        self.profile = profile
+        self.endpoint_url = endpoint_url
+        self.policy_template = policy_template
+        self.tag_template = tag_template
+        self._client = client
+        self._client_config = client_config or DEFAULT_CLIENT_CONFIG
+        self._lock = threading.Lock()
+        self._tag_keys = _sentinel_tag_keys(tag_template)
+
+    def __repr__(self) -> str:
+        return f"SQSQueueEndpointResourceDelegate(region={self.region!r}, endpoint_url={self.endpoint_url!r})"
+
+    def _sqs(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._session().client(
+                    "sqs", region_name=self.region, endpoint_url=self.endpoint_url, config=self._client_config
+                )
+            return self._client
+
+    def _session(self) -> boto3.Session:
+        profile = self.profile
+        if profile and profile not in boto3.Session().available_profiles:
+            if profile != "default":
+                raise ConfigError(
+                    "names an AWS profile that is not configured",
+                    key="sqs_profile",
+                    value=profile,
+                    fix="add the profile to ~/.aws/config or unset SQS_PROFILE to use the default credential chain",
+                )
+            profile = None  # "default" without a config file: the credential chain (env, IRSA) decides
+        return boto3.Session(profile_name=profile, region_name=self.region)
+
+    async def _run(self, action: str, queue_name: str, call: Callable[[Any], _T]) -> _T:
+        """Run ``call(client)`` in a thread; transport failures become `BrokerUnavailableError`."""
+
+        def invoke() -> _T:
+            return call(self._sqs())
+
+        try:
+            return await asyncio.to_thread(invoke)
+        except _UNAVAILABLE as err:
+            raise BrokerUnavailableError(
+                f"cannot reach SQS ({self.endpoint_url or self.region}) to {action} {queue_name!r}: "
+                f"{type(err).__name__}; check the network, region and AWS credentials"
+            ) from err
+        except botocore.exceptions.ClientError as err:
+            code = _code(err)
+            if code in _NOT_FOUND or code in _EXISTS:
+                raise
+            if code in _DELETED_RECENTLY:
+                raise QueueError(
+                    f"SQS refuses to recreate {queue_name!r} within 60 s of deleting it; retry in a minute"
+                ) from err
+            status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if status >= 500 or status in (0, 403, 429) or "Throttl" in code or "AccessDenied" in code:
+                raise BrokerUnavailableError(
+                    f"SQS could not {action} {queue_name!r} ({code or status}); "
+                    + ("check the IAM policy" if status == 403 or "AccessDenied" in code else "retry later")
+                ) from err
+            raise QueueError(f"SQS rejected {action} {queue_name!r}: {code}") from err
+        except botocore.exceptions.BotoCoreError as err:
+            raise BrokerUnavailableError(f"SQS client failed to {action} {queue_name!r}: {type(err).__name__}") from err
+
+    def _queue_url(self, client: Any, name: str) -> str | None:
+        try:
+            return str(client.get_queue_url(QueueName=name)["QueueUrl"])
+        except botocore.exceptions.ClientError as err:
+            if _code(err) in _NOT_FOUND:
+                return None
+            raise
+
+    async def create_queue_if_not_exists(
+        self,
+        endpoint_id: str,
+        endpoint_name: str,
+        endpoint_created_by: str,
+        endpoint_labels: Mapping[str, str],
+        queue_message_timeout_seconds: int | None = None,
+    ) -> QueueInfo:
+        name = self.queue_name(endpoint_id)
+        timeout = (
+            DEFAULT_QUEUE_MESSAGE_TIMEOUT_SECONDS
+            if queue_message_timeout_seconds is None
+            else (queue_message_timeout_seconds)
+        )
+        if timeout < 0:
+            raise ValueError(f"queue_message_timeout_seconds must not be negative, not {timeout}")
+        values = {
+            "queue_name": name,
+            "endpoint_id": endpoint_id,
+            "endpoint_name": endpoint_name,
+            "endpoint_created_by": endpoint_created_by,
+        }
+        attributes = {"VisibilityTimeout": str(min(timeout, MAX_VISIBILITY_TIMEOUT_SECONDS))}
+        if self.policy_template:
+            policy = render_template(self.policy_template, values, key="sqs_queue_policy_template")
+            attributes["Policy"] = json.dumps(policy)
+        tags: dict[str, str] = {}
+        if self.tag_template:
+            rendered = render_template(self.tag_template, values, key="sqs_queue_tag_template")
+            if not isinstance(rendered, dict):
+                raise ConfigError(
+                    "must be a JSON object of tag names to values",
+                    key="sqs_queue_tag_template",
+                    value=self.tag_template.strip()[:80],
+                )
+            tags = {str(k): str(v) for k, v in rendered.items()}
+
+        def create(client: Any) -> str:
+            existing = self._queue_url(client, name)
+            if existing is not None:
+                return existing  # idempotent: an existing queue keeps its settings
+            kwargs: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
+            if tags:
+                kwargs["tags"] = tags
+            try:
+                return str(client.create_queue(**kwargs)["QueueUrl"])
+            except botocore.exceptions.ClientError as err:
+                if _code(err) in _EXISTS:  # created concurrently with other settings
+                    url = self._queue_url(client, name)
+                    if url is not None:
+                        return url
+                raise
+
+        url = await self._run("create", name, create)
+        return QueueInfo(queue_name=name, queue_url=url)
+
+    async def delete_queue(self, endpoint_id: str) -> None:
+        name = self.queue_name(endpoint_id)
+
+        def delete(client: Any) -> None:
+            url = self._queue_url(client, name)
+            if url is None:
+                return
+            try:
+                client.delete_queue(QueueUrl=url)
+            except botocore.exceptions.ClientError as err:
+                if _code(err) not in _NOT_FOUND:
+                    raise
+
+        await self._run("delete", name, delete)
+
+    async def get_queue_attributes(self, endpoint_id: str) -> QueueAttributes:
+        name = self.queue_name(endpoint_id)
+
+        def read(client: Any) -> tuple[str, dict[str, str], dict[str, str]] | None:
+            url = self._queue_url(client, name)
+            if url is None:
+                return None
+            try:
+                attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+                tags = client.list_queue_tags(QueueUrl=url).get("Tags", {})
+            except botocore.exceptions.ClientError as err:
+                if _code(err) in _NOT_FOUND:
+                    return None
+                raise
+            return url, attributes, tags
+
+        found = await self._run("read", name, read)
+        if found is None:
+            raise QueueNotFoundError(f"SQS queue {name!r} does not exist in {self.endpoint_url or self.region}")
+        url, attributes, tags = found
+        visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+        in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+        creator_key = self._tag_keys.get("endpoint_created_by")
+        return QueueAttributes(
+            name=name,
+            approximate_message_count=visible + in_flight,
+            approximate_in_flight_count=in_flight,
+            raw={**attributes, "QueueUrl": url, "Tags": dict(tags)},
+            endpoint_labels=None,
+            endpoint_created_by=tags.get(creator_key) if creator_key else None,
+        )
+
+    async def close(self) -> None:
+        client = self._client
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+
+def build_delegate(config: InfraConfig, infra: Infra) -> SQSQueueEndpointResourceDelegate:
+    """Templates are rendered once with sample values here, so a broken one fails at start-up."""
+    for key in ("sqs_queue_policy_template", "sqs_queue_tag_template"):
+        template = getattr(config, key)
+        if template:
+            render_template(template, SAMPLE_VALUES, key=key)
+    return SQSQueueEndpointResourceDelegate(
+        region=config.default_region,
+        profile=config.sqs_profile,
+        policy_template=config.sqs_queue_policy_template,
+        tag_template=config.sqs_queue_tag_template,
+    )

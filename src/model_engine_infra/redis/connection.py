@@ -1,0 +1,327 @@
+"""`ManagedRedisConnection`: one sync and one async pool per process, credentials from a provider.
+
+Why: the reference system rebuilt its pool on token expiry (without closing the old one) and put
+the token in the URL. Here each pool is built once; new connections ask the shared
+`RefreshingCredentialProvider`; after each refresh every live connection re-authenticates
+(``AUTH``) at its next checkout or release; a connection the server drops or refuses is retried with jittered
+backoff, and a refused token is replaced before the retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.connection
+import redis.asyncio.retry
+import redis.connection
+from redis.auth.token import SimpleToken
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from .base import RedisConnection
+from .credentials import (
+    RedisAuthenticationError,
+    RefreshingCredentialProvider,
+    acquire_shared,
+    release_shared,
+)
+from .sources import RedisSource, select_source
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+    from ..infra import Infra
+    from .tokens import Token
+
+__all__ = ["ManagedRedisConnection", "PoolSettings", "build_redis", "connection_from_config"]
+
+log = logging.getLogger(__name__)
+
+
+def _auth_error(conn: Any, err: Exception) -> RedisAuthenticationError:
+    provider = conn.credential_provider
+    if isinstance(provider, RefreshingCredentialProvider):
+        provider.report_rejected()
+        what = provider.description
+    else:
+        what = "the configured credentials"
+    where = getattr(conn, "path", "") or f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
+    return RedisAuthenticationError(
+        f"Redis at {where} rejected {what} ({err}). Fix: check the Redis user and that the "
+        "identity may use this cache; a rotated token is fetched again on the next attempt"
+    )
+
+
+class _ReportRejection:
+    """Turns an auth failure into `RedisAuthenticationError` and tells the provider its token is bad."""
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        try:
+            super().on_connect_check_health(check_health)  # type: ignore[misc]
+        except redis.AuthenticationError as err:
+            if isinstance(err, RedisAuthenticationError):
+                raise
+            raise _auth_error(self, err) from err
+
+
+class _AsyncReportRejection:
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        try:
+            await super().on_connect_check_health(check_health)  # type: ignore[misc]
+        except redis.AuthenticationError as err:
+            if isinstance(err, RedisAuthenticationError):
+                raise
+            raise _auth_error(self, err) from err
+
+
+class TokenConnection(_ReportRejection, redis.Connection):
+    pass
+
+
+class TokenSSLConnection(_ReportRejection, redis.SSLConnection):
+    pass
+
+
+class TokenUnixConnection(_ReportRejection, redis.UnixDomainSocketConnection):
+    pass
+
+
+class AsyncTokenConnection(_AsyncReportRejection, redis.asyncio.Connection):
+    pass
+
+
+class AsyncTokenSSLConnection(_AsyncReportRejection, redis.asyncio.SSLConnection):
+    pass
+
+
+class AsyncTokenUnixConnection(_AsyncReportRejection, redis.asyncio.UnixDomainSocketConnection):
+    pass
+
+
+class TokenBlockingPool(redis.BlockingConnectionPool):
+    """A blocking pool whose connections re-authenticate at checkout or release once a new token is pending.
+
+    redis-py's async pools re-authenticate on release through their event dispatcher; the sync
+    blocking pool does not, so this one does it on both ends, always in the thread that holds the
+    connection (the refresher only marks connections, it never touches their sockets).
+    """
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        _apply_pending_reauth(connection)
+        return connection
+
+    def release(self, connection: Any) -> None:
+        _apply_pending_reauth(connection)
+        super().release(connection)  # type: ignore[no-untyped-call]
+
+
+def _apply_pending_reauth(connection: Any) -> None:
+    if getattr(connection, "_re_auth_token", None) is None:
+        return
+    if connection.is_connected:
+        try:
+            connection.re_auth()
+        except Exception as err:
+            log.info("re-authenticating a Redis connection failed (%s); it will reconnect", type(err).__name__)
+            connection.disconnect()
+    connection._re_auth_token = None
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Pool limits and timeouts; `from_config` reads the ``redis_*`` keys."""
+
+    max_connections: int = 50
+    socket_timeout: float = 5.0
+    health_check_interval: int = 30
+    retries: int = 3
+    backoff_base: float = 0.05
+    backoff_cap: float = 1.0
+    pool_timeout: float = 20.0
+
+    @classmethod
+    def from_config(cls, config: InfraConfig) -> PoolSettings:
+        return cls(
+            max_connections=config.redis_max_connections,
+            socket_timeout=config.redis_socket_timeout,
+            health_check_interval=config.redis_health_check_interval,
+        )
+
+
+class ManagedRedisConnection(RedisConnection):
+    """The process's Redis clients for one source. ``provider`` may be injected (tests)."""
+
+    def __init__(
+        self,
+        source: RedisSource,
+        settings: PoolSettings | None = None,
+        *,
+        provider: RefreshingCredentialProvider | None = None,
+    ) -> None:
+        self.source = source
+        self.settings = settings or PoolSettings()
+        self._shared = provider is None and source.tokens is not None
+        if provider is None and source.tokens is not None:
+            tokens = source.tokens
+            provider = acquire_shared(source.key, lambda: RefreshingCredentialProvider(tokens))
+        self._provider = provider
+        self._remove_listener = provider.add_listener(self._on_new_token) if provider else None
+        self._lock = threading.Lock()
+        self._client: redis.Redis | None = None
+        self._async_client: redis.asyncio.Redis | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"ManagedRedisConnection(url={self.redacted_url()!r}, source={self.source.origin!r})"
+
+    # --- the interface ---------------------------------------------------------------------------
+
+    @property
+    def credential_provider(self) -> RefreshingCredentialProvider | None:
+        return self._provider
+
+    @property
+    def target(self) -> Any:
+        return self.source.target
+
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    options: dict[str, Any] = dict(redis.connection.parse_url(self._pool_url()))  # type: ignore[no-untyped-call]
+                    options.update(self._pool_kwargs(asynchronous=False))
+                    pool = TokenBlockingPool(**options)  # type: ignore[no-untyped-call]
+                    self._client = redis.Redis(connection_pool=pool)
+        return self._client
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """The async client; its pool binds to the event loop that first uses it (one loop per process)."""
+        if self._async_client is None:
+            with self._lock:
+                if self._async_client is None:
+                    options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(self._pool_url()))
+                    options.update(self._pool_kwargs(asynchronous=True))
+                    pool = redis.asyncio.BlockingConnectionPool(**options)
+                    self._async_client = redis.asyncio.Redis(connection_pool=pool)
+        return self._async_client
+
+    def url(self) -> str:
+        """A URL with the current credentials, for tools that need one: it stops working when they expire."""
+        if self._provider is None:
+            return self.source.target.url()
+        token = self._provider.current_token()
+        if token is None:
+            self._provider.get_credentials()
+            token = self._provider.current_token()
+        return self.source.target.url(token.password if token else None)
+
+    def redacted_url(self) -> str:
+        return self.source.target.redacted_url(self._provider is not None)
+
+    def close(self) -> None:
+        """Disconnect the sync pool and release the shared provider; see `aclose` for the async pool."""
+        with self._lock:
+            client, self._client = self._client, None
+            if self._closed:
+                return
+            self._closed = True
+        if client is not None:
+            client.connection_pool.disconnect()
+        if self._remove_listener is not None:
+            self._remove_listener()
+        if self._shared:
+            release_shared(self.source.key)
+
+    async def aclose(self) -> None:
+        """Close the async pool (on its event loop), then everything `close` does."""
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            await client.connection_pool.disconnect()
+        self.close()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _pool_url(self) -> str:
+        """The target without credentials; with a provider the user name comes from it, not the URL."""
+        return self.source.target.url(username=self._provider is None)
+
+    def _pool_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+        settings = self.settings
+        target = self.source.target
+        backoff = ExponentialWithJitterBackoff(base=settings.backoff_base, cap=settings.backoff_cap)
+        if asynchronous:
+            retry: Any = redis.asyncio.retry.Retry(backoff, settings.retries)
+            classes: tuple[type, type, type] = (AsyncTokenConnection, AsyncTokenSSLConnection, AsyncTokenUnixConnection)
+        else:
+            retry = Retry(backoff, settings.retries)
+            classes = (TokenConnection, TokenSSLConnection, TokenUnixConnection)
+        plain, ssl, unix = classes
+        connection_class = unix if target.scheme == "unix" else ssl if target.tls else plain
+        kwargs: dict[str, Any] = {
+            "connection_class": connection_class,
+            "max_connections": settings.max_connections,
+            "timeout": settings.pool_timeout,
+            "socket_timeout": settings.socket_timeout,
+            "socket_connect_timeout": settings.socket_timeout,
+            "health_check_interval": settings.health_check_interval,
+            "retry": retry,
+            "credential_provider": self._provider,
+        }
+        if target.scheme != "unix":
+            kwargs["socket_keepalive"] = True
+        return kwargs
+
+    def _on_new_token(self, token: Token) -> None:
+        """Re-authenticate live connections with the new token at their next checkout or release."""
+        if not token.username:
+            return  # AUTH without a user name cannot be replayed safely; reconnects pick the token up
+        reauth = SimpleToken(token.password, -1, -1, {"oid": token.username})
+        client = self._client
+        if client is not None:
+            _reauth_blocking_pool(client.connection_pool, reauth)
+        async_client = self._async_client
+        if async_client is not None:
+            apool: Any = async_client.connection_pool
+            for conn in [*apool._available_connections, *apool._in_use_connections]:
+                conn.set_re_auth_token(reauth)  # applied by redis-py when the connection is released
+
+
+def _reauth_blocking_pool(pool: Any, token: SimpleToken) -> None:
+    """Mark every connection; each sends ``AUTH`` at its next checkout or release (see `TokenBlockingPool`)."""
+    for conn in list(pool._connections):
+        conn.set_re_auth_token(token)
+
+
+def connection_from_config(
+    config: InfraConfig,
+    *,
+    secrets: Any = None,
+    azure_credential: Any = None,
+    aws_session: Any = None,
+    google_credentials: Any = None,
+) -> ManagedRedisConnection:
+    """Build from config with injectable SDK objects; ``secrets`` is a `SecretStore` or a callable returning one."""
+
+    def store() -> Any:
+        if secrets is None:
+            raise RuntimeError("a Redis secret is configured but no secret store was given")
+        return secrets() if callable(secrets) and not hasattr(secrets, "get") else secrets
+
+    source = select_source(
+        config,
+        secrets=store,
+        azure_credential=azure_credential,
+        aws_session=aws_session,
+        google_credentials=google_credentials,
+    )
+    return ManagedRedisConnection(source, PoolSettings.from_config(config))
+
+
+def build_redis(config: InfraConfig, infra: Infra) -> ManagedRedisConnection:
+    """The provider factory: Secrets Manager / Key Vault / file secrets come from ``infra.secrets``."""
+    return connection_from_config(config, secrets=lambda: infra.secrets)

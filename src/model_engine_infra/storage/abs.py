@@ -1,0 +1,343 @@
+"""Azure Blob Storage: one `BlobServiceClient` per deployment, streamed both ways.
+
+Downloads use ``download_blob(max_concurrency=N).readinto(file)`` (parallel ranged GETs pinned to
+the listed ETag) instead of ``readall()``, which would hold the whole blob in memory. Writes stage
+blocks and commit the block list only on a successful close, so an abandoned write leaves nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+import requests
+from azure.core import MatchConditions
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    IncompleteReadError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ExponentialRetry, generate_blob_sas
+
+from ..errors import (
+    ConfigError,
+    InvalidURIError,
+    ObjectNotFoundError,
+    StorageError,
+    StoragePermissionError,
+    StorageUnavailableError,
+)
+from ..redact import redact_url
+from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+from .local import check_signing
+from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .uri import StorageURI, parse_uri
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+    from ..infra import Infra
+
+STORE = "Azure Blob Storage"
+MIB = 1024 * 1024
+POOL_CONNECTIONS = 64
+RANGE_CONCURRENCY = 8
+_CLOCK_SKEW = timedelta(minutes=5)
+_MAX_DELEGATION = timedelta(days=7)
+
+
+def make_client(config: InfraConfig, **client_kwargs: Any) -> BlobServiceClient:
+    """The one client: account key when configured (Azurite, tests), else `DefaultAzureCredential`.
+
+    Ranged chunks of 2 MiB keep a parallel download's memory near ``RANGE_CONCURRENCY`` x 2 MiB
+    (plus the first 4 MiB GET, which is the whole of most small files).
+    """
+    account = config.abs_account_name
+    if not account:
+        raise ConfigError(
+            "Azure Blob Storage needs the storage account name",
+            key="abs_account_name",
+            fix="set azure.abs_account_name in the Helm values or ABS_ACCOUNT_NAME",
+        )
+    url = config.abs_endpoint_url or f"https://{account}.blob.core.windows.net"
+    key = config.secret("abs_account_key")
+    credential: Any
+    if key:
+        credential = AzureNamedKeyCredential(account, key)
+    else:
+        from azure.identity import DefaultAzureCredential
+
+        client_id = config.azure_client_id
+        credential = DefaultAzureCredential(managed_identity_client_id=client_id, workload_identity_client_id=client_id)
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_CONNECTIONS)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    options: dict[str, Any] = {
+        # The SDK reads bodies 4 KiB at a time by default: a CPU bottleneck at hundreds of MB/s.
+        "transport": RequestsTransport(session=session, session_owner=True, connection_data_block_size=256 * 1024),
+        "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3),
+        "max_single_get_size": 4 * MIB,
+        "max_chunk_get_size": 2 * MIB,
+        "max_single_put_size": 8 * MIB,
+        "max_block_size": 8 * MIB,
+    }
+    options.update(client_kwargs)
+    return BlobServiceClient(url, credential=credential, **options)
+
+
+def translate(err: BaseException, uri: str) -> StorageError | None:
+    """The storage error for an Azure SDK error, or None if it is not one of theirs."""
+    if isinstance(err, StorageError):
+        return err
+    status = getattr(err, "status_code", None)
+    if isinstance(err, ResourceNotFoundError) or status == 404:
+        return ObjectNotFoundError(f"{uri}: no such blob or container")
+    if isinstance(err, ClientAuthenticationError) or status == 403:
+        return StoragePermissionError(
+            f"{uri}: access denied; check the identity's Storage Blob Data role or the account key"
+        )
+    if status == 412:
+        return StorageError(f"{uri}: the blob changed while it was being read; retry")
+    if isinstance(err, (ServiceRequestError, ServiceResponseError, IncompleteReadError)) or (
+        isinstance(status, int) and status >= 500
+    ):
+        return StorageUnavailableError(f"{uri}: could not reach Azure Blob Storage ({type(err).__name__}); retry later")
+    if isinstance(err, HttpResponseError) and isinstance(err.__cause__, (IncompleteReadError, ServiceResponseError)):
+        return StorageUnavailableError(f"{uri}: the connection broke mid-transfer; retry later")
+    if isinstance(err, AzureError):
+        return StorageError(f"{uri}: Azure Blob Storage refused the request ({type(err).__name__})")
+    return None
+
+
+@contextlib.contextmanager
+def _errors(uri: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as err:
+        mapped = translate(err, uri)
+        if mapped is None or mapped is err:
+            raise
+        raise mapped from err
+
+
+class _Blobs:
+    """URI handling and listing shared by the filesystem and artifact gateways."""
+
+    def __init__(self, client: BlobServiceClient) -> None:
+        self.client = client
+        self.account: str = client.account_name or ""
+
+    def location(self, uri: str) -> StorageURI:
+        loc = parse_uri(uri, accepts=("az",), store=STORE)
+        if loc.account is not None and loc.account != self.account:
+            raise InvalidURIError(
+                f"{STORE} cannot serve {uri!r}: it is configured for the account {self.account!r}, not {loc.account!r}"
+            )
+        return loc
+
+    def blob(self, uri: str) -> Any:
+        loc = self.location(uri)
+        return self.client.get_blob_client(loc.bucket, loc.key)
+
+    def iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
+        loc = self.location(folder_uri)
+        prefix = loc.key if loc.key not in ("", "/") else ""
+        container = self.client.get_container_client(loc.bucket)
+        with _errors(folder_uri):
+            for item in container.list_blobs(name_starts_with=prefix or None):
+                uri = _uri_like(folder_uri, loc.bucket, item.name)
+                yield ObjectInfo(uri, item.name[len(prefix) :], item.size, item.etag)
+
+
+def _uri_like(folder_uri: str, container: str, name: str) -> str:
+    """An object URI in the style of the folder's URI (``az://`` or the https form)."""
+    if folder_uri.startswith("https://"):
+        host = folder_uri.split("/", 3)[2]
+        return f"https://{host}/{container}/{name}"
+    return f"az://{container}/{name}"
+
+
+class _BlockUpload:
+    """Staged blocks committed on finish; a blob smaller than one block is a single PutBlob."""
+
+    def __init__(self, blob: Any, uri: str) -> None:
+        self._blob, self._uri = blob, uri
+        self._blocks: list[str] = []
+
+    def upload_part(self, data: bytes) -> None:
+        block_id = base64.b64encode(uuid.uuid4().hex.encode()).decode()
+        with _errors(self._uri):
+            self._blob.stage_block(block_id, data, length=len(data))
+        self._blocks.append(block_id)
+
+    def finish(self, data: bytes) -> None:
+        if not self._blocks:
+            with _errors(self._uri):
+                self._blob.upload_blob(data, overwrite=True, length=len(data))
+            return
+        if data:
+            self.upload_part(data)
+        with _errors(self._uri):
+            self._blob.commit_block_list(self._blocks)
+
+    def abort(self) -> None:
+        """Uncommitted blocks are never visible and the service drops them within 7 days."""
+        self._blocks = []
+
+
+class AzureBlobFilesystem(FilesystemGateway):
+    """``az://container/path`` (and the https form) through one reused `BlobServiceClient`."""
+
+    def __init__(self, client: BlobServiceClient, *, account_key: str | None = None) -> None:
+        self._blobs = _Blobs(client)
+        self.client = client
+        self._account_key = account_key
+        self._delegation: tuple[Any, datetime] | None = None
+        self._delegation_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"AzureBlobFilesystem(account={self._blobs.account!r}, url={redact_url(self.client.url)!r})"
+
+    def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+        writing, binary = parse_mode(mode, kwargs)
+        blob = self._blobs.blob(uri)
+        if writing:
+            return upload_stream(_BlockUpload(blob, uri), binary, kwargs, uri, DEFAULT_PART_SIZE)
+        with _errors(uri):
+            downloader = blob.download_blob()
+
+        def read(size: int) -> bytes:
+            with _errors(uri):
+                data: bytes = downloader.read(size)
+                return data
+
+        return reader_stream(ChunkedReader(read), binary, kwargs, 256 * 1024)
+
+    def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
+        """A blob SAS: signed with the account key when one is configured, else a user-delegation key.
+
+        Azurite accepts only account-key SAS; production with Entra ID uses user-delegation keys.
+        """
+        upper = check_signing(expiration, method)
+        loc = self._blobs.location(uri)
+        permission = BlobSasPermissions(read=True) if upper == "GET" else BlobSasPermissions(create=True, write=True)
+        now = datetime.now(timezone.utc)
+        expiry = now + timedelta(seconds=expiration)
+        signing: dict[str, Any]
+        if self._account_key:
+            signing = {"account_key": self._account_key}
+        else:
+            signing = {"user_delegation_key": self._delegation_key(now, expiry)}
+        sas = generate_blob_sas(
+            self._blobs.account,
+            loc.bucket,
+            loc.key,
+            permission=permission,
+            expiry=expiry,
+            start=now - _CLOCK_SKEW,
+            **signing,
+        )
+        return f"{self._blobs.blob(uri).url}?{sas}"
+
+    def _delegation_key(self, now: datetime, expiry: datetime) -> Any:
+        """One user-delegation key reused while it outlives the URL being signed (at most 7 days)."""
+        with self._delegation_lock:
+            if self._delegation is None or self._delegation[1] < expiry:
+                key_expiry = min(now + _MAX_DELEGATION, max(expiry, now + timedelta(hours=1)) + _CLOCK_SKEW)
+                with _errors(f"user delegation key for {self._blobs.account}"):
+                    key = self.client.get_user_delegation_key(now - _CLOCK_SKEW, key_expiry)
+                self._delegation = (key, key_expiry)
+            return self._delegation[0]
+
+    def exists(self, uri: str) -> bool:
+        with _errors(uri):
+            found: bool = self._blobs.blob(uri).exists()
+            return found
+
+    def list(self, uri: str) -> list[str]:
+        folder = uri.rstrip("/") + "/" if self._blobs.location(uri).key else uri
+        return [obj.uri for obj in self._blobs.iter_objects(folder)]
+
+    def delete(self, uri: str) -> None:
+        blob = self._blobs.blob(uri)
+        with contextlib.suppress(ObjectNotFoundError), _errors(uri):
+            blob.delete_blob()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class AzureBlobArtifacts(LLMArtifactGateway):
+    """Model artifacts in Blob Storage, downloaded in parallel ranges straight into the file."""
+
+    def __init__(
+        self, client: BlobServiceClient, *, fine_tuned_weights_prefix: str, range_concurrency: int = RANGE_CONCURRENCY
+    ) -> None:
+        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
+        self._blobs = _Blobs(client)
+        self.client = client
+        self._range_concurrency = range_concurrency
+
+    def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
+        return self._blobs.iter_objects(folder_uri)
+
+    def _object_size(self, uri: str) -> int | None:
+        try:
+            with _errors(uri):
+                size: int = self._blobs.blob(uri).get_blob_properties().size
+        except ObjectNotFoundError:
+            return None
+        return size
+
+    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
+        pinned: dict[str, Any] = {}
+        if obj.version:
+            pinned = {"etag": obj.version, "match_condition": MatchConditions.IfNotModified}
+        with _errors(obj.uri):
+            downloader = self._blobs.blob(obj.uri).download_blob(
+                max_concurrency=self._range_concurrency, progress_hook=_deltas(progress), **pinned
+            )
+            downloader.readinto(fileobj)
+
+    def _read_bytes(self, uri: str) -> bytes:
+        with _errors(uri):
+            data: bytes = self._blobs.blob(uri).download_blob().readall()
+            return data
+
+
+def _deltas(progress: Progress | None) -> Any:
+    """The SDK reports running totals (from several threads); callers want bytes as they arrive."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+    seen = [0]
+
+    def hook(current: int, total: int | None) -> None:
+        with lock:
+            delta, seen[0] = current - seen[0], max(seen[0], current)
+        if delta > 0:
+            progress(delta)
+
+    return hook
+
+
+def build_filesystem(config: InfraConfig, infra: Infra) -> AzureBlobFilesystem:
+    return AzureBlobFilesystem(make_client(config), account_key=config.secret("abs_account_key"))
+
+
+def build_artifacts(config: InfraConfig, infra: Infra) -> AzureBlobArtifacts:
+    """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
+    filesystem = infra.filesystem
+    client = filesystem.client if isinstance(filesystem, AzureBlobFilesystem) else make_client(config)
+    return AzureBlobArtifacts(client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)

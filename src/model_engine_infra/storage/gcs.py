@@ -1,0 +1,408 @@
+"""Google Cloud Storage: one `storage.Client` per deployment, generation-pinned ranged reads.
+
+Every read after the first is pinned to the generation the first one saw (or the listing gave),
+so an object replaced mid-download fails with a clear error instead of mixing two versions.
+Large objects download in parallel ranges written with ``pwrite`` (no buffering of whole ranges);
+writes use a resumable upload session finalised only on a successful close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+import google.auth
+import requests
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+from google.auth.credentials import AnonymousCredentials, Signing
+from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import Request as AuthRequest
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from ..errors import ObjectNotFoundError, StorageError, StoragePermissionError, StorageUnavailableError
+from ..redact import redact_url
+from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+from .local import check_signing
+from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .uri import StorageURI, parse_uri
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+    from ..infra import Infra
+
+STORE = "GCS"
+MIB = 1024 * 1024
+POOL_CONNECTIONS = 64
+RANGE_SIZE = 8 * MIB
+RANGE_THRESHOLD = 16 * MIB
+RANGE_CONCURRENCY = 8
+_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
+
+
+def make_client(config: InfraConfig) -> storage.Client:
+    """The one client: anonymous against an emulator (``gcs_endpoint_url``), else ADC."""
+    session: requests.Session
+    if config.gcs_endpoint_url:
+        credentials: Any = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        project: Any = config.gcp_project_id or "emulator"
+        session = requests.Session()
+        options: dict[str, Any] = {"api_endpoint": config.gcs_endpoint_url}
+    else:
+        try:
+            credentials, default_project = google.auth.default(scopes=_SCOPES)
+        except auth_exc.DefaultCredentialsError as err:
+            raise StoragePermissionError(
+                "no Google credentials found; use Workload Identity or GOOGLE_APPLICATION_CREDENTIALS"
+            ) from err
+        project = config.gcp_project_id or default_project
+        session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        options = {}
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_CONNECTIONS)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return storage.Client(project=project, credentials=credentials, client_options=options or None, _http=session)
+
+
+def translate(err: BaseException, uri: str) -> StorageError | None:
+    """The storage error for a google-cloud-storage / requests error, or None if it is not one of theirs."""
+    if isinstance(err, StorageError):
+        return err
+    if isinstance(err, gexc.NotFound):
+        return ObjectNotFoundError(f"{uri}: no such object or bucket")
+    if isinstance(err, (gexc.Forbidden, gexc.Unauthorized, auth_exc.RefreshError, auth_exc.DefaultCredentialsError)):
+        return StoragePermissionError(f"{uri}: access denied; check the service account's storage roles")
+    if isinstance(err, gexc.PreconditionFailed):
+        return StorageError(f"{uri}: the object changed (new generation) while it was being read; retry")
+    transient = (
+        gexc.ServerError,
+        gexc.TooManyRequests,
+        gexc.RetryError,  # the retry budget ran out on transient errors
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        auth_exc.TransportError,
+    )
+    if isinstance(err, transient):
+        return StorageUnavailableError(f"{uri}: could not reach GCS ({type(err).__name__}); retry later")
+    if isinstance(err, (gexc.GoogleAPICallError, requests.RequestException)):
+        return StorageError(f"{uri}: GCS refused the request ({type(err).__name__})")
+    return None
+
+
+@contextlib.contextmanager
+def _errors(uri: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as err:
+        mapped = translate(err, uri)
+        if mapped is None or mapped is err:
+            raise
+        raise mapped from err
+
+
+def _check(response: requests.Response, uri: str, ok: tuple[int, ...]) -> None:
+    if response.status_code not in ok:
+        raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
+
+
+class _Objects:
+    """URI handling and listing shared by the filesystem and artifact gateways."""
+
+    def __init__(self, client: storage.Client, retry: Any) -> None:
+        self.client = client
+        self.retry = retry
+
+    def location(self, uri: str) -> StorageURI:
+        return parse_uri(uri, accepts=("gs",), store=STORE)
+
+    def blob(self, uri: str, generation: int | None = None) -> storage.Blob:
+        loc = self.location(uri)
+        return self.client.bucket(loc.bucket).blob(loc.key, generation=generation)
+
+    def iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
+        loc = self.location(folder_uri)
+        prefix = loc.key if loc.key not in ("", "/") else ""
+        with _errors(folder_uri):
+            for item in self.client.list_blobs(loc.bucket, prefix=prefix or None, retry=self.retry):
+                version = str(item.generation) if item.generation is not None else None
+                yield ObjectInfo(f"gs://{loc.bucket}/{item.name}", item.name[len(prefix) :], item.size, version)
+
+
+class _RangeReads:
+    """``read(n)`` as ranged GETs; the first answer's generation pins the ones after it."""
+
+    def __init__(self, objects: _Objects, uri: str) -> None:
+        self._objects, self._uri = objects, uri
+        self._blob = objects.blob(uri)
+        self._offset = 0
+        self._generation: int | None = None
+        self._done = False
+
+    def read(self, size: int) -> bytes:
+        if self._done or size <= 0:
+            return b""
+        pinned = {"if_generation_match": self._generation} if self._generation is not None else {}
+        with _errors(self._uri):
+            try:
+                data: bytes = self._blob.download_as_bytes(
+                    start=self._offset,
+                    end=self._offset + size - 1,
+                    checksum=None,
+                    raw_download=True,
+                    retry=self._objects.retry,
+                    **pinned,
+                )
+            except gexc.RequestRangeNotSatisfiable:  # past the end (or an empty object)
+                data = b""
+        if self._generation is None and self._blob.generation is not None:
+            self._generation = int(self._blob.generation)
+        self._offset += len(data)
+        self._done = len(data) < size
+        return data
+
+
+class _ResumableUpload:
+    """A resumable upload session opened at the first full part; small objects are a single upload."""
+
+    def __init__(self, objects: _Objects, uri: str) -> None:
+        self._objects, self._uri = objects, uri
+        self._blob = objects.blob(uri)
+        self._session_url: str | None = None
+        self._offset = 0
+
+    @property
+    def _http(self) -> requests.Session:
+        session: requests.Session = self._objects.client._http
+        return session
+
+    def upload_part(self, data: bytes) -> None:
+        with _errors(self._uri):
+            if self._session_url is None:
+                self._session_url = self._blob.create_resumable_upload_session(checksum=None, retry=self._objects.retry)
+            end = self._offset + len(data) - 1
+            response = self._http.put(
+                self._session_url, data=data, headers={"Content-Range": f"bytes {self._offset}-{end}/*"}
+            )
+            _check(response, self._uri, (308,))
+        self._offset += len(data)
+
+    def finish(self, data: bytes) -> None:
+        with _errors(self._uri):
+            if self._session_url is None:
+                self._blob.upload_from_string(data, retry=self._objects.retry)
+                return
+            total = self._offset + len(data)
+            span = f"bytes {self._offset}-{total - 1}/{total}" if data else f"bytes */{total}"
+            response = self._http.put(self._session_url, data=data, headers={"Content-Range": span})
+            _check(response, self._uri, (200, 201))
+
+    def abort(self) -> None:
+        """Cancel the session (best effort); an unfinished session never becomes an object."""
+        if self._session_url is not None:
+            url, self._session_url = self._session_url, None
+            with contextlib.suppress(requests.RequestException):
+                self._http.delete(url, timeout=10)
+
+
+class GCSFilesystem(FilesystemGateway):
+    """``gs://bucket/key`` through one reused `storage.Client`."""
+
+    def __init__(
+        self,
+        client: storage.Client,
+        *,
+        endpoint_url: str | None = None,
+        signing_credentials: Any = None,
+        retry: Any = DEFAULT_RETRY,
+    ) -> None:
+        self.client = client
+        self._objects = _Objects(client, retry)
+        self._endpoint_url = endpoint_url
+        self._signing_credentials = signing_credentials
+        self._signing_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = redact_url(self._endpoint_url) if self._endpoint_url else "storage.googleapis.com"
+        return f"GCSFilesystem(project={self.client.project!r}, endpoint={where!r})"
+
+    def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+        writing, binary = parse_mode(mode, kwargs)
+        if writing:
+            return upload_stream(_ResumableUpload(self._objects, uri), binary, kwargs, uri, DEFAULT_PART_SIZE)
+        reads = _RangeReads(self._objects, uri)
+        return reader_stream(ChunkedReader(reads.read), binary, kwargs, 256 * 1024)
+
+    def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
+        """A V4 signed URL: with a service-account key, or through IAM signBlob with ADC (Workload Identity)."""
+        upper = check_signing(expiration, method)
+        credentials = self._credentials_for_signing()
+        options: dict[str, Any] = {"version": "v4", "expiration": timedelta(seconds=expiration), "method": upper}
+        if self._endpoint_url:
+            options["api_access_endpoint"] = self._endpoint_url
+        if isinstance(credentials, Signing) and getattr(credentials, "signer", None) is not None:
+            options["credentials"] = credentials
+        else:
+            with self._signing_lock, _errors(uri):
+                if not credentials.valid:
+                    credentials.refresh(AuthRequest())
+            options["service_account_email"] = credentials.service_account_email
+            options["access_token"] = credentials.token
+        with _errors(uri):
+            url: str = self._objects.blob(uri).generate_signed_url(**options)
+            return url
+
+    def _credentials_for_signing(self) -> Any:
+        """The client's own credentials, or ADC when the client is anonymous (an emulator)."""
+        if self._signing_credentials is None:
+            credentials = self.client._credentials
+            if isinstance(credentials, AnonymousCredentials):
+                with _errors("signing credentials"):
+                    credentials, _ = google.auth.default(scopes=_SCOPES)
+            self._signing_credentials = credentials
+        return self._signing_credentials
+
+    def exists(self, uri: str) -> bool:
+        with _errors(uri):
+            found: bool = self._objects.blob(uri).exists(retry=self._objects.retry)
+            return found
+
+    def list(self, uri: str) -> list[str]:
+        folder = uri.rstrip("/") + "/" if self._objects.location(uri).key else uri
+        return [obj.uri for obj in self._objects.iter_objects(folder)]
+
+    def delete(self, uri: str) -> None:
+        with contextlib.suppress(ObjectNotFoundError), _errors(uri):
+            self._objects.blob(uri).delete(retry=self._objects.retry)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _OffsetWriter:
+    """A file-like ``write`` that lands at a fixed offset with ``pwrite`` (safe from many threads).
+
+    The SDK hands over 8 KiB pieces; they are gathered into 1 MiB writes (and progress reports)
+    to keep the per-byte CPU cost low.
+    """
+
+    FLUSH_AT = 1024 * 1024
+
+    def __init__(self, fd: int, offset: int, progress: Progress | None) -> None:
+        self._fd, self.offset, self._progress = fd, offset, progress
+        self.written = 0
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._pending += data
+        if len(self._pending) >= self.FLUSH_AT:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        view = memoryview(self._pending)
+        while view:
+            n = os.pwrite(self._fd, view, self.offset)
+            self.offset += n
+            view = view[n:]
+        count = len(self._pending)
+        del view
+        self._pending.clear()
+        self.written += count
+        if self._progress is not None and count:
+            self._progress(count)
+
+
+class GCSArtifacts(LLMArtifactGateway):
+    """Model artifacts in GCS; large objects in parallel generation-pinned ranges."""
+
+    def __init__(
+        self,
+        client: storage.Client,
+        *,
+        fine_tuned_weights_prefix: str,
+        retry: Any = DEFAULT_RETRY,
+        range_size: int = RANGE_SIZE,
+        range_threshold: int = RANGE_THRESHOLD,
+        range_concurrency: int = RANGE_CONCURRENCY,
+    ) -> None:
+        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
+        self.client = client
+        self._objects = _Objects(client, retry)
+        self._range_size = range_size
+        self._range_threshold = range_threshold
+        self._range_concurrency = range_concurrency
+
+    def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
+        return self._objects.iter_objects(folder_uri)
+
+    def _object_size(self, uri: str) -> int | None:
+        blob = self._objects.blob(uri)
+        try:
+            with _errors(uri):
+                blob.reload(retry=self._objects.retry)
+        except ObjectNotFoundError:
+            return None
+        size: int | None = blob.size
+        return size
+
+    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
+        generation = int(obj.version) if obj.version else None
+        pinned = {"if_generation_match": generation} if generation is not None else {}
+        size = obj.size
+        if size is None or size <= self._range_threshold:
+            writer = _OffsetWriter(fileobj.fileno(), 0, progress)
+            self._fetch(obj.uri, writer, {**pinned, "checksum": "auto"})
+            return
+        starts = range(0, size, self._range_size)
+        with ThreadPoolExecutor(max_workers=self._range_concurrency) as pool:
+            fd = fileobj.fileno()
+            futures = [
+                pool.submit(
+                    self._fetch_range, obj.uri, fd, start, min(start + self._range_size, size), pinned, progress
+                )
+                for start in starts
+            ]
+            try:
+                for future in futures:
+                    future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    def _fetch_range(
+        self, uri: str, fd: int, start: int, stop: int, pinned: dict[str, Any], progress: Progress | None
+    ) -> None:
+        writer = _OffsetWriter(fd, start, progress)
+        self._fetch(uri, writer, {**pinned, "start": start, "end": stop - 1})
+        if writer.written != stop - start:
+            raise StorageUnavailableError(f"{uri}: range {start}-{stop - 1} ended after {writer.written} bytes")
+
+    def _fetch(self, uri: str, writer: _OffsetWriter, options: dict[str, Any]) -> None:
+        with _errors(uri):
+            self._objects.blob(uri).download_to_file(
+                writer, raw_download=True, retry=self._objects.retry, **{"checksum": None, **options}
+            )
+        writer.flush()
+
+    def _read_bytes(self, uri: str) -> bytes:
+        with _errors(uri):
+            data: bytes = self._objects.blob(uri).download_as_bytes(retry=self._objects.retry)
+            return data
+
+
+def build_filesystem(config: InfraConfig, infra: Infra) -> GCSFilesystem:
+    return GCSFilesystem(make_client(config), endpoint_url=config.gcs_endpoint_url)
+
+
+def build_artifacts(config: InfraConfig, infra: Infra) -> GCSArtifacts:
+    """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
+    filesystem = infra.filesystem
+    client = filesystem.client if isinstance(filesystem, GCSFilesystem) else make_client(config)
+    return GCSArtifacts(client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)

@@ -1,0 +1,174 @@
+"""Local disk: ``file://`` URIs and plain paths, with the same atomic-write and download guarantees.
+
+The local provider uses it for everything; the other providers' users meet it in ``storage cp``.
+A "signed URL" here is the file's ``file://`` URL: there is nothing to sign on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+from ..errors import ConfigError, ObjectNotFoundError, StorageError, StoragePermissionError
+from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+from .streams import WriteStream, parse_mode, text_kwargs
+from .uri import parse_uri
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+    from ..infra import Infra
+
+STORE = "local disk"
+CHUNK = 1024 * 1024
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8,32}\.(partial|tmp)$")  # in-flight writes and downloads
+
+
+def check_signing(expiration: int, method: str) -> str:
+    """Validate the arguments every store's ``generate_signed_url`` takes; returns the method upper-cased."""
+    upper = method.upper()
+    if upper not in ("GET", "PUT"):
+        raise ValueError(f"method must be 'GET' or 'PUT', not {method!r}")
+    if not 1 <= expiration <= 7 * 24 * 3600:
+        raise ValueError(f"expiration must be between 1 and 604800 seconds (7 days), not {expiration}")
+    return upper
+
+
+def _path(uri: str) -> Path:
+    return Path(parse_uri(uri, accepts=("file",), store=STORE).key)
+
+
+def _styled(uri: str, path: Path) -> str:
+    """``path`` written the way ``uri`` was: a ``file://`` URI or a plain path."""
+    return path.absolute().as_uri() if uri.startswith("file:") else str(path)
+
+
+class _Errors:
+    """Turn OS errors into the storage error types, naming the path."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _: object) -> None:
+        if exc is None or isinstance(exc, StorageError):
+            return
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+            raise ObjectNotFoundError(f"no file at {self.uri!r}") from exc
+        if isinstance(exc, PermissionError):
+            message = f"permission denied for {self.uri!r}; check the file's owner and mode"
+            raise StoragePermissionError(message) from exc
+
+
+class LocalFilesystem(FilesystemGateway):
+    """Files on this machine; writes go to a temporary name renamed into place on close."""
+
+    def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+        writing, binary = parse_mode(mode, kwargs)
+        path = _path(uri)
+        extra = {} if binary else text_kwargs(kwargs)
+        with _Errors(uri):
+            if not writing:
+                return open(path, "rb" if binary else "r", **extra)  # returned to the caller
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            stream = open(temp, "wb" if binary else "w", **extra)  # noqa: SIM115 - closed by WriteStream
+
+        def commit() -> None:
+            stream.close()
+            os.replace(temp, path)
+
+        def discard() -> None:
+            try:
+                stream.close()
+            finally:
+                temp.unlink(missing_ok=True)
+
+        return WriteStream(stream, commit, discard, uri)  # type: ignore[return-value]
+
+    def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
+        """The file's ``file://`` URL; local files need no signature and the URL does not expire."""
+        check_signing(expiration, method)
+        return _path(uri).absolute().as_uri()
+
+    def exists(self, uri: str) -> bool:
+        return _path(uri).is_file()
+
+    def list(self, uri: str) -> list[str]:
+        return [obj.uri for obj in _walk(uri)]
+
+    def delete(self, uri: str) -> None:
+        with _Errors(uri):
+            _path(uri).unlink(missing_ok=True)
+
+
+def _walk(folder_uri: str) -> Iterator[ObjectInfo]:
+    root = _path(folder_uri)
+    if not root.is_dir():
+        return
+    entries = []
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            if _TEMP_NAME.match(name):
+                continue
+            path = Path(directory, name)
+            try:
+                size = path.stat().st_size
+            except OSError:  # a dangling symlink or a file removed while listing
+                continue
+            entries.append(ObjectInfo(_styled(folder_uri, path), path.relative_to(root).as_posix(), size))
+    yield from sorted(entries, key=lambda obj: obj.key)
+
+
+class LocalArtifacts(LLMArtifactGateway):
+    """Model artifacts in a local folder, copied with the shared safe download engine."""
+
+    def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
+        return _walk(folder_uri)
+
+    def _object_size(self, uri: str) -> int | None:
+        path = _path(uri)
+        return path.stat().st_size if path.is_file() else None
+
+    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
+        with _Errors(obj.uri), open(_path(obj.uri), "rb") as source:
+            while chunk := source.read(CHUNK):
+                fileobj.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+
+    def _read_bytes(self, uri: str) -> bytes:
+        with _Errors(uri):
+            return _path(uri).read_bytes()
+
+
+def build_filesystem(config: InfraConfig, infra: Infra) -> LocalFilesystem:
+    return LocalFilesystem()
+
+
+def build_artifacts(config: InfraConfig, infra: Infra) -> LocalArtifacts:
+    """Fine-tuned weights live under ``local_data_dir`` unless the prefix was set to a local path."""
+    prefix = config.hf_user_fine_tuned_weights_prefix
+    if parse_uri_or_none(prefix) is None:
+        if config.is_set("hf_user_fine_tuned_weights_prefix"):
+            raise ConfigError(
+                "the local provider keeps files on this machine",
+                key="hf_user_fine_tuned_weights_prefix",
+                value=prefix,
+                fix="set it to a local folder (a path or file:// URI), or leave it unset",
+            )
+        prefix = str(Path(config.local_data_dir) / "fine_tuned_weights")
+    return LocalArtifacts(fine_tuned_weights_prefix=prefix)
+
+
+def parse_uri_or_none(uri: str) -> Path | None:
+    """The local path of ``uri``, or None when it is not a local URI."""
+    try:
+        return _path(uri)
+    except StorageError:
+        return None

@@ -1,0 +1,309 @@
+"""S3 and S3-compatible stores (MinIO): one boto3 client and one transfer manager per deployment.
+
+Downloads go through s3transfer (parallel ranged GETs for large objects, pinned to the listed
+ETag, no extra HEAD since the listing already gave size and ETag). Writes are our own multipart
+upload so that a failed or abandoned write is aborted, and so that SHA-256 part checksums reach
+``CompleteMultipartUpload`` when ``celery_enable_sha256`` asks for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+import boto3
+import botocore.exceptions as bexc
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.config import Config as BotoConfig
+from s3transfer.exceptions import RetriesExceededError  # type: ignore[import-untyped]
+from s3transfer.subscribers import BaseSubscriber  # type: ignore[import-untyped]
+
+from ..errors import (
+    ConfigError,
+    ObjectNotFoundError,
+    StorageError,
+    StoragePermissionError,
+    StorageUnavailableError,
+)
+from ..redact import redact_url
+from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+from .local import check_signing
+from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .uri import StorageURI, parse_uri
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+    from ..infra import Infra
+
+STORE = "S3"
+MIB = 1024 * 1024
+POOL_CONNECTIONS = 64
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
+_FORBIDDEN = {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+_UNAVAILABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
+_CHECKSUM_FIELDS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256")
+
+
+def make_client(config: InfraConfig) -> Any:
+    """The one S3 client: region ``default_region``, ``s3_endpoint_url`` with path-style addressing."""
+    style = config.s3_addressing_style or ("path" if config.s3_endpoint_url else None)
+    boto_config = BotoConfig(
+        region_name=config.default_region,
+        signature_version="s3v4",
+        s3={"addressing_style": style} if style else {},
+        max_pool_connections=POOL_CONNECTIONS,
+        retries={"mode": "standard", "max_attempts": 3},
+    )
+    try:
+        session = boto3.session.Session(profile_name=config.aws_profile, region_name=config.default_region)
+    except bexc.ProfileNotFound as err:
+        raise ConfigError(
+            "no such AWS profile", key="aws_profile", value=config.aws_profile, fix="name a profile in ~/.aws/config"
+        ) from err
+    return session.client("s3", endpoint_url=config.s3_endpoint_url, config=boto_config)
+
+
+def translate(err: BaseException, uri: str, endpoint: str | None = None) -> StorageError | None:
+    """The storage error for a botocore/s3transfer error, or None if it is not one of theirs."""
+    if isinstance(err, StorageError):
+        return err
+    if isinstance(err, bexc.ClientError):
+        error = err.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _NOT_FOUND or status == 404:
+            what = "bucket" if code == "NoSuchBucket" else "object"
+            return ObjectNotFoundError(f"{uri}: no such {what} ({code or status})")
+        if code in _FORBIDDEN or status == 403:
+            return StoragePermissionError(
+                f"{uri}: access denied ({code or status}); check the credentials and the bucket policy"
+            )
+        if code in _UNAVAILABLE or (isinstance(status, int) and status >= 500):
+            return StorageUnavailableError(f"{uri}: S3 is unavailable ({code or status}); retry later")
+        return StorageError(f"{uri}: S3 refused the request ({code or status})")
+    if isinstance(err, (bexc.NoCredentialsError, bexc.PartialCredentialsError)):
+        return StoragePermissionError(
+            f"{uri}: no AWS credentials found; use IRSA, AWS_PROFILE/aws_profile or AWS_ACCESS_KEY_ID"
+        )
+    if isinstance(err, (bexc.ConnectionError, bexc.HTTPClientError, RetriesExceededError, ConnectionError)) or (
+        isinstance(err, bexc.BotoCoreError) and "stream" in type(err).__name__.lower()
+    ):
+        where = f" at {redact_url(endpoint)}" if endpoint else ""
+        return StorageUnavailableError(f"{uri}: could not reach S3{where} ({type(err).__name__}); retry later")
+    return None
+
+
+@contextlib.contextmanager
+def _errors(uri: str, client: Any) -> Iterator[None]:
+    try:
+        yield
+    except Exception as err:
+        mapped = translate(err, uri, client.meta.endpoint_url)
+        if mapped is None or mapped is err:
+            raise
+        raise mapped from err
+
+
+def _location(uri: str) -> StorageURI:
+    return parse_uri(uri, accepts=("s3",), store=STORE)
+
+
+def _list(client: Any, folder_uri: str) -> Iterator[ObjectInfo]:
+    loc = _location(folder_uri)
+    prefix = loc.key if loc.key not in ("", "/") else ""
+    with _errors(folder_uri, client):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                yield ObjectInfo(f"s3://{loc.bucket}/{key}", key[len(prefix) :], item["Size"], item.get("ETag"))
+
+
+class _S3Upload:
+    """A multipart upload started only once a full part exists; small objects are one PutObject."""
+
+    def __init__(self, client: Any, bucket: str, key: str, uri: str, sha256: bool) -> None:
+        self._client, self._bucket, self._key, self._uri = client, bucket, key, uri
+        self._checksum = {"ChecksumAlgorithm": "SHA256"} if sha256 else {}
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def upload_part(self, data: bytes) -> None:
+        with _errors(self._uri, self._client):
+            if self._upload_id is None:
+                created = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key, **self._checksum)
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            answer = self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+                **self._checksum,
+            )
+        part = {"ETag": answer["ETag"], "PartNumber": number}
+        part.update({name: answer[name] for name in _CHECKSUM_FIELDS if answer.get(name)})
+        self._parts.append(part)
+
+    def finish(self, data: bytes) -> None:
+        if self._upload_id is None:
+            with _errors(self._uri, self._client):
+                self._client.put_object(Bucket=self._bucket, Key=self._key, Body=data, **self._checksum)
+            return
+        if data:
+            self.upload_part(data)
+        with _errors(self._uri, self._client):
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            with _errors(self._uri, self._client):
+                self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
+
+
+class S3Filesystem(FilesystemGateway):
+    """``s3://bucket/key`` through one reused client; writes commit on close, else are aborted."""
+
+    def __init__(self, client: Any, *, sha256: bool = False, part_size: int = DEFAULT_PART_SIZE) -> None:
+        self.client = client
+        self._sha256 = sha256
+        self._part_size = max(part_size, 5 * MIB)  # S3's smallest part
+
+    def __repr__(self) -> str:
+        return f"S3Filesystem(endpoint={redact_url(self.client.meta.endpoint_url)!r})"
+
+    def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+        writing, binary = parse_mode(mode, kwargs)
+        loc = _location(uri)
+        if writing:
+            upload = _S3Upload(self.client, loc.bucket, loc.key, uri, self._sha256)
+            return upload_stream(upload, binary, kwargs, uri, self._part_size)
+        with _errors(uri, self.client):
+            body = self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+
+        drained = [False]
+
+        def read(size: int) -> bytes:
+            with _errors(uri, self.client):
+                data: bytes = body.read(size)
+            drained[0] = drained[0] or (size > 0 and not data)
+            return data
+
+        def close() -> None:
+            # A drained body has already gone back to the pool; close() would drop the connection.
+            if not drained[0]:
+                body.close()
+
+        return reader_stream(ChunkedReader(read, close), binary, kwargs, 256 * 1024)
+
+    def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
+        """A SigV4 presigned URL; PUT URLs take the body as is (no checksum header required)."""
+        operation = "get_object" if check_signing(expiration, method) == "GET" else "put_object"
+        loc = _location(uri)
+        with _errors(uri, self.client):
+            url: str = self.client.generate_presigned_url(
+                operation, Params={"Bucket": loc.bucket, "Key": loc.key}, ExpiresIn=expiration
+            )
+        return url
+
+    def exists(self, uri: str) -> bool:
+        loc = _location(uri)
+        try:
+            with _errors(uri, self.client):
+                self.client.head_object(Bucket=loc.bucket, Key=loc.key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def list(self, uri: str) -> list[str]:
+        folder = uri.rstrip("/") + "/" if _location(uri).key else uri
+        return [obj.uri for obj in _list(self.client, folder)]
+
+    def delete(self, uri: str) -> None:
+        loc = _location(uri)
+        with contextlib.suppress(ObjectNotFoundError), _errors(uri, self.client):
+            self.client.delete_object(Bucket=loc.bucket, Key=loc.key)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _Known(BaseSubscriber):  # type: ignore[misc]
+    """Hands s3transfer the size and ETag from the listing (no HEAD) and forwards progress."""
+
+    def __init__(self, obj: ObjectInfo, progress: Progress | None) -> None:
+        self._obj = obj
+        self._progress = progress
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        if self._obj.size is not None:
+            future.meta.provide_transfer_size(self._obj.size)
+            if self._obj.version:
+                future.meta.provide_object_etag(self._obj.version)
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        if self._progress is not None:
+            self._progress(bytes_transferred)
+
+
+class S3Artifacts(LLMArtifactGateway):
+    """Model artifacts in S3: listing by folder, downloads through one shared transfer manager."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        fine_tuned_weights_prefix: str,
+        transfer_config: TransferConfig | None = None,
+    ) -> None:
+        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
+        self.client = client
+        config = transfer_config or TransferConfig(
+            multipart_threshold=16 * MIB, multipart_chunksize=8 * MIB, max_concurrency=16
+        )
+        self._transfers = create_transfer_manager(client, config)
+
+    def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
+        return _list(self.client, folder_uri)
+
+    def _object_size(self, uri: str) -> int | None:
+        loc = _location(uri)
+        try:
+            with _errors(uri, self.client):
+                size: int = self.client.head_object(Bucket=loc.bucket, Key=loc.key)["ContentLength"]
+        except ObjectNotFoundError:
+            return None
+        return size
+
+    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
+        loc = _location(obj.uri)
+        with _errors(obj.uri, self.client):
+            future = self._transfers.download(loc.bucket, loc.key, fileobj, subscribers=[_Known(obj, progress)])
+            future.result()
+
+    def _read_bytes(self, uri: str) -> bytes:
+        loc = _location(uri)
+        with _errors(uri, self.client):
+            data: bytes = self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+            return data
+
+    def close(self) -> None:
+        self._transfers.shutdown()
+
+
+def build_filesystem(config: InfraConfig, infra: Infra) -> S3Filesystem:
+    return S3Filesystem(make_client(config), sha256=bool(config.celery_enable_sha256))
+
+
+def build_artifacts(config: InfraConfig, infra: Infra) -> S3Artifacts:
+    """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
+    filesystem = infra.filesystem
+    client = filesystem.client if isinstance(filesystem, S3Filesystem) else make_client(config)
+    return S3Artifacts(client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)

@@ -1,0 +1,59 @@
+"""kombu's Service Bus transport, with the SDK's transient errors counted as connection errors.
+
+kombu lists only ``ConnectionError`` among the Service Bus transport's ``connection_errors``, so
+``Connection.ensure`` — and with it Celery's ``task_publish_retry`` — never retries a publish that
+failed with ``ServiceBusConnectionError`` (the 300 s ``amqp:connection:forced`` drop) or a detached
+link. This subclass adds them; ``ensure`` then drops the dead connection, builds a fresh client
+and publishes again, within ``task_publish_retry_policy``.
+
+Registered as the kombu transport alias ``mei-azureservicebus`` (see `register_transport`); the
+broker URL keeps its ``azureservicebus://`` form and Celery's ``broker_transport`` picks the alias.
+Importing this module imports the Azure SDK; nothing else in the package does so eagerly.
+"""
+
+from __future__ import annotations
+
+from azure.core.exceptions import ServiceRequestError
+from azure.servicebus.exceptions import (
+    OperationTimeoutError,
+    ServiceBusCommunicationError,
+    ServiceBusConnectionError,
+    ServiceBusServerBusyError,
+)
+from kombu.transport import azureservicebus
+
+from .settings import SERVICEBUS_TRANSPORT_ALIAS, SERVICEBUS_TRANSPORT_TARGET
+
+try:  # the SDK's own AMQP stack (azure-servicebus >= 7.12)
+    from azure.servicebus._pyamqp.error import AMQPConnectionError, AMQPLinkError, AMQPSessionError
+
+    _AMQP_ERRORS: tuple[type[BaseException], ...] = (AMQPConnectionError, AMQPLinkError, AMQPSessionError)
+except ImportError:  # pragma: no cover - older SDKs
+    _AMQP_ERRORS = ()
+
+# Failures after which a new connection can succeed. A timeout or a busy server leaves it unknown
+# whether the message arrived, so a retry may deliver it twice: Celery tasks are at-least-once.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ServiceBusConnectionError,
+    ServiceBusCommunicationError,
+    OperationTimeoutError,
+    ServiceBusServerBusyError,
+    ServiceRequestError,  # the management client (queue declare) could not reach the namespace
+    *_AMQP_ERRORS,
+)
+
+
+class Transport(azureservicebus.Transport):  # type: ignore[misc]
+    """Azure Service Bus transport whose publishes Celery retries on transient SDK errors."""
+
+    connection_errors = (*azureservicebus.Transport.connection_errors, *TRANSIENT_ERRORS)
+    driver_type = "azureservicebus"
+    driver_name = "azureservicebus"
+
+
+def register_transport() -> str:
+    """Make the alias known to kombu (idempotent); returns it."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES[SERVICEBUS_TRANSPORT_ALIAS] = SERVICEBUS_TRANSPORT_TARGET
+    return SERVICEBUS_TRANSPORT_ALIAS

@@ -98,6 +98,7 @@ def test_redis_roundtrip_with_password(tmp_path: Path) -> None:
     secret = "celery-s3cret"
     with start_redis(tmp_path / "redis", password=secret) as server:
         yaml = f"cloud_provider: onprem\nredis_host: {server.host}\nredis_port: {server.port}\n"
+        yaml += "redis_enable_tls: false\n"  # an AUTH token alone would switch to TLS, as in the reference
         env = {"REDIS_AUTH_TOKEN": secret}
         config = load_config(_write(tmp_path, yaml), env=env)
         with build_infra(config) as infra, worker_process(tmp_path, yaml, "redis-auth", env=env):

@@ -231,7 +231,7 @@ def proxied_artifacts(kind: str, server: RunningServer, proxy: str, root: str) -
         from model_engine_infra.storage.s3 import S3Artifacts, make_client
 
         config = s3_config(server, "minio", root, endpoint=proxy)
-        return S3Artifacts(make_client(config), fine_tuned_weights_prefix=f"{root}/ft")
+        return S3Artifacts(make_client(config), fine_tuned_weights_prefix=f"{root}/ft", owns_client=True)
     if kind == "azure":
         from azure.storage.blob import ExponentialRetry
 
@@ -239,14 +239,15 @@ def proxied_artifacts(kind: str, server: RunningServer, proxy: str, root: str) -
 
         config = azure_config(server, root, endpoint=f"{proxy}/{server.extra['account_name']}")
         quick = ExponentialRetry(initial_backoff=0, increment_base=1, retry_total=1)
-        return AzureBlobArtifacts(make_client(config, retry_policy=quick), fine_tuned_weights_prefix=f"{root}/ft")
+        client = make_client(config, retry_policy=quick)
+        return AzureBlobArtifacts(client, fine_tuned_weights_prefix=f"{root}/ft", owns_client=True)
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     from model_engine_infra.storage.gcs import GCSArtifacts, make_client
 
     config = gcs_config(server, root, endpoint=proxy)
     quick = DEFAULT_RETRY.with_timeout(2)
-    return GCSArtifacts(make_client(config), fine_tuned_weights_prefix=f"{root}/ft", retry=quick)
+    return GCSArtifacts(make_client(config), fine_tuned_weights_prefix=f"{root}/ft", retry=quick, owns_client=True)
 
 
 SERVERS = {"s3": "moto_server", "azure": "azurite_server", "gcs": "gcs_server"}

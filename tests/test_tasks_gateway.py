@@ -175,6 +175,36 @@ def test_one_producer_reused(local_gateway: CeleryTaskQueueGateway) -> None:
     assert len(drain(local_gateway, "reuse-q")) == 50
 
 
+def test_threads_share_at_most_pool_limit_connections(local_gateway: CeleryTaskQueueGateway) -> None:
+    import threading
+
+    made: list[object] = []
+    original = local_gateway.app.connection_for_write
+    lock = threading.Lock()
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            made.append(object())
+        return original(*args, **kwargs)
+
+    local_gateway.app.connection_for_write = counting
+    ids: list[str] = []
+
+    def send() -> None:
+        for _ in range(25):
+            task_id = local_gateway.send_task("tasks.predict", "threads-q", args=[1]).task_id
+            with lock:
+                ids.append(task_id)
+
+    threads = [threading.Thread(target=send) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= len(made) <= local_gateway.app.conf.broker_pool_limit == 10
+    assert sorted(m.headers["id"] for m in drain(local_gateway, "threads-q")) == sorted(ids)
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,11 @@
 ``model-engine-infra demo`` runs it on the local provider (or any configured cloud) and prints a
 table of steps with timings; the end-to-end tests run the same tour on every provider. Nothing in
 here asks which cloud it is on: only the configuration differs.
+
+The worker is a separate process by default (what a person runs). ``worker="thread"`` runs a real
+Celery worker in this process instead: the end-to-end test uses it on every provider, because the
+Service Bus fake lives in memory and a child process could not reach it. A step that does not
+apply to the configuration (no Redis, no registry, no secret named) is recorded as skipped.
 """
 
 from __future__ import annotations
@@ -15,17 +20,22 @@ import sys
 import tempfile
 import time
 import uuid
+import urllib.request
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .config.model import InfraConfig
+from .errors import ImageNotFoundError, InfraError
 from .infra import Infra, build_infra
 from .tasks.base import TaskStatus
 
 T = TypeVar("T")
+WorkerMode = Literal["process", "thread"]
+REDIS_KEYS = ("redis_host", "cache_redis_onprem_url", "cache_redis_aws_url", "cache_redis_gcp_url")
+SIGNED_URL_SECONDS = 300
 PREDICT_TASK = "model_engine_infra.demo.predict"  # tasks.demo_tasks.PREDICT, without importing Celery
 PROMPTS = (
     "The quick brown fox",
@@ -43,6 +53,11 @@ class Step:
     detail: str = ""
     seconds: float = 0.0
     ok: bool = True
+    skipped: bool = False
+
+
+class SkipStep(Exception):
+    """Raised inside a step that does not apply to this configuration; the message says why."""
 
 
 @dataclass
@@ -58,6 +73,17 @@ class TourReport:
     def total_seconds(self) -> float:
         return sum(step.seconds for step in self.steps)
 
+    def step(self, name: str) -> Step:
+        """The first step whose name starts with ``name``."""
+        for step in self.steps:
+            if step.name.startswith(name):
+                return step
+        raise KeyError(name)
+
+    @property
+    def skipped(self) -> list[str]:
+        return [step.name for step in self.steps if step.skipped]
+
 
 class Tour:
     """Runs the steps in order, timing each; stops at the first failure and always cleans up."""
@@ -72,8 +98,14 @@ class Tour:
         task_timeout: float = 30.0,
         infra: Infra | None = None,
         on_step: Callable[[Step], None] | None = None,
+        worker: WorkerMode = "process",
+        secret_name: str | None = None,
+        image_tags: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.worker_mode: WorkerMode = worker
+        self.secret_names = [secret_name] if secret_name else _referenced_secrets(config)
+        self.image_tags = dict(image_tags or {})
         self.config_path = config_path
         self.worker_env = dict(worker_env) if worker_env is not None else None
         self.n_tasks = n_tasks
@@ -83,6 +115,8 @@ class Tour:
         self.endpoint_id = f"demo-{uuid.uuid4().hex[:8]}"
         self.report = TourReport(provider=config.cloud_provider)
         self._worker: subprocess.Popen[bytes] | None = None
+        self._worker_stack = ExitStack()
+        self._worker_app: Any = None
         self._workdir = Path(tempfile.mkdtemp(prefix="model-engine-infra-tour-"))
         self._written: list[str] = []
         self._queue_created = False
@@ -99,6 +133,9 @@ class Tour:
         started = time.perf_counter()
         try:
             yield record
+        except SkipStep as why:
+            record.skipped = True
+            record.detail = f"skipped: {why}"
         except BaseException as err:
             record.ok = False
             record.detail = f"{type(err).__name__}: {err}"
@@ -117,7 +154,11 @@ class Tour:
             self._queue_attributes()
             self._collect(task_ids)
             self._write_artifacts()
+            self._sign_and_fetch()
             self._download_artifacts()
+            self._check_image()
+            self._read_secret()
+            self._use_redis()
         except Exception:  # recorded in the failing step; the report says what broke
             pass
         finally:
@@ -141,6 +182,9 @@ class Tour:
             s.detail = info.queue_name + (f" ({info.queue_url})" if info.queue_url else "")
 
     def _start_worker(self) -> None:
+        if self.worker_mode == "thread":
+            self._start_worker_thread()
+            return
         with self.step("start Celery worker process") as s:
             command = [sys.executable, "-m", "model_engine_infra.tasks.worker", "--queues", self.queue_name]
             if self.config_path:
@@ -151,6 +195,41 @@ class Tour:
                 command, env=self.worker_env, stdout=log, stderr=subprocess.STDOUT
             )
             s.detail = f"pid {self._worker.pid}, queue {self.queue_name}"
+
+    def _start_worker_thread(self) -> None:
+        with self.step("start Celery worker thread") as s:
+            from celery.contrib.testing.worker import start_worker
+
+            from .tasks.broker import BrokerType, broker_type_for
+            from .tasks.gateway import redis_source
+            from .tasks.settings import default_backend_protocol
+            from .tasks.worker import worker_app
+
+            uses_redis = (
+                broker_type_for(self.config) in (BrokerType.REDIS, BrokerType.REDIS_24H)
+                or default_backend_protocol(self.config) == "redis"
+            )
+            # the worker reaches Redis exactly as this tour's components do (same credential source)
+            redis = redis_source(self.config, self.infra) if uses_redis else None
+            app = worker_app(self.config, redis=redis)
+            options = dict(app.conf.broker_transport_options or {})
+            options.setdefault("polling_interval", 0.1)
+            if "wait_time_seconds" in options:  # SQS long polling would hold the shutdown for 20 s
+                options["wait_time_seconds"] = 1
+            app.conf.broker_transport_options = options
+            app.loader.import_default_modules()
+            self._worker_app = app
+            self._worker_stack.enter_context(
+                start_worker(
+                    app,
+                    pool="solo",
+                    perform_ping_check=False,
+                    queues=[self.queue_name],
+                    shutdown_timeout=20,
+                    loglevel="WARNING",
+                )
+            )
+            s.detail = f"in this process, queue {self.queue_name}"
 
     def _send_tasks(self) -> list[str]:
         with self.step(f"send {self.n_tasks} tasks") as s:
@@ -208,6 +287,18 @@ class Tour:
                 self._written.append(uri)
             s.detail = f"{len(files)} files under {self.artifact_prefix}"
 
+    def _sign_and_fetch(self) -> None:
+        with self.step("sign and fetch an artifact URL") as s:
+            uri = next(u for u in self._written if u.endswith("config.json"))
+            url = self.infra.filesystem.generate_signed_url(uri, expiration=SIGNED_URL_SECONDS)
+            with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310  (our own signed URL)
+                body = response.read()
+            with self.infra.filesystem.open(uri, "rb") as f:
+                if body != f.read():
+                    raise InfraError(f"the signed URL for {uri} served different bytes")
+            scheme = url.split(":", 1)[0]
+            s.detail = f"{scheme} URL valid {SIGNED_URL_SECONDS} s, {len(body)} bytes match"
+
     def _download_artifacts(self) -> None:
         with self.step("download model artifacts") as s:
             received = [0]
@@ -220,9 +311,55 @@ class Tour:
             model_config = self.infra.artifacts.get_model_config(self.artifact_prefix)
             s.detail = f"{len(paths)} files, {received[0]:,} bytes; config.json model_type={model_config['model_type']}"
 
+    def _check_image(self) -> None:
+        with self.step("check an image") as s:
+            explicit = self.config.is_set("docker_repo_prefix") or "docker_repo_prefix" in self.config.model_fields_set
+            if self.config.cloud_provider in ("local", "onprem") and not explicit:
+                raise SkipStep("no registry configured (docker_repo_prefix)")
+            repository = self.infra.docker_repository
+            name = self.config.vllm_repository
+            tag = self.image_tags.get("vllm")
+            if tag is None:
+                tag = repository.get_latest_image_tag(name)
+            elif not repository.image_exists(tag, name):
+                raise ImageNotFoundError(
+                    f"{repository.get_image_url(tag, name)} is not in the registry: mirror it "
+                    "(model-engine-infra images mirror)"
+                )
+            s.detail = f"{repository.get_image_url(tag, name)} exists"
+
+    def _read_secret(self) -> None:
+        with self.step("read a secret") as s:
+            if not self.secret_names:
+                raise SkipStep("the configuration names no secret")
+            shown = []
+            for name in self.secret_names:
+                value = self.infra.secrets.get(name)
+                kind = f"{len(value)} field(s)" if isinstance(value, dict) else f"{len(value)} characters"
+                shown.append(f"{name} ({kind})")  # never the value itself
+            s.detail = f"read from {self.infra.secrets.store_name}: " + ", ".join(shown)
+
+    def _use_redis(self) -> None:
+        with self.step("use Redis") as s:
+            if self.config.cloud_provider == "local" and not any(self.config.is_set(k) for k in REDIS_KEYS):
+                raise SkipStep("no Redis configured (the local provider needs none)")
+            connection = self.infra.redis
+            client = connection.client()
+            key = f"model-engine-infra:tour:{self.endpoint_id}"
+            client.set(key, b"ready", ex=60)
+            value = client.get(key)
+            client.delete(key)
+            if value != b"ready":
+                raise InfraError(f"Redis returned {value!r} for the value just written")
+            s.detail = f"{connection.redacted_url()}: set, get, delete"
+
     def _clean_up(self) -> None:
         with self.step("clean up") as s:
             done = []
+            if self._worker_app is not None:
+                self._worker_stack.close()
+                self._worker_app.close()
+                done.append("worker thread stopped")
             if self._worker is not None:
                 self._worker.terminate()
                 try:
@@ -247,7 +384,14 @@ class Tour:
         return self._loop.run_until_complete(coro)
 
     def _worker_log_tail(self) -> str:
+        if self.worker_mode == "thread":
+            return "(the worker runs in this process: see its log records)"
         try:
             return (self._workdir / "worker.log").read_text(errors="replace")[-2000:]
         except OSError:
             return ""
+
+
+def _referenced_secrets(config: InfraConfig) -> list[str]:
+    """The secrets the configuration itself names (the Redis secrets)."""
+    return [name for name in (config.cache_redis_aws_secret_name, config.redis_aws_secret_name) if name]

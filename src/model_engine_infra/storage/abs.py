@@ -282,11 +282,17 @@ class AzureBlobArtifacts(LLMArtifactGateway):
     """Model artifacts in Blob Storage, downloaded in parallel ranges straight into the file."""
 
     def __init__(
-        self, client: BlobServiceClient, *, fine_tuned_weights_prefix: str, range_concurrency: int = RANGE_CONCURRENCY
+        self,
+        client: BlobServiceClient,
+        *,
+        fine_tuned_weights_prefix: str,
+        range_concurrency: int = RANGE_CONCURRENCY,
+        owns_client: bool = False,
     ) -> None:
         super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
         self._blobs = _Blobs(client)
         self.client = client
+        self._owns_client = owns_client
         self._range_concurrency = range_concurrency
 
     def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
@@ -315,6 +321,10 @@ class AzureBlobArtifacts(LLMArtifactGateway):
             data: bytes = self._blobs.blob(uri).download_blob().readall()
             return data
 
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
 
 def _deltas(progress: Progress | None) -> Any:
     """The SDK reports running totals (from several threads); callers want bytes as they arrive."""
@@ -339,5 +349,7 @@ def build_filesystem(config: InfraConfig, infra: Infra) -> AzureBlobFilesystem:
 def build_artifacts(config: InfraConfig, infra: Infra) -> AzureBlobArtifacts:
     """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
     filesystem = infra.filesystem
-    client = filesystem.client if isinstance(filesystem, AzureBlobFilesystem) else make_client(config)
-    return AzureBlobArtifacts(client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
+    prefix = config.hf_user_fine_tuned_weights_prefix
+    if isinstance(filesystem, AzureBlobFilesystem):
+        return AzureBlobArtifacts(filesystem.client, fine_tuned_weights_prefix=prefix)
+    return AzureBlobArtifacts(make_client(config), fine_tuned_weights_prefix=prefix, owns_client=True)

@@ -331,9 +331,11 @@ class GCSArtifacts(LLMArtifactGateway):
         range_size: int = RANGE_SIZE,
         range_threshold: int = RANGE_THRESHOLD,
         range_concurrency: int = RANGE_CONCURRENCY,
+        owns_client: bool = False,
     ) -> None:
         super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
         self.client = client
+        self._owns_client = owns_client
         self._objects = _Objects(client, retry)
         self._range_size = range_size
         self._range_threshold = range_threshold
@@ -396,6 +398,10 @@ class GCSArtifacts(LLMArtifactGateway):
             data: bytes = self._objects.blob(uri).download_as_bytes(retry=self._objects.retry)
             return data
 
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
 
 def build_filesystem(config: InfraConfig, infra: Infra) -> GCSFilesystem:
     return GCSFilesystem(make_client(config), endpoint_url=config.gcs_endpoint_url)
@@ -404,5 +410,7 @@ def build_filesystem(config: InfraConfig, infra: Infra) -> GCSFilesystem:
 def build_artifacts(config: InfraConfig, infra: Infra) -> GCSArtifacts:
     """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
     filesystem = infra.filesystem
-    client = filesystem.client if isinstance(filesystem, GCSFilesystem) else make_client(config)
-    return GCSArtifacts(client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
+    prefix = config.hf_user_fine_tuned_weights_prefix
+    if isinstance(filesystem, GCSFilesystem):
+        return GCSArtifacts(filesystem.client, fine_tuned_weights_prefix=prefix)
+    return GCSArtifacts(make_client(config), fine_tuned_weights_prefix=prefix, owns_client=True)

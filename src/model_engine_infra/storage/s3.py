@@ -262,9 +262,11 @@ class S3Artifacts(LLMArtifactGateway):
         *,
         fine_tuned_weights_prefix: str,
         transfer_config: TransferConfig | None = None,
+        owns_client: bool = False,
     ) -> None:
         super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
         self.client = client
+        self._owns_client = owns_client
         config = transfer_config or TransferConfig(
             multipart_threshold=16 * MIB, multipart_chunksize=8 * MIB, max_concurrency=16
         )
@@ -296,6 +298,8 @@ class S3Artifacts(LLMArtifactGateway):
 
     def close(self) -> None:
         self._transfers.shutdown()
+        if self._owns_client:
+            self.client.close()
 
 
 def build_filesystem(config: InfraConfig, infra: Infra) -> S3Filesystem:
@@ -305,5 +309,7 @@ def build_filesystem(config: InfraConfig, infra: Infra) -> S3Filesystem:
 def build_artifacts(config: InfraConfig, infra: Infra) -> S3Artifacts:
     """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
     filesystem = infra.filesystem
-    client = filesystem.client if isinstance(filesystem, S3Filesystem) else make_client(config)
-    return S3Artifacts(client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
+    prefix = config.hf_user_fine_tuned_weights_prefix
+    if isinstance(filesystem, S3Filesystem):
+        return S3Artifacts(filesystem.client, fine_tuned_weights_prefix=prefix)
+    return S3Artifacts(make_client(config), fine_tuned_weights_prefix=prefix, owns_client=True)

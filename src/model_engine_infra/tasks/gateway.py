@@ -70,9 +70,11 @@ class ProducerCache:
                 producer = self._free.pop() if self._free else None
             if producer is None:
                 producer = self._producer_cls(self._app.connection_for_write())
-            yield producer
-            with self._lock:
-                self._free.append(producer)
+            try:
+                yield producer
+            finally:  # after a failure too: the next publish's ensure() revives a dead connection
+                with self._lock:
+                    self._free.append(producer)
         finally:
             self._slots.release()
 

@@ -3,10 +3,20 @@
 # moto server and fake-gcs-server per ../shared/services.md), then run lint, types, unit and
 # integration tests. Servers are started and stopped by the tests themselves, on free ports.
 # Under CI=true an integration test whose server is missing fails instead of skipping.
-set -euo pipefail
+# Every stage runs even when an earlier one fails; the exit code is non-zero if any failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh dev
-PYTHON=.venv/bin/python scripts/install-test-servers.sh
+scripts/setup.sh dev || exit 1
+PYTHON=.venv/bin/python scripts/install-test-servers.sh || exit 1
 export PATH="$PWD/.venv/bin:$PATH"
-.venv/bin/nox -s lint typecheck
-.venv/bin/python -m pytest tests integration -q -p no:cacheprovider "$@"
+
+failed=()
+.venv/bin/nox -s lint || failed+=(lint)
+.venv/bin/nox -s typecheck || failed+=(typecheck)
+.venv/bin/python -m pytest tests integration -q -p no:cacheprovider "$@" || failed+=(pytest)
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "all stages passed: lint, typecheck, tests + integration"

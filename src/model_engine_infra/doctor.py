@@ -1,7 +1,9 @@
 """Preflight doctor: the configuration check, then live probes, each with a time limit.
 
 Every probe goes through `build_infra` like a service would, and turns a failure into a verdict
-that says what to change. Exit code: 0 healthy, 1 failing, 2 warnings only.
+that says what to change. Exit code: 0 healthy, 1 failing, 2 warnings only. A config error stops
+the run; a high-severity finding fails the config check but the live probes still run, so one
+report shows everything to change. docs/doctor.md lists every check.
 """
 
 from __future__ import annotations
@@ -136,8 +138,11 @@ class Doctor:
             return None
         serious = [f for f in report["findings"] if f["severity"] in ("warning", "high")]
         if serious:
+            # A high finding (wrong broker for the cloud, unmirrored public images, no Prometheus) breaks
+            # the deployment silently: a preflight must fail on it, not merely warn.
+            verdict: Verdict = "fail" if any(f["severity"] == "high" for f in serious) else "warn"
             message = "; ".join(f"[{f['severity']}] {f['key']}: {f['message']}" for f in serious)
-            self.report.results.append(CheckResult("config", "warn", message, seconds))
+            self.report.results.append(CheckResult("config", verdict, message, seconds))
         else:
             self.report.results.append(CheckResult("config", "ok", "no errors, no findings", seconds))
         return load_config(self.config_path, env=self.env)
@@ -235,10 +240,17 @@ class Doctor:
         if missing:
             raise InfraError(
                 f"{len(missing)} image(s) missing: {', '.join(missing)}. Endpoints using them hang in "
-                "INITIALIZING: mirror them with `model-engine-infra images mirror`"
+                "INITIALIZING. Fix: mirror them with `model-engine-infra images mirror`, or point the "
+                "*_repository keys (and --tag) at images that exist"
             )
         if errors:
-            raise Warn("could not check: " + "; ".join(errors))
+            # Unauthorised or unreachable: the cluster will not pull these either, so this is no pass.
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise InfraError(
+                f"could not check {len(errors)} image(s): {errors[0]}{more}. Fix: check docker_repo_prefix, "
+                "that the registry is reachable from here, and its credentials (registry_username / "
+                "registry_password or registry_auth_file; IAM roles on cloud registries)"
+            )
         return f"{len(rows)} image(s) found"
 
     def _secrets(self, config: InfraConfig, infra: Infra) -> str:

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import urllib.request
+import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -123,9 +123,7 @@ class Tour:
         # One loop for every async call, so async clients built on first use stay on their loop.
         self._loop = asyncio.new_event_loop()
         self.queue_name = ""
-        self.artifact_prefix = (
-            f"{config.hf_user_fine_tuned_weights_prefix.rstrip('/')}/demo/{self.endpoint_id}"
-        )
+        self.artifact_prefix = f"{config.hf_user_fine_tuned_weights_prefix.rstrip('/')}/demo/{self.endpoint_id}"
 
     @contextmanager
     def step(self, name: str) -> Iterator[Step]:
@@ -191,9 +189,7 @@ class Tour:
                 command += ["--config", self.config_path]
             log = open(self._workdir / "worker.log", "wb")  # noqa: SIM115  (closed with the process)
             # worker_env None: the worker inherits this process's environment, like any child.
-            self._worker = subprocess.Popen(
-                command, env=self.worker_env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self._worker = subprocess.Popen(command, env=self.worker_env, stdout=log, stderr=subprocess.STDOUT)
             s.detail = f"pid {self._worker.pid}, queue {self.queue_name}"
 
     def _start_worker_thread(self) -> None:
@@ -291,7 +287,7 @@ class Tour:
         with self.step("sign and fetch an artifact URL") as s:
             uri = next(u for u in self._written if u.endswith("config.json"))
             url = self.infra.filesystem.generate_signed_url(uri, expiration=SIGNED_URL_SECONDS)
-            with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310  (our own signed URL)
+            with urllib.request.urlopen(url, timeout=30) as response:
                 body = response.read()
             with self.infra.filesystem.open(uri, "rb") as f:
                 if body != f.read():

@@ -1,5 +1,8 @@
 """pytest plugin: session-scoped real servers (redis, moto, Azurite, fake-gcs-server, registry).
 
+It also registers the testing kit's in-process fixtures (``infra_provider``, ``infra_config``,
+``fake_infra``) from `model_engine_infra.testing.fixtures`; see docs/testing-kit.md.
+
 Each fixture starts its server once per session in a ``tmp_path_factory`` folder and stops it at
 the end. A server that is not installed skips the test on a developer's machine (with the install
 command in the message) but fails it in CI, where a silently skipped integration suite would hide
@@ -14,11 +17,15 @@ from typing import Literal, NoReturn
 
 import pytest
 
+from model_engine_infra.testing.fixtures import fake_infra, infra_config, infra_provider
 from model_engine_infra.testing.servers import SERVERS, RunningServer, ServerUnavailableError
 
 __all__ = [
     "azurite_server",
+    "fake_infra",
     "gcs_server",
+    "infra_config",
+    "infra_provider",
     "missing_server_action",
     "moto_server",
     "redis_server",

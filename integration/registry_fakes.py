@@ -86,8 +86,14 @@ class TokenServer:
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         claims = {
-            "iss": ISSUER, "sub": subject, "aud": SERVICE, "exp": now + self.expires_in, "nbf": now - 10,
-            "iat": now, "jti": secrets.token_hex(8), "access": access,
+            "iss": ISSUER,
+            "sub": subject,
+            "aud": SERVICE,
+            "exp": now + self.expires_in,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "access": access,
         }
         x5c = [base64.b64encode(self._cert.public_bytes(serialization.Encoding.DER)).decode()]
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"x5c": x5c})
@@ -190,8 +196,12 @@ class Pusher:
     ) -> tuple[str, bytes]:
         """Push an image; returns (manifest digest, manifest bytes). ``tag`` None pushes by digest."""
         config = json.dumps(
-            {"created": created.isoformat().replace("+00:00", "Z"), "architecture": architecture, "os": "linux",
-             "rootfs": {"type": "layers", "diff_ids": []}}
+            {
+                "created": created.isoformat().replace("+00:00", "Z"),
+                "architecture": architecture,
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": []},
+            }
         ).encode()
         config_descriptor = {**self.blob(repository, config), "mediaType": OCI_CONFIG}
         layer_descriptors = [self.blob(repository, layer) for layer in (layers or [f"{repository}:{tag}".encode()])]
@@ -207,8 +217,12 @@ class Pusher:
         for architecture, layers in platforms.items():
             digest, body = self.image(repository, None, created=created, layers=layers, architecture=architecture)
             manifests.append(
-                {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
-                 "platform": {"architecture": architecture, "os": "linux"}}
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": len(body),
+                    "platform": {"architecture": architecture, "os": "linux"},
+                }
             )
         body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
         return self.manifest(repository, tag, body, OCI_INDEX)

@@ -323,3 +323,44 @@ def test_aws_secret_that_does_not_exist_fails(tmp_path: Path, aws: dict[str, Any
     assert verdict == "fail"
     assert "doctor/no-such-secret" in message
     assert report.exit_code == 1
+
+
+# --- azure: expired Entra ID credentials -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Azure Cache stand-in: TLS only, as Entra ID auth requires."""
+    from model_engine_infra.testing.servers import start_redis
+
+    try:
+        server = start_redis(tmp_path_factory.mktemp("doctor-tls-redis"), tls=True)
+    except ServerUnavailableError as err:
+        report_missing_server("redis", err)
+    with server:
+        yield server
+
+
+def test_expired_entra_credential_fails_the_redis_probe(tmp_path: Path, tls_redis: RunningServer) -> None:
+    from model_engine_infra.testing.azure_identity import FakeTokenCredential
+    from model_engine_infra.testing.fakes import patch_azure_sdk
+    from model_engine_infra.testing.servicebus import FakeServiceBusNamespace
+
+    credential = FakeTokenCredential()
+    credential.fail_with_sdk_error("AADSTS700024: client assertion is not within its valid time range (expired)")
+    values = {
+        "cloud_provider": "azure",
+        "azure": {"servicebus_namespace": "doctor-ns", "object_id": "doctor-oid"},
+        "cache_redis_azure_host": f"{tls_redis.host}:{tls_redis.port}",
+        "redis": {"unsafeSsl": True},
+        "prometheus_server_address": "http://prometheus:9090",
+    }
+    with patch_azure_sdk(credential=credential, servicebus=FakeServiceBusNamespace("doctor-ns")):
+        report = _run(tmp_path, values, timeout=10)
+    verdict, message = _result(report, "redis")
+    assert verdict == "fail"
+    assert "Entra ID token" in message
+    assert "Fix:" in message
+    assert "workload identity" in message
+    assert credential.calls >= 1
+    assert report.exit_code == 1

@@ -9,7 +9,6 @@ HTTP requests by `registry_fakes.Pusher`, independent of the code under test.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import sys
@@ -33,21 +32,10 @@ from model_engine_infra.testing.pytest_plugin import report_missing_server
 from model_engine_infra.testing.servers import RunningServer, ServerUnavailableError, start_moto, start_registry
 
 sys.path.insert(0, str(Path(__file__).parent))
+from contracts import load_contract
 from registry_fakes import Pusher, TokenServer
 
-
-def _load_contract() -> Any:
-    path = Path(__file__).parents[1] / "tests" / "contract" / "test_docker_repository_contract.py"
-    spec = importlib.util.spec_from_file_location("docker_repository_contract", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-contract = _load_contract()
+contract = load_contract("test_docker_repository_contract.py", "docker_repository_contract")
 RegistryTarget = contract.RegistryTarget
 USER, PASSWORD = "alice", "s3cret-pw"
 ADC_TOKEN, AAD_TOKEN = "fake-adc-token", "fake-aad-token"
@@ -184,7 +172,9 @@ class TestACRContract(contract.DockerRepositoryContract):
             return ACRDockerRepository("contoso.azurecr.io", credential=FakeAADCredential(token), registry_url=url)
 
         repo = acr(AAD_TOKEN)
-        yield RegistryTarget(repo, _oci_push(pusher), lambda: acr("hunter2"), lambda: acr(AAD_TOKEN, f"http://{CLOSED}"))
+        yield RegistryTarget(
+            repo, _oci_push(pusher), lambda: acr("hunter2"), lambda: acr(AAD_TOKEN, f"http://{CLOSED}")
+        )
         repo.close()
         pusher.close()
 
@@ -221,8 +211,11 @@ def ecr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
 
     with server:
         iam = boto3.client(
-            "iam", region_name="us-east-1", endpoint_url=server.url,
-            aws_access_key_id="setup", aws_secret_access_key="setup",
+            "iam",
+            region_name="us-east-1",
+            endpoint_url=server.url,
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
         )
         iam.create_user(UserName="contract")
         policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}
@@ -311,7 +304,9 @@ def test_mirror_image_and_index_then_nothing(registry_server: RunningServer, bas
     image_digest, _ = pusher.image("mirror-src/app", "1.0", created=contract.T0, layers=layers)
     shared = os.urandom(150_000)
     index_digest = pusher.index(
-        "mirror-src/multi", "2.0", {"amd64": [shared, os.urandom(50_000)], "arm64": [shared, os.urandom(60_000)]},
+        "mirror-src/multi",
+        "2.0",
+        {"amd64": [shared, os.urandom(50_000)], "arm64": [shared, os.urandom(60_000)]},
         contract.T0,
     )
     pusher.close()
@@ -322,8 +317,12 @@ def test_mirror_image_and_index_then_nothing(registry_server: RunningServer, bas
         counter = Counter()
         src, dst = counter.client(src_host), counter.client(dst_host, login)
         results = mirror(
-            ["app:1.0", "multi:2.0"], source=f"{src_host}/mirror-src", target=f"{dst_host}/copy",
-            source_client=src, target_client=dst, progress=lambda e: events.append(e.event),
+            ["app:1.0", "multi:2.0"],
+            source=f"{src_host}/mirror-src",
+            target=f"{dst_host}/copy",
+            source_client=src,
+            target_client=dst,
+            progress=lambda e: events.append(e.event),
         )
         src.close()
         dst.close()
@@ -341,9 +340,14 @@ def test_mirror_image_and_index_then_nothing(registry_server: RunningServer, bas
     check = RegistryClient(dst_host, credentials=login)
     assert head_manifest_digest(check, "copy/app", "1.0") == image_digest
     assert head_manifest_digest(check, "copy/multi", "2.0") == index_digest
-    children = json.loads(check.request("GET", f"/v2/copy/multi/manifests/{index_digest}",
-                                         headers={"Accept": "application/vnd.oci.image.index.v1+json"},
-                                         scopes=["repository:copy/multi:pull"]).content)["manifests"]
+    children = json.loads(
+        check.request(
+            "GET",
+            f"/v2/copy/multi/manifests/{index_digest}",
+            headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+            scopes=["repository:copy/multi:pull"],
+        ).content
+    )["manifests"]
     for child in children:
         assert head_manifest_digest(check, "copy/multi", child["digest"]) == child["digest"]
     check.close()
@@ -362,8 +366,9 @@ def test_mirror_mounts_across_repositories_in_one_registry(basic_registry: Runni
     pusher.close()
     counter = Counter()
     client = counter.client(host, StaticCredentials(USER, PASSWORD))
-    [result] = mirror(["app:1"], source=f"{host}/mount-src", target=f"{host}/mount-dst", source_client=client,
-                      target_client=client)
+    [result] = mirror(
+        ["app:1"], source=f"{host}/mount-src", target=f"{host}/mount-dst", source_client=client, target_client=client
+    )
     client.close()
     assert result.blobs_mounted == 3
     assert result.blobs_copied == 0
@@ -395,8 +400,10 @@ def test_cli_check_and_mirror(registry_server: RunningServer, basic_registry: Ru
         f"registry_username: {USER}\n"
         f"registry_password: {PASSWORD}\n"
         "image_tag: '1.0'\n"
-        + "".join(f"{k}: {dst_host}/cli/model-engine\n" for k in
-                  ("gateway_repository", "builder_repository", "cacher_repository", "forwarder_repository"))
+        + "".join(
+            f"{k}: {dst_host}/cli/model-engine\n"
+            for k in ("gateway_repository", "builder_repository", "cacher_repository", "forwarder_repository")
+        )
     )
     runner = CliRunner()
     missing = runner.invoke(app, ["check", "--config", str(config), "--tag", "vllm=1.0"])
@@ -404,10 +411,24 @@ def test_cli_check_and_mirror(registry_server: RunningServer, basic_registry: Ru
     assert "missing" in missing.output
     assert "model-engine" in missing.output
 
-    mirrored = runner.invoke(app, [
-        "mirror", "--from", f"{src_host}/cli-src", "--to", f"{dst_host}/cli", "--image", "model-engine:1.0",
-        "--image", "vllm:1.0", "--to-username", USER, "--to-password", PASSWORD,
-    ])
+    mirrored = runner.invoke(
+        app,
+        [
+            "mirror",
+            "--from",
+            f"{src_host}/cli-src",
+            "--to",
+            f"{dst_host}/cli",
+            "--image",
+            "model-engine:1.0",
+            "--image",
+            "vllm:1.0",
+            "--to-username",
+            USER,
+            "--to-password",
+            PASSWORD,
+        ],
+    )
     assert mirrored.exit_code == 0, mirrored.output
     assert PASSWORD not in mirrored.output
 
@@ -436,8 +457,13 @@ def test_digest_mismatch_is_refused(registry_server: RunningServer, basic_regist
     source = RegistryClient(host, session=httpx.Client(event_hooks={"response": [tamper]}))
     target = RegistryClient(basic_registry.extra["registry"], credentials=StaticCredentials(USER, PASSWORD))
     with pytest.raises(RegistryError, match="different digest"):
-        mirror(["app:1"], source=f"{host}/tamper", target=f"{basic_registry.extra['registry']}/tampered",
-               source_client=source, target_client=target)
+        mirror(
+            ["app:1"],
+            source=f"{host}/tamper",
+            target=f"{basic_registry.extra['registry']}/tampered",
+            source_client=source,
+            target_client=target,
+        )
     assert head_manifest_digest(target, "tampered/app", "1") is None
     source.close()
     target.close()

@@ -8,11 +8,8 @@ held unacked by real kombu over a real socket, so the delegate's reading of komb
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import kombu
@@ -21,23 +18,13 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from contracts import load_contract
 from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
 
 
-def _load_contract() -> Any:
-    path = Path(__file__).parents[1] / "tests" / "contract" / "test_queue_delegate_contract.py"
-    spec = importlib.util.spec_from_file_location("queue_delegate_contract", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-contract = _load_contract()
+contract = load_contract("test_queue_delegate_contract.py", "queue_delegate_contract")
 
 
 @pytest.fixture(params=["sqs-moto-server", "redis-server"])

@@ -8,7 +8,6 @@ copied). Below it, what only a real network shows: downloads cut mid-object by
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import socket
 import subprocess
@@ -18,13 +17,13 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import requests
 from pydantic import SecretStr
 
+from contracts import load_contract
 from model_engine_infra import InfraConfig, build_infra
 from model_engine_infra.errors import StorageError, StorageUnavailableError
 from model_engine_infra.testing.servers import RunningServer, free_port
@@ -36,19 +35,7 @@ NETSIM = ROOT.parent / "shared" / "tools" / "netsim.py"
 MIB = 1024 * 1024
 
 
-def _load_contract() -> ModuleType:
-    """The unit suite's module, loaded by path so it works whatever ``sys.path`` holds."""
-    path = ROOT / "tests" / "contract" / "test_storage_contract.py"
-    spec = importlib.util.spec_from_file_location("storage_contract_suite", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-contract = _load_contract()
+contract = load_contract("test_storage_contract.py", "storage_contract_suite")
 Backend = contract.Backend
 StorageContract = contract.StorageContract
 

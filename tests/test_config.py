@@ -417,3 +417,15 @@ def test_direct_construction_has_defaults() -> None:
     config = InfraConfig(cloud_provider="aws", s3_bucket="b")
     assert config.redis_port == 6379
     assert config.source_of("s3_bucket") == "default"
+
+
+def test_chart_secret_blocks(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "secrets: {cloudDatabaseSecretName: prod/db}\nredis: {auth: canary-redis-auth}\n"
+        "config: {values: {infra: {cloud_provider: onprem}}}\n",
+    )
+    config = load_config(path, env={})
+    assert config.cloud_database_secret_name == "prod/db"
+    assert config.secret("redis_auth_token") == "canary-redis-auth"
+    assert "canary-redis-auth" not in repr(config)

@@ -180,3 +180,44 @@ async def test_aclose_inside_a_loop() -> None:
     infra = build_infra(InfraConfig(), overrides={"queue_delegate": Async()})
     await infra.aclose()
     assert closed == ["async"]
+
+
+@pytest.mark.parametrize(
+    ("env", "component", "must_not_load"),
+    [
+        (
+            {
+                "MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "azure",
+                "MODEL_ENGINE_INFRA_CACHE_REDIS_AZURE_HOST": "h:6380",
+                "ABS_ACCOUNT_NAME": "acct",
+            },
+            "filesystem",
+            ("azure.servicebus", "kombu", "celery", "redis", "boto3", "google"),
+        ),
+        (
+            {"MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "aws", "MODEL_ENGINE_INFRA_REDIS_HOST": "r"},
+            "filesystem",
+            ("kombu", "celery", "redis", "azure", "google"),
+        ),
+        (
+            {"MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "onprem", "MODEL_ENGINE_INFRA_DOCKER_REPO_PREFIX": "reg.internal"},
+            "docker_repository",
+            ("kombu", "celery", "redis", "boto3", "azure", "google"),
+        ),
+    ],
+)
+def test_a_component_imports_only_its_own_sdk(
+    env: dict[str, str], component: str, must_not_load: tuple[str, ...]
+) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from model_engine_infra import build_infra, load_config
+        infra = build_infra(load_config(env={env!r}))
+        infra.component({component!r})
+        bad = {must_not_load!r}
+        print(",".join(sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in bad))))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"building {component} imported: {out.stdout}"

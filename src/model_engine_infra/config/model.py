@@ -261,7 +261,11 @@ class InfraConfig(BaseModel):
     )
     redis_port: int = key(6379, "Redis port.", helm=(INFRA + "redis_port", "redisPort"), env="REDIS_PORT")
     redis_auth_token: SecretStr | None = key(
-        None, "Redis AUTH password or token.", env="REDIS_AUTH_TOKEN", secret=True
+        None,
+        "Redis AUTH password or token (prefer a Kubernetes secret injected as REDIS_AUTH_TOKEN).",
+        helm="redis.auth",
+        env="REDIS_AUTH_TOKEN",
+        secret=True,
     )
     redis_aws_secret_name: str | None = key(
         None,
@@ -325,6 +329,16 @@ class InfraConfig(BaseModel):
         "Azure Key Vault name.",
         helm=("keyvaultName", "azure.keyvault_name"),
         env="KEYVAULT_NAME",
+    )
+    cloud_database_secret_name: str | None = key(
+        None,
+        "Cloud secret (Secrets Manager / Key Vault) with the database credentials; the doctor checks it is readable.",
+        helm="secrets.cloudDatabaseSecretName",
+    )
+    kubernetes_database_secret_name: str | None = key(
+        None,
+        "Kubernetes secret with DATABASE_URL (mounted; the alternative to cloud_database_secret_name).",
+        helm="secrets.kubernetesDatabaseSecretName",
     )
     secrets_dir: str | None = key(
         None,

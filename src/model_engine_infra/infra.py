@@ -6,8 +6,6 @@ from its provider's ``"module:factory"`` string the first time it is asked for, 
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -102,12 +100,17 @@ class Infra:
 
         From inside a running event loop use `aclose` instead.
         """
+        import asyncio  # not at import time: it costs a service that never closes ~15 ms at start-up
+        import inspect
+
         for result in self._close_all():
             if inspect.iscoroutine(result):
                 asyncio.run(result)
 
     async def aclose(self) -> None:
         """Close every built component, awaiting the async ones."""
+        import inspect
+
         for result in self._close_all():
             if inspect.isawaitable(result):
                 await result

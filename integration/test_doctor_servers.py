@@ -33,6 +33,15 @@ REG_USER, REG_PASSWORD = "puller", "right-password"
 REDIS_USER, REDIS_PASSWORD = "doctor-user", "right-token"
 
 
+@pytest.fixture(autouse=True)
+def _forget_shared_credentials() -> Iterator[None]:
+    """Each doctor run builds its own Redis credential provider; none may outlive its test."""
+    from model_engine_infra.redis.credentials import clear_shared_providers
+
+    yield
+    clear_shared_providers()
+
+
 def _registry(tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> RunningServer:
     try:
         return start_registry(tmp_path_factory.mktemp(name), **kwargs)

@@ -32,7 +32,8 @@ PROBE_FIXES = {
     "storage": "check that the bucket or container in hf_user_fine_tuned_weights_prefix exists and that this "
     "identity may write, read and sign there",
     "redis": "check the Redis source (cache_redis_* keys, REDIS_HOST/REDIS_PORT) points at a reachable server "
-    "and that its credentials are current",
+    "and that its credentials are current (the password or secret; for Entra ID or IAM tokens, the workload "
+    "identity — AZURE_CLIENT_ID / AZURE_OBJECT_ID — and its access to the cache)",
     "registry": "check docker_repo_prefix and the registry credentials",
     "secrets": "check the secret names in the config and that this identity may read them",
 }

@@ -26,6 +26,7 @@ __all__ = [
     "QueueNotFoundError",
     "RedisAuthError",
     "RedisError",
+    "RedisUnavailableError",
     "RegistryAuthError",
     "RegistryError",
     "RegistryUnavailableError",
@@ -185,6 +186,10 @@ class RedisAuthError(RedisError, PermissionError):
 
 class CredentialFetchError(RedisError):
     """A credential source (token endpoint, secret) failed; names the source, never the secret."""
+
+
+class RedisUnavailableError(RedisError, ConnectionError):
+    """The Redis server could not be reached (after the connection's retries)."""
 
 
 class SecretError(InfraError):

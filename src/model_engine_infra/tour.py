@@ -86,7 +86,13 @@ class TourReport:
 
 
 class Tour:
-    """Runs the steps in order, timing each; stops at the first failure and always cleans up."""
+    """Runs the steps in order, timing each; stops at the first failure and always cleans up.
+
+    ``worker``: ``"process"`` starts ``python -m model_engine_infra.tasks.worker`` (``config_path``
+    and ``worker_env`` are what it gets); ``"thread"`` runs a Celery worker in this process.
+    ``secret_name``: the secret to read (default: the secrets the config names; none: skipped).
+    ``image_tags``: ``{"vllm": TAG}`` checks that tag of ``vllm_repository``; without it the newest tag.
+    """
 
     def __init__(
         self,
@@ -160,7 +166,10 @@ class Tour:
         except Exception:  # recorded in the failing step; the report says what broke
             pass
         finally:
-            self._clean_up()
+            try:
+                self._clean_up()
+            except Exception:  # recorded in the clean-up step
+                pass
         return self.report
 
     # --- the steps -----------------------------------------------------------------------------------
@@ -210,8 +219,8 @@ class Tour:
             app = worker_app(self.config, redis=redis)
             options = dict(app.conf.broker_transport_options or {})
             options.setdefault("polling_interval", 0.1)
-            if "wait_time_seconds" in options:  # SQS long polling would hold the shutdown for 20 s
-                options["wait_time_seconds"] = 1
+            # long polls (SQS 20 s, Service Bus 5 s by default) would hold the worker's shutdown
+            options["wait_time_seconds"] = 1
             app.conf.broker_transport_options = options
             app.loader.import_default_modules()
             self._worker_app = app
@@ -350,31 +359,51 @@ class Tour:
             s.detail = f"{connection.redacted_url()}: set, get, delete"
 
     def _clean_up(self) -> None:
+        """Undo everything, each part even when another fails; the step fails if any part did."""
         with self.step("clean up") as s:
-            done = []
-            if self._worker_app is not None:
-                self._worker_stack.close()
-                self._worker_app.close()
-                done.append("worker thread stopped")
-            if self._worker is not None:
-                self._worker.terminate()
+            done: list[str] = []
+            failed: list[str] = []
+
+            def attempt(label: str, action: Callable[[], object]) -> None:
                 try:
-                    self._worker.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._worker.kill()
-                    self._worker.wait()
-                done.append("worker stopped")
+                    action()
+                    done.append(label)
+                except Exception as err:
+                    failed.append(f"{label}: {type(err).__name__}: {err}")
+
+            if self._worker_app is not None:
+                attempt("worker thread stopped", self._stop_worker_thread)
+            if self._worker is not None:
+                attempt("worker stopped", self._stop_worker_process)
             if self._queue_created:
-                self._run(self.infra.queue_delegate.delete_queue(self.endpoint_id))
-                done.append("queue deleted")
-            for uri in self._written:
-                self.infra.filesystem.delete(uri)
+                attempt("queue deleted", lambda: self._run(self.infra.queue_delegate.delete_queue(self.endpoint_id)))
             if self._written:
-                done.append(f"{len(self._written)} artifacts deleted")
+                attempt(f"{len(self._written)} artifacts deleted", self._delete_artifacts)
             shutil.rmtree(self._workdir, ignore_errors=True)
-            self._run(self.infra.aclose())
+            attempt("components closed", lambda: self._run(self.infra.aclose()))
             self._loop.close()
             s.detail = ", ".join(done)
+            if failed:
+                raise InfraError("clean-up incomplete: " + "; ".join(failed))
+
+    def _stop_worker_thread(self) -> None:
+        try:
+            self._worker_stack.close()
+        finally:
+            self._worker_app.close()
+
+    def _stop_worker_process(self) -> None:
+        assert self._worker is not None
+        self._worker.terminate()
+        try:
+            self._worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._worker.kill()
+            self._worker.wait()
+
+    def _delete_artifacts(self) -> None:
+        for uri in self._written:
+            self.infra.filesystem.delete(uri)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coro)

@@ -23,6 +23,7 @@ from redis.auth.token import SimpleToken
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from ..errors import InfraError, RedisUnavailableError
 from .base import RedisConnection
 from .credentials import (
     RedisAuthenticationError,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from ..infra import Infra
     from .tokens import Token
 
-__all__ = ["ManagedRedisConnection", "PoolSettings", "build_redis", "connection_from_config"]
+__all__ = ["ManagedRedisConnection", "PoolSettings", "RedisUnreachableError", "build_redis", "connection_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,47 @@ def _auth_error(conn: Any, err: Exception) -> RedisAuthenticationError:
         what = provider.description
     else:
         what = "the configured credentials"
-    where = getattr(conn, "path", "") or f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
     return RedisAuthenticationError(
-        f"Redis at {where} rejected {what} ({err}). Fix: check the Redis user and that the "
+        f"Redis at {_where(conn)} rejected {what} ({err}). Fix: check the Redis user and that the "
         "identity may use this cache; a rotated token is fetched again on the next attempt"
     )
 
 
+class RedisUnreachableError(RedisUnavailableError, redis.exceptions.ConnectionError):
+    """The server could not be reached; also redis-py's ``ConnectionError``, so its retries and callers' handlers apply."""
+
+
+def _where(conn: Any) -> str:
+    return getattr(conn, "path", "") or f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
+
+
+def _unreachable(conn: Any, err: Exception) -> Exception:
+    """`RedisUnreachableError` for a failed connect; auth and credential errors pass unchanged."""
+    if isinstance(err, (InfraError, redis.exceptions.AuthenticationError)):
+        return err
+    if not isinstance(err, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return err
+    return RedisUnreachableError(
+        f"Redis at {_where(conn)} is unreachable ({err}). Fix: check the host, the port, "
+        "TLS (rediss://) and that the server is up and reachable from here"
+    )
+
+
 class _ReportRejection:
-    """Turns an auth failure into `RedisAuthenticationError` and tells the provider its token is bad."""
+    """Turns an auth failure into `RedisAuthenticationError` and tells the provider its token is bad.
+
+    A server that cannot be reached raises `RedisUnreachableError` (the package's
+    `RedisUnavailableError`) instead of a bare redis-py ``ConnectionError``/``TimeoutError``.
+    """
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as err:
+            wrapped = _unreachable(self, err)
+            if wrapped is err:
+                raise
+            raise wrapped from err
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
         try:
@@ -69,6 +102,15 @@ class _ReportRejection:
 
 
 class _AsyncReportRejection:
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as err:
+            wrapped = _unreachable(self, err)
+            if wrapped is err:
+                raise
+            raise wrapped from err
+
     async def on_connect_check_health(self, check_health: bool = True) -> None:
         try:
             await super().on_connect_check_health(check_health)  # type: ignore[misc]
@@ -190,8 +232,10 @@ class ManagedRedisConnection(RedisConnection):
         return self.source.target
 
     def client(self) -> redis.Redis:
+        """The sync client, built once; after `close` a new pool is built (the component reopens)."""
         if self._client is None:
             with self._lock:
+                self._reopen()
                 if self._client is None:
                     options: dict[str, Any] = dict(redis.connection.parse_url(self._pool_url()))  # type: ignore[no-untyped-call]
                     options.update(self._pool_kwargs(asynchronous=False))
@@ -203,6 +247,7 @@ class ManagedRedisConnection(RedisConnection):
         """The async client; its pool binds to the event loop that first uses it (one loop per process)."""
         if self._async_client is None:
             with self._lock:
+                self._reopen()
                 if self._async_client is None:
                     options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(self._pool_url()))
                     options.update(self._pool_kwargs(asynchronous=True))
@@ -224,7 +269,10 @@ class ManagedRedisConnection(RedisConnection):
         return self.source.target.redacted_url(self._provider is not None)
 
     def close(self) -> None:
-        """Disconnect the sync pool and release the shared provider; see `aclose` for the async pool."""
+        """Disconnect the sync pool and release the shared provider; see `aclose` for the async pool.
+
+        Idempotent. A later `client()` or `async_client()` reopens: new pool, provider acquired again.
+        """
         with self._lock:
             client, self._client = self._client, None
             if self._closed:
@@ -245,6 +293,17 @@ class ManagedRedisConnection(RedisConnection):
         self.close()
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _reopen(self) -> None:
+        """Undo `close` before building a pool (caller holds the lock): provider and re-auth listener back."""
+        if not self._closed:
+            return
+        self._closed = False
+        if self._shared and self.source.tokens is not None:
+            tokens = self.source.tokens
+            self._provider = acquire_shared(self.source.key, lambda: RefreshingCredentialProvider(tokens))
+        if self._provider is not None:
+            self._remove_listener = self._provider.add_listener(self._on_new_token)
 
     def _pool_url(self) -> str:
         """The target without credentials; with a provider the user name comes from it, not the URL."""

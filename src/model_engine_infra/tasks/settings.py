@@ -34,7 +34,7 @@ MAX_MESSAGE_BYTES: dict[BrokerType, int | None] = {
 BACKEND_PROTOCOLS = ("redis", "s3", "abs", "gcs", "file")
 CLOUD_DEFAULT_BACKEND = {"aws": "s3", "azure": "abs", "gcp": "gcs", "onprem": "redis", "local": "file"}
 S3_BACKEND = "model_engine_infra.tasks.results:ChecksummedS3Backend"
-GCS_BACKEND = "celery.backends.gcs:GCSBackendBase"  # GCSBackend itself needs Firestore for chords
+GCS_BACKEND = "model_engine_infra.tasks.results:EndpointGCSBackend"  # Celery's GCSBackend needs Firestore (chords)
 
 
 class TaskVisibility(str, enum.Enum):
@@ -326,6 +326,7 @@ def backend_settings(config: InfraConfig, protocol: str, *, redis: RedisBroker |
         "gcs_bucket": config.s3_bucket,
         "gcs_project": config.gcp_project_id,
         "gcs_base_path": "celery-results",
+        "gcs_endpoint_url": config.gcs_endpoint_url,
     }
 
 

@@ -86,9 +86,7 @@ def test_image_block_and_tag(tmp_path: Path) -> None:
 def test_env_files_are_merged_service_file_wins(tmp_path: Path) -> None:
     infra = write(tmp_path, "cloud_provider: onprem\nredis_host: a\ns3_bucket: one\n", "infra.yaml")
     service = write(tmp_path, "s3_bucket: two\nendpoint_namespace: ns\n", "service.yaml")
-    config = load_config(
-        env={"ML_INFRA_SERVICES_CONFIG_PATH": str(infra), "DEPLOY_SERVICE_CONFIG_PATH": str(service)}
-    )
+    config = load_config(env={"ML_INFRA_SERVICES_CONFIG_PATH": str(infra), "DEPLOY_SERVICE_CONFIG_PATH": str(service)})
     assert (config.redis_host, config.s3_bucket, config.endpoint_namespace) == ("a", "two", "ns")
     assert config.source_of("s3_bucket") == f"{service}:s3_bucket"
 
@@ -265,9 +263,7 @@ def test_no_cache_redis_is_fine_on_gcp_and_onprem(tmp_path: Path, cloud: str) ->
     ],
 )
 def test_bad_gar_prefix_on_gcp(tmp_path: Path, prefix: str) -> None:
-    path = write(
-        tmp_path, f"config: {{values: {{infra: {{cloud_provider: gcp, docker_repo_prefix: '{prefix}'}}}}}}\n"
-    )
+    path = write(tmp_path, f"config: {{values: {{infra: {{cloud_provider: gcp, docker_repo_prefix: '{prefix}'}}}}}}\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert_config_error(info.value, "config.values.infra.docker_repo_prefix", prefix)
@@ -362,9 +358,7 @@ def test_malformed_secret_url_never_shows_the_password() -> None:
 
 
 def test_bad_azure_redis_host(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "cloud_provider: azure\ncache_redis_azure_host: my-cache.redis.cache.windows.net\n"
-    )
+    path = write(tmp_path, "cloud_provider: azure\ncache_redis_azure_host: my-cache.redis.cache.windows.net\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert_config_error(info.value, "cache_redis_azure_host", "my-cache.redis.cache.windows.net")
@@ -429,3 +423,21 @@ def test_chart_secret_blocks(tmp_path: Path) -> None:
     assert config.cloud_database_secret_name == "prod/db"
     assert config.secret("redis_auth_token") == "canary-redis-auth"
     assert "canary-redis-auth" not in repr(config)
+
+
+def test_sqs_endpoint_url_reaches_delegate_and_broker() -> None:
+    from model_engine_infra import build_infra
+    from model_engine_infra.tasks.broker import BrokerType
+    from model_engine_infra.tasks.settings import broker_settings
+
+    config = load_config(
+        env={
+            "MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "aws",
+            "REDIS_HOST": "r",
+            "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:4566",
+        }
+    )
+    assert config.sqs_endpoint_url == "http://127.0.0.1:4566"
+    assert build_infra(config).queue_delegate.endpoint_url == "http://127.0.0.1:4566"  # type: ignore[attr-defined]
+    settings = broker_settings(config, BrokerType.SQS)
+    assert "127.0.0.1:4566" in repr(settings)

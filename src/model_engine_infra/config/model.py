@@ -233,6 +233,12 @@ class InfraConfig(BaseModel):
     )
     sqs_profile: str = key("default", "AWS profile for SQS.", helm=LAUNCH + "sqs_profile", env="SQS_PROFILE")
     aws_profile: str | None = key(None, "AWS profile for everything else.", env="AWS_PROFILE")
+    sqs_endpoint_url: str | None = key(
+        None,
+        "SQS endpoint override (moto, LocalStack); unset for AWS. The delegate, the broker and workers all use it.",
+        helm=INFRA + "sqs_endpoint_url",
+        env="AWS_ENDPOINT_URL_SQS",
+    )
     sqs_queue_policy_template: str | None = key(
         None,
         "JSON policy for per-endpoint SQS queues, with ${queue_name}-style placeholders.",

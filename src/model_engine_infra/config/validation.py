@@ -13,6 +13,7 @@ from .schema import FIELDS
 EXCLUSIVE_CACHE_REDIS = ("cache_redis_aws_url", "cache_redis_aws_secret_name", "cache_redis_azure_host")
 URL_SCHEMES = {
     "s3_endpoint_url": ("http", "https"),
+    "sqs_endpoint_url": ("http", "https"),
     "prometheus_server_address": ("http", "https"),
     "abs_endpoint_url": ("http", "https"),
     "gcs_endpoint_url": ("http", "https"),

@@ -289,6 +289,7 @@ def build_delegate(config: InfraConfig, infra: Infra) -> SQSQueueEndpointResourc
     return SQSQueueEndpointResourceDelegate(
         region=config.default_region,
         profile=config.sqs_profile,
+        endpoint_url=config.sqs_endpoint_url,
         policy_template=config.sqs_queue_policy_template,
         tag_template=config.sqs_queue_tag_template,
     )

@@ -263,7 +263,7 @@ def broker_settings(
     if broker_type is BrokerType.SERVICEBUS:
         settings = _servicebus(config)
     elif broker_type is BrokerType.SQS:
-        settings = _sqs(config, visibility, sqs_endpoint_url)
+        settings = _sqs(config, visibility, sqs_endpoint_url or config.sqs_endpoint_url)
     elif broker_type in (BrokerType.REDIS, BrokerType.REDIS_24H):
         settings = _redis(config, broker_type, visibility, redis)
     else:

@@ -122,8 +122,9 @@ class Doctor:
     ) -> None:
         started = time.perf_counter()
         verdict, message = _run_with_limit(probe, limit)
-        if verdict == "fail" and fix and "Fix:" not in message:
-            message = f"{message}. Fix: {fix}"
+        if verdict == "fail" and fix:
+            # The error may carry its own fix; the probe's hint adds which config keys to look at.
+            message = f"{message}. Config: {fix}" if "Fix:" in message else f"{message}. Fix: {fix}"
         self.report.results.append(CheckResult(name, verdict, message, time.perf_counter() - started))
 
     def _config_check(self) -> InfraConfig | None:

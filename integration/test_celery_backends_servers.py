@@ -98,7 +98,7 @@ def test_gcs_results_on_fake_gcs_server(
         redis_port=redis_server.port,
     )
     gateway = CeleryTaskQueueGateway.from_config(config, redis=redis_server.url)
-    assert gateway.app.conf.result_backend == "model_engine_infra.tasks.results:EndpointGCSBackend"
+    assert gateway.app.conf.result_backend == "model_engine_infra.tasks.gcs_results:EndpointGCSBackend"
     worker = worker_app(config, redis=redis_server.url)
     try:
         sent = run_tasks(gateway, worker, "gcs-results")

@@ -410,7 +410,10 @@ def test_servicebus_pool_limit_zero_is_refused(tmp_path: Path) -> None:
 def test_direct_construction_has_defaults() -> None:
     config = InfraConfig(cloud_provider="aws", s3_bucket="b")
     assert config.redis_port == 6379
-    assert config.source_of("s3_bucket") == "default"
+    assert config.source_of("s3_bucket") == "argument"
+    assert config.is_set("s3_bucket")
+    assert not config.is_set("redis_port")
+    assert config.source_of("redis_port") == "default"
 
 
 def test_chart_secret_blocks(tmp_path: Path) -> None:

@@ -256,7 +256,7 @@ def test_abs_backend_needs_account() -> None:
 
 def test_gcs_backend() -> None:
     conf = backend_settings(InfraConfig(cloud_provider="gcp", s3_bucket="b", gcp_project_id="proj"), "gcs")
-    assert conf["result_backend"] == "model_engine_infra.tasks.results:EndpointGCSBackend"
+    assert conf["result_backend"] == "model_engine_infra.tasks.gcs_results:EndpointGCSBackend"
     assert (conf["gcs_bucket"], conf["gcs_project"], conf["gcs_endpoint_url"]) == ("b", "proj", None)
     with pytest.raises(ConfigError, match="project"):
         backend_settings(InfraConfig(cloud_provider="gcp"), "gcs")

@@ -383,16 +383,18 @@ class InfraConfig(BaseModel):
 
     # --- provenance and findings ---------------------------------------------------------------------
     def source_of(self, name: str) -> str:
-        """Where ``name``'s value came from: ``file.yaml:config.values.infra.x``, ``env:VAR`` or ``default``."""
-        return self._sources.get(name, "default")
+        """Where ``name``'s value came from: ``file.yaml:key.path``, ``env:VAR``, ``argument`` or ``default``."""
+        if name in self._sources:
+            return self._sources[name]
+        return "argument" if name in self.model_fields_set else "default"
 
     @property
     def sources(self) -> dict[str, str]:
         return {name: self.source_of(name) for name in type(self).model_fields}
 
     def is_set(self, name: str) -> bool:
-        """True when the value came from a file or the environment rather than a default."""
-        return name in self._sources
+        """True when the value was given (file, environment or constructor) rather than defaulted."""
+        return not self.source_of(name).startswith("default")
 
     def secret(self, name: str) -> str | None:
         """The plain value of a secret field; the one door through which secrets leave the config."""

@@ -57,7 +57,11 @@ def _auth_error(conn: Any, err: Exception) -> RedisAuthenticationError:
 
 
 class RedisUnreachableError(RedisUnavailableError, redis.exceptions.ConnectionError):
-    """The server could not be reached; also redis-py's ``ConnectionError``, so its retries and callers' handlers apply."""
+    """The server could not be reached; also redis-py's ``ConnectionError``, so its retries and handlers apply."""
+
+    # OSError's __init__ (via ConnectionError) runs instead of redis-py's, which sets these; its repr needs them
+    error_type = redis.exceptions.ExceptionType.NETWORK
+    status_code = None
 
 
 def _where(conn: Any) -> str:

@@ -55,6 +55,10 @@ class TokenUnavailableError(CredentialFetchError, redis.exceptions.ConnectionErr
 class RedisAuthenticationError(RedisAuthError, redis.exceptions.AuthenticationError):
     """Redis refused the credentials; also redis-py's ``AuthenticationError`` so its retry applies."""
 
+    # OSError's __init__ (via PermissionError) runs instead of redis-py's, which sets these; its repr needs them
+    error_type = redis.exceptions.ExceptionType.AUTH
+    status_code = None
+
 
 @dataclass(frozen=True)
 class _Snapshot:

@@ -1,23 +1,17 @@
-"""Celery result backends that Celery's own cannot configure as this library needs.
+"""Celery's S3 result backend with an endpoint for MinIO, one client, and SHA-256 object checksums.
 
-S3: Celery's backend builds its resource once but cannot set an addressing style nor a checksum
+Celery's own backend builds its resource once but cannot set an addressing style nor a checksum
 algorithm. With ``celery_enable_sha256`` every result object is written with
 ``ChecksumAlgorithm=SHA256`` (an ``x-amz-checksum-sha256`` header computed by botocore), so no
 MD5 (``Content-MD5``) or CRC is involved; FIPS deployments need exactly that.
-
-GCS: Celery's backend always builds ``Client(project=...)`` on Application Default Credentials
-and Google's public endpoint, so ``gcs_endpoint_url`` (fake-gcs-server) was ignored.
-
-SDK imports happen when a client is built, so an install with only one cloud's extra can import
-this module.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from celery.backends.gcs import GCSBackendBase
+import boto3
+from botocore.config import Config
 from celery.backends.s3 import S3Backend
 from celery.exceptions import ImproperlyConfigured
 
@@ -37,9 +31,6 @@ class ChecksummedS3Backend(S3Backend):  # type: ignore[misc]
         self._get_s3_object(name).put(Body=value, ChecksumAlgorithm="SHA256")
 
     def _connect_to_s3(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
         session = boto3.Session(
             aws_access_key_id=self.aws_access_key_id,
             aws_secret_access_key=self.aws_secret_access_key,
@@ -54,35 +45,3 @@ class ChecksummedS3Backend(S3Backend):  # type: ignore[misc]
             # Only add checksums where an operation requires one: the SHA-256 we ask for on put.
             options["request_checksum_calculation"] = "when_required"
         return session.resource("s3", endpoint_url=self.endpoint_url, config=Config(**options))
-
-
-class EndpointGCSBackend(GCSBackendBase):  # type: ignore[misc]
-    """Celery's GCS backend (without Firestore: no chords), honouring ``gcs_endpoint_url``.
-
-    With an endpoint (an emulator) the client is anonymous, as `storage.gcs.make_client` builds it;
-    without one it is Celery's own client on Application Default Credentials.
-    """
-
-    _client: Any
-    _pid: int
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.endpoint_url: str | None = self.app.conf.get("gcs_endpoint_url")
-
-    @property
-    def client(self) -> Any:
-        if not self.endpoint_url:
-            return super().client
-        with self._client_lock:
-            if self._client is None or self._pid != os.getpid():  # one client per process, as Celery does
-                from google.auth.credentials import AnonymousCredentials
-                from google.cloud import storage
-
-                self._client = storage.Client(
-                    project=self.project,
-                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                    client_options={"api_endpoint": self.endpoint_url},
-                )
-                self._pid = os.getpid()
-            return self._client

@@ -34,7 +34,7 @@ MAX_MESSAGE_BYTES: dict[BrokerType, int | None] = {
 BACKEND_PROTOCOLS = ("redis", "s3", "abs", "gcs", "file")
 CLOUD_DEFAULT_BACKEND = {"aws": "s3", "azure": "abs", "gcp": "gcs", "onprem": "redis", "local": "file"}
 S3_BACKEND = "model_engine_infra.tasks.results:ChecksummedS3Backend"
-GCS_BACKEND = "model_engine_infra.tasks.results:EndpointGCSBackend"  # Celery's GCSBackend needs Firestore (chords)
+GCS_BACKEND = "model_engine_infra.tasks.gcs_results:EndpointGCSBackend"  # Celery's GCSBackend needs Firestore (chords)
 
 
 class TaskVisibility(str, enum.Enum):

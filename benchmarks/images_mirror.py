@@ -32,8 +32,18 @@ NETSIM = ROOT.parent / "shared" / "tools" / "netsim.py"
 
 def proxy(target_port: int, latency: float, rate: float) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    argv = [sys.executable, str(NETSIM), "--listen", f"127.0.0.1:{port}", "--target", f"127.0.0.1:{target_port}",
-            "--latency-ms", str(latency), "--rate-mbps", str(rate)]
+    argv = [
+        sys.executable,
+        str(NETSIM),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--target",
+        f"127.0.0.1:{target_port}",
+        "--latency-ms",
+        str(latency),
+        "--rate-mbps",
+        str(rate),
+    ]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     return process, port
@@ -87,8 +97,10 @@ def main() -> None:
                 process.terminate()
                 process.wait()
     total = args.layers * args.layer_mib
-    print(f"image: {args.layers} layers x {args.layer_mib} MiB = {total} MiB; netsim {args.latency_ms} ms, "
-          f"{args.rate_mbps} MB/s per connection")
+    print(
+        f"image: {args.layers} layers x {args.layer_mib} MiB = {total} MiB; netsim {args.latency_ms} ms, "
+        f"{args.rate_mbps} MB/s per connection"
+    )
     for name, (seconds, moved) in timings.items():
         print(f"{name:>18}: {seconds:6.2f} s, {moved / 2**20:7.1f} MiB moved")
     print(f"second run vs baseline re-copy: {timings['second'][0] / timings['baseline re-copy'][0]:.3f}x time")

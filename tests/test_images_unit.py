@@ -64,8 +64,13 @@ def test_malformed_gar_prefix_names_the_key(prefix: str) -> None:
 
 def test_gar_config_error_names_docker_repo_prefix() -> None:
     with pytest.raises(ConfigError, match="docker_repo_prefix"):
-        load_config(None, env={"MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "gcp",
-                               "MODEL_ENGINE_INFRA_DOCKER_REPO_PREFIX": "us-docker.pkg.dev/no-repo"})
+        load_config(
+            None,
+            env={
+                "MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "gcp",
+                "MODEL_ENGINE_INFRA_DOCKER_REPO_PREFIX": "us-docker.pkg.dev/no-repo",
+            },
+        )
 
 
 @pytest.mark.parametrize("prefix", ["https://registry.internal", "", "/path-only", "registry.internal/UPPER"])
@@ -127,8 +132,12 @@ def test_https_is_used_and_plain_http_refused_elsewhere() -> None:
     assert RegistryClient("localhost:5000").base_url == "http://localhost:5000"
     with pytest.raises(ConfigError, match="insecure_registries"):
         RegistryClient("registry.internal", base_url="http://registry.internal")
-    assert RegistryClient("registry.internal", base_url="http://registry.internal",
-                          insecure_registries=["registry.internal"]).base_url == "http://registry.internal"
+    assert (
+        RegistryClient(
+            "registry.internal", base_url="http://registry.internal", insecure_registries=["registry.internal"]
+        ).base_url
+        == "http://registry.internal"
+    )
 
 
 def test_parse_challenge() -> None:
@@ -136,8 +145,11 @@ def test_parse_challenge() -> None:
         'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"'
     )
     assert challenge is not None
-    assert (challenge.scheme, challenge.realm, challenge.service) == ("bearer", "https://auth.example/token",
-                                                                      "registry.example")
+    assert (challenge.scheme, challenge.realm, challenge.service) == (
+        "bearer",
+        "https://auth.example/token",
+        "registry.example",
+    )
     assert challenge.scope == "repository:a/b:pull,push"
     assert parse_challenge('Basic realm="x"') is not None
     assert parse_challenge(None) is None
@@ -210,9 +222,12 @@ def test_bearer_flow_caches_tokens_per_scope_until_expiry() -> None:
             assert request.headers["Authorization"].startswith("Basic ")
             return httpx.Response(200, json={"token": f"t{len(token_calls)}", "expires_in": 60})
         if not request.headers.get("Authorization", "").startswith("Bearer t"):
-            return httpx.Response(401, headers={
-                "WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="svc",scope="repository:app:pull"'
-            })
+            return httpx.Response(
+                401,
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="svc",scope="repository:app:pull"'
+                },
+            )
         return httpx.Response(200, headers={"Docker-Content-Digest": "sha256:" + "0" * 64})
 
     repo = repo_for(registry, credentials=StaticCredentials("u", "p"), clock=lambda: now[0])
@@ -243,8 +258,13 @@ def test_latest_tag_reads_config_created_through_an_index() -> None:
         for tag in created
     }
     child = "sha256:" + hashlib.sha256(images["new"]).hexdigest()
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": [{"digest": child, "platform": {"architecture": "amd64"}}]}).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"digest": child, "platform": {"architecture": "amd64"}}],
+        }
+    ).encode()
     manifests = {"new": index, child: images["new"], "old": images["old"]}  # "new" is a multi-platform tag
 
     def registry(request: httpx.Request) -> httpx.Response:
@@ -276,8 +296,12 @@ def test_local_without_registry_names_docker_repo_prefix() -> None:
 
 
 def test_factory_follows_docker_registry_type() -> None:
-    config = InfraConfig(cloud_provider="onprem", docker_repo_prefix="registry.internal:5000/ml",
-                         registry_username="robot", registry_password="pw")  # type: ignore[arg-type]
+    config = InfraConfig(
+        cloud_provider="onprem",
+        docker_repo_prefix="registry.internal:5000/ml",
+        registry_username="robot",
+        registry_password="pw",
+    )  # type: ignore[arg-type]
     repo = build_repository(config)
     assert isinstance(repo, OCIDockerRepository)
     assert repo.client.base_url == "https://registry.internal:5000"
@@ -308,8 +332,9 @@ def test_mirror_from_config_image_names() -> None:
     from model_engine_infra.cli.images import config_images
 
     config = InfraConfig(cloud_provider="onprem", docker_repo_prefix="reg.internal/ml", image_tag="abc")
-    names = config_images(config, ["vllm=0.6.3", "tensorrt-llm=0.9", "batch=0.6.3"],
-                          ("public.ecr.aws/b2z8n5q1", "reg.internal/ml"))
+    names = config_images(
+        config, ["vllm=0.6.3", "tensorrt-llm=0.9", "batch=0.6.3"], ("public.ecr.aws/b2z8n5q1", "reg.internal/ml")
+    )
     assert names == ["model-engine:abc", "vllm:0.6.3", "tensorrt-llm:0.9", "llm-engine/batch-infer-vllm:0.6.3"]
     with pytest.raises(InvalidImageReferenceError, match="--tag vllm=TAG"):
         config_images(config, [], ("public.ecr.aws/b2z8n5q1", "reg.internal/ml"))

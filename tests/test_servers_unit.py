@@ -47,9 +47,7 @@ def test_servers_has_the_five_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["redis", "moto", "azurite", "registry"])
-def test_missing_binary_raises_with_install_hint(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_binary_raises_with_install_hint(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)
     with pytest.raises(ServerUnavailableError) as caught:
         SERVERS[name](tmp_path)
@@ -58,9 +56,7 @@ def test_missing_binary_raises_with_install_hint(
     assert not list(tmp_path.glob("*.log"))  # nothing was started
 
 
-def test_missing_fake_gcs_wheel_raises_with_install_hint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_fake_gcs_wheel_raises_with_install_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(servers, "find_spec", lambda name: None)
     with pytest.raises(ServerUnavailableError) as caught:
         servers.start_fake_gcs(tmp_path)

@@ -60,9 +60,7 @@ class Infra:
         try:
             return factory(self.config, self)
         except ModuleNotFoundError as err:
-            raise missing_dependency(
-                err, f"{self.provider.name} {name} ({spec.backend})", spec.extras
-            ) from err
+            raise missing_dependency(err, f"{self.provider.name} {name} ({spec.backend})", spec.extras) from err
 
     @property
     def queue_delegate(self) -> QueueEndpointResourceDelegate:

@@ -125,9 +125,7 @@ def import_target(target: str, *, extras: tuple[str, ...] = ()) -> Any:
     return obj
 
 
-def missing_dependency(
-    err: ModuleNotFoundError, what: str, extras: tuple[str, ...]
-) -> ProviderUnavailableError:
+def missing_dependency(err: ModuleNotFoundError, what: str, extras: tuple[str, ...]) -> ProviderUnavailableError:
     missing = err.name or "?"
     if missing.split(".")[0] == "model_engine_infra":
         return ProviderUnavailableError(f"{what} is not available in this version of model-engine-infra")
@@ -139,9 +137,7 @@ def missing_dependency(
         ):
             extra = candidate
             break
-    return ProviderUnavailableError(
-        f"{what} needs the module {missing!r}", extra=extra, missing_module=missing
-    )
+    return ProviderUnavailableError(f"{what} needs the module {missing!r}", extra=extra, missing_module=missing)
 
 
 def extra_installed(extra: str) -> bool:

@@ -24,20 +24,14 @@ def demo(
     console = Console()
     try:
         config = load_config(config_path)
-        tour = Tour(
-            config, config_path=str(config_path) if config_path else None, n_tasks=tasks, on_step=_show
-        )
+        tour = Tour(config, config_path=str(config_path) if config_path else None, n_tasks=tasks, on_step=_show)
     except (ConfigError, InfraError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
 
-    console.print(
-        f"model-engine-infra demo on [bold]{config.cloud_provider}[/bold] (state in {config.local_data_dir})"
-    )
+    console.print(f"model-engine-infra demo on [bold]{config.cloud_provider}[/bold] (state in {config.local_data_dir})")
     report = tour.run()
-    table = Table(
-        title=f"demo on {report.provider}: {'OK' if report.ok else 'FAILED'} in {report.total_seconds:.1f} s"
-    )
+    table = Table(title=f"demo on {report.provider}: {'OK' if report.ok else 'FAILED'} in {report.total_seconds:.1f} s")
     for column in ("step", "result", "seconds"):
         table.add_column(column, overflow="fold")
     for step in report.steps:

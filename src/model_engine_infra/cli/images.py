@@ -69,8 +69,10 @@ def check(config_path: ConfigOption = None, tag: TagOption = None) -> None:
     console.print(table)
     code = summary_exit_code(rows)
     if code == EXIT_MISSING:
-        console.print("[red]Missing images make endpoints hang in INITIALIZING.[/red] Mirror them first: "
-                      "model-engine-infra images mirror --from-config --tag NAME=TAG ...")
+        console.print(
+            "[red]Missing images make endpoints hang in INITIALIZING.[/red] Mirror them first: "
+            "model-engine-infra images mirror --from-config --tag NAME=TAG ..."
+        )
     raise typer.Exit(code)
 
 
@@ -152,8 +154,13 @@ def mirror_command(
     for result in results:
         state = "up to date" if result.up_to_date else "copied"
         table.add_row(
-            result.target, result.digest[:19], state, str(result.blobs_copied), str(result.blobs_skipped),
-            str(result.blobs_mounted), f"{result.bytes_copied:,}",
+            result.target,
+            result.digest[:19],
+            state,
+            str(result.blobs_copied),
+            str(result.blobs_skipped),
+            str(result.blobs_mounted),
+            f"{result.bytes_copied:,}",
         )
     console.print(table)
 
@@ -216,8 +223,12 @@ class _progress:
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
-            console=console, transient=True,
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
         )
         self.task = self.progress.add_task("mirroring", total=None)
         self.counts = {"copied": 0, "skipped": 0, "mounted": 0}

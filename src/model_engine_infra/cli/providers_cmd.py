@@ -41,12 +41,8 @@ def support_matrix_markdown() -> str:
 
 
 def providers(
-    markdown: Annotated[
-        bool, typer.Option("--markdown", help="Print the support matrix as Markdown.")
-    ] = False,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the Markdown to this file.")
-    ] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the support matrix as Markdown.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the Markdown to this file.")] = None,
 ) -> None:
     """Providers x components: the backend, and whether its extra is installed here."""
     if markdown or output:
@@ -70,11 +66,7 @@ def providers(
                 cells.append("—")
                 continue
             missing = [e for e in c.extras if not extra_installed(e)]
-            mark = (
-                "[green]✓[/green]"
-                if not missing
-                else f"[red]✗ pip install 'model-engine-infra[{missing[0]}]'[/red]"
-            )
+            mark = "[green]✓[/green]" if not missing else f"[red]✗ pip install 'model-engine-infra[{missing[0]}]'[/red]"
             cells.append(f"{c.backend} {mark}")
         table.add_row(component, *cells)
     Console(width=200).print(table)

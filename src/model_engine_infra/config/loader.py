@@ -45,9 +45,7 @@ class Setting:
         return f"env:{self.key}" if self.source == "env" else f"{self.source}:{self.key}"
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
-) -> InfraConfig:
+def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> InfraConfig:
     """Read the configuration once; pass the result to `build_infra` and components.
 
     ``env`` defaults to ``os.environ``; tests pass a plain dict instead of touching the process.
@@ -80,9 +78,7 @@ def _local_provider_defaults(settings: dict[str, Setting]) -> None:
     provider = settings.get("cloud_provider")
     if provider is not None and provider.value != "local":
         return
-    data_dir = (
-        settings["local_data_dir"].value if "local_data_dir" in settings else InfraConfig().local_data_dir
-    )
+    data_dir = settings["local_data_dir"].value if "local_data_dir" in settings else InfraConfig().local_data_dir
     for name, folder in LOCAL_PATH_DEFAULTS.items():
         if name not in settings:
             path = str(Path(str(data_dir)).expanduser().resolve() / folder)

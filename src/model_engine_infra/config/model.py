@@ -67,9 +67,7 @@ class InfraConfig(BaseModel):
     default_region: str = key(
         "us-east-1", "Cloud region for SQS, ECR and other regional services.", helm=INFRA + "default_region"
     )
-    ml_account_id: str = key(
-        "000000000000", "Cloud account / subscription / project id.", helm=INFRA + "ml_account_id"
-    )
+    ml_account_id: str = key("000000000000", "Cloud account / subscription / project id.", helm=INFRA + "ml_account_id")
     endpoint_namespace: str = key(
         "llm-engine", "Kubernetes namespace of inference endpoints.", helm=LAUNCH + "endpoint_namespace"
     )
@@ -136,12 +134,8 @@ class InfraConfig(BaseModel):
         "Batch inference image repository.",
         helm=LAUNCH + "batch_inference_vllm_repository",
     )
-    tgi_repository: str = key(
-        "text-generation-inference", "TGI image repository.", helm=LAUNCH + "tgi_repository"
-    )
-    lightllm_repository: str = key(
-        "lightllm", "LightLLM image repository.", helm=LAUNCH + "lightllm_repository"
-    )
+    tgi_repository: str = key("text-generation-inference", "TGI image repository.", helm=LAUNCH + "tgi_repository")
+    lightllm_repository: str = key("lightllm", "LightLLM image repository.", helm=LAUNCH + "lightllm_repository")
     sglang_repository: str | None = key(None, "SGLang image repository.", helm=LAUNCH + "sglang_repository")
     user_inference_base_repository: str = key(
         "launch/inference", "Base repository for user images.", helm=LAUNCH + "user_inference_base_repository"
@@ -279,9 +273,7 @@ class InfraConfig(BaseModel):
         helm=INFRA + "redis_aws_secret_name",
     )
     redis_enable_tls: bool = key(False, "Use TLS to Redis.", helm="redis.enableTLS")
-    redis_unsafe_ssl: bool = key(
-        False, "Skip Redis TLS certificate checks (dev only).", helm="redis.unsafeSsl"
-    )
+    redis_unsafe_ssl: bool = key(False, "Skip Redis TLS certificate checks (dev only).", helm="redis.unsafeSsl")
     redis_iam_auth: Literal["elasticache", "memorystore"] | None = key(
         None,
         "IAM auth for Redis: ElastiCache SigV4 tokens or Memorystore ADC tokens.",
@@ -293,9 +285,7 @@ class InfraConfig(BaseModel):
         "ElastiCache replication group / serverless cache name for IAM tokens.",
         helm=INFRA + "redis_iam_cache_name",
     )
-    redis_max_connections: int = key(
-        50, "Upper bound of each Redis pool.", helm=INFRA + "redis_max_connections"
-    )
+    redis_max_connections: int = key(50, "Upper bound of each Redis pool.", helm=INFRA + "redis_max_connections")
     redis_socket_timeout: float = key(5.0, "Redis socket timeout (s).", helm=INFRA + "redis_socket_timeout")
     redis_health_check_interval: int = key(
         30, "Seconds between Redis connection health checks.", helm=INFRA + "redis_health_check_interval"
@@ -354,9 +344,7 @@ class InfraConfig(BaseModel):
     secret_cache_ttl_seconds: float = key(
         300.0, "How long a fetched secret is cached.", helm=INFRA + "secret_cache_ttl_seconds"
     )
-    gcp_project_id: str | None = key(
-        None, "GCP project id.", helm=INFRA + "gcp_project_id", env="GCP_PROJECT_ID"
-    )
+    gcp_project_id: str | None = key(None, "GCP project id.", helm=INFRA + "gcp_project_id", env="GCP_PROJECT_ID")
     prometheus_server_address: str | None = key(
         None,
         "Prometheus that KEDA queries; unset silently breaks scale-from-zero.",

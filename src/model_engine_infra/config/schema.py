@@ -63,9 +63,7 @@ class FieldInfo:
         if choices:
             return " | ".join(str(c) for c in choices)
         base = _base_type(self.annotation)
-        name = {SecretStr: "secret string", tuple: "list[str]"}.get(
-            base, getattr(base, "__name__", str(base))
-        )
+        name = {SecretStr: "secret string", tuple: "list[str]"}.get(base, getattr(base, "__name__", str(base)))
         return f"{name} (optional)" if _is_optional(self.annotation) else str(name)
 
 

@@ -37,9 +37,7 @@ def key_path(config: InfraConfig, name: str) -> str:
 def _fail(config: InfraConfig, name: str, message: str, fix: str, value: object = None) -> ConfigError:
     shown = "***" if FIELDS[name].secret else (value if value is not None else getattr(config, name))
     source = config.source_of(name)
-    return ConfigError(
-        message, key=key_path(config, name), value=shown, source=source.rsplit(":", 1)[0], fix=fix
-    )
+    return ConfigError(message, key=key_path(config, name), value=shown, source=source.rsplit(":", 1)[0], fix=fix)
 
 
 def validate(config: InfraConfig) -> None:
@@ -78,9 +76,7 @@ def _check_positive(config: InfraConfig) -> None:
         if value <= 0:
             raise _fail(config, name, f"must be a positive whole number, got {value}", "set a value above 0")
     if not config.redis_port <= 65535:
-        raise _fail(
-            config, "redis_port", f"{config.redis_port} is not a TCP port", "use a port from 1 to 65535"
-        )
+        raise _fail(config, "redis_port", f"{config.redis_port} is not a TCP port", "use a port from 1 to 65535")
 
 
 def _check_urls(config: InfraConfig) -> None:
@@ -96,9 +92,7 @@ def _check_urls(config: InfraConfig) -> None:
             parts = urlsplit(text)
             parts.port  # noqa: B018  (raises on a bad port)
         except ValueError as err:
-            raise _fail(
-                config, name, f"malformed URL: {err}", f"write a URL like {schemes[0]}://host:port"
-            ) from None
+            raise _fail(config, name, f"malformed URL: {err}", f"write a URL like {schemes[0]}://host:port") from None
         if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
             raise _fail(
                 config,
@@ -172,9 +166,7 @@ def _check_sqs_templates(config: InfraConfig) -> None:
         if template is not None:
             document = render_template(template, SAMPLE_VALUES, key=key_path(config, name))
             if not isinstance(document, dict):
-                raise _fail(
-                    config, name, "must be a JSON object", "write the template as a JSON object {...}"
-                )
+                raise _fail(config, name, "must be a JSON object", "write the template as a JSON object {...}")
             if name == "sqs_queue_tag_template" and not all(isinstance(v, str) for v in document.values()):
                 raise _fail(config, name, "tag values must be strings", 'write tags as {"Key": "value"}')
 
@@ -189,9 +181,7 @@ def _check_broker_pool(config: InfraConfig) -> None:
     if config.celery_broker_pool_limit is None:
         return
     if config.celery_broker_pool_limit < 0:
-        raise _fail(
-            config, "celery_broker_pool_limit", "must be 0 or more", "remove it to keep Celery's default (10)"
-        )
+        raise _fail(config, "celery_broker_pool_limit", "must be 0 or more", "remove it to keep Celery's default (10)")
     if config.celery_broker_pool_limit == 0 and uses_servicebus(config):
         raise _fail(
             config,

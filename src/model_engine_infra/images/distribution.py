@@ -280,9 +280,7 @@ class RegistryClient:
                     time.sleep(min(delay, 5.0))
                     continue
                 reason = "throttled the request (429)" if status == 429 else f"answered {status}"
-                raise RegistryUnavailableError(
-                    f"registry {self.host} {reason} during {what}; retry later"
-                )
+                raise RegistryUnavailableError(f"registry {self.host} {reason} during {what}; retry later")
             return response
 
     def _auth_message(self, status: int, what: str) -> str:

@@ -130,8 +130,7 @@ def _unexpected(client: RegistryClient, response: httpx.Response, what: str) -> 
 
 def _not_a_registry(client: RegistryClient, response: httpx.Response) -> RegistryUnavailableError:
     return RegistryUnavailableError(
-        f"{client.base_url} answered 404 without a Distribution error code: is it a registry, and is the "
-        "prefix right?"
+        f"{client.base_url} answered 404 without a Distribution error code: is it a registry, and is the prefix right?"
     )
 
 
@@ -143,7 +142,7 @@ def parse_created(value: object) -> datetime:
     head, dot, rest = text.partition(".")
     if dot:  # Python parses at most microseconds
         digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -214,9 +213,7 @@ class OCIDockerRepository(DockerRepository):
             children = manifest.document.get("manifests") or []
             if not children:
                 return EPOCH
-            child = next(
-                (c for c in children if (c.get("platform") or {}).get("architecture") == "amd64"), children[0]
-            )
+            child = next((c for c in children if (c.get("platform") or {}).get("architecture") == "amd64"), children[0])
             manifest = fetch_manifest(self.client, repository, child["digest"])
             if manifest is None:
                 return EPOCH
@@ -273,7 +270,9 @@ def docker_config_login(path: str, host: str) -> Credentials | None:
         document = json.loads(Path(path).expanduser().read_text())
     except OSError as err:
         raise ConfigError(
-            f"cannot read {path}: {err.strerror}", key="registry_auth_file", value=path,
+            f"cannot read {path}: {err.strerror}",
+            key="registry_auth_file",
+            value=path,
             fix="point registry_auth_file at a Docker config JSON (e.g. a mounted .dockerconfigjson)",
         ) from None
     except ValueError:

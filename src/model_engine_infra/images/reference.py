@@ -17,17 +17,13 @@ ECR_HOST = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$"
 )
 # Dual-stack (IPv6) ECR endpoints: {account}.dkr-ecr[-fips].{region}.on.aws
-ECR_DUALSTACK_HOST = re.compile(
-    r"^(?P<account>\d{12})\.dkr-ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.on\.aws$"
-)
+ECR_DUALSTACK_HOST = re.compile(r"^(?P<account>\d{12})\.dkr-ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.on\.aws$")
 ACR_HOST = re.compile(r"^[a-z0-9]+\.azurecr\.(?:io|cn|us)$")
 GAR_PREFIX = re.compile(
     r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[a-z0-9](?:[a-z0-9:.-]*[a-z0-9])?)/(?P<repository>[a-z0-9][a-z0-9._-]*)$"
 )
 # Distribution spec: path components of lowercase alphanumerics joined by separators.
-REPOSITORY_NAME = re.compile(
-    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
-)
+REPOSITORY_NAME = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 

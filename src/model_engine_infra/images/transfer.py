@@ -113,7 +113,9 @@ class Copier:
 
     def _blob_exists(self, repository: str, digest: str) -> bool:
         response = self.dst.request(
-            "HEAD", f"/v2/{repository}/blobs/{digest}", scopes=[push_scope(repository)],
+            "HEAD",
+            f"/v2/{repository}/blobs/{digest}",
+            scopes=[push_scope(repository)],
             what=f"checking blob {digest} in {repository}",
         )
         if response.status_code in (200, 307):
@@ -163,7 +165,10 @@ class Copier:
             params = {"mount": digest, "from": src_repo}
             scopes.append(pull_scope(src_repo))
         response = self.dst.request(
-            "POST", f"/v2/{dst_repo}/blobs/uploads/", scopes=scopes, params=params,
+            "POST",
+            f"/v2/{dst_repo}/blobs/uploads/",
+            scopes=scopes,
+            params=params,
             what=f"starting an upload to {dst_repo}",
         )
         if response.status_code == 201 and params:

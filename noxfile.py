@@ -26,7 +26,8 @@ def integration(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.run("ruff", "check", "src", "tests", "integration", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "integration", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "integration", "benchmarks", "examples", "noxfile.py")
 
 
 @nox.session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..registry import COMPONENTS, available_providers, extra_installed, get_provider
+from ..registry import COMPONENTS, Component, available_providers, extra_installed, get_provider
 
 MATRIX_HEADER = """# Support matrix
 
@@ -22,20 +23,33 @@ tested against a real cloud account here: "moto server", "Azurite", "fake-gcs-se
 """
 
 
-def support_matrix_markdown() -> str:
-    names = [n for n in ("aws", "azure", "gcp", "onprem", "local") if n in available_providers()]
+def matrix_rows(names: list[str], cell: Callable[[Component], str]) -> list[tuple[str, list[str]]]:
+    """One row per component: ``cell(component)`` for each provider, "—" where it has none."""
     specs = [get_provider(n) for n in names]
-    lines = [MATRIX_HEADER, "| component | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    rows = []
     for component in COMPONENTS:
-        cells = []
-        for spec in specs:
-            c = spec.components.get(component)
-            if c is None:
-                cells.append("—")
-                continue
-            extras = f" `[{','.join(c.extras)}]`" if c.extras else ""
-            tested = f"<br>_tested: {c.tested_with}_" if c.tested_with else ""
-            cells.append(c.backend + extras + tested)
+        found = [spec.components.get(component) for spec in specs]
+        rows.append((component, ["—" if c is None else cell(c) for c in found]))
+    return rows
+
+
+def _markdown_cell(c: Component) -> str:
+    extras = f" `[{','.join(c.extras)}]`" if c.extras else ""
+    tested = f"<br>_tested: {c.tested_with}_" if c.tested_with else ""
+    return c.backend + extras + tested
+
+
+def _installed_cell(c: Component) -> str:
+    missing = [e for e in c.extras if not extra_installed(e)]
+    mark = "[green]✓[/green]" if not missing else f"[red]✗ pip install 'model-engine-infra[{missing[0]}]'[/red]"
+    return f"{c.backend} {mark}"
+
+
+def support_matrix_markdown() -> str:
+    """The built-in providers only, so the document does not depend on what is installed here."""
+    names = [n for n in ("aws", "azure", "gcp", "onprem", "local") if n in available_providers()]
+    lines = [MATRIX_HEADER, "| component | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for component, cells in matrix_rows(names, _markdown_cell):
         lines.append(f"| `{component}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -57,16 +71,6 @@ def providers(
     names = available_providers()
     for name in names:
         table.add_column(name)
-    specs = [get_provider(n) for n in names]
-    for component in COMPONENTS:
-        cells = []
-        for spec in specs:
-            c = spec.components.get(component)
-            if c is None:
-                cells.append("—")
-                continue
-            missing = [e for e in c.extras if not extra_installed(e)]
-            mark = "[green]✓[/green]" if not missing else f"[red]✗ pip install 'model-engine-infra[{missing[0]}]'[/red]"
-            cells.append(f"{c.backend} {mark}")
+    for component, cells in matrix_rows(names, _installed_cell):
         table.add_row(component, *cells)
     Console(width=200).print(table)

@@ -40,6 +40,7 @@ from ..errors import (
 )
 from ..redact import redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+from .errors import translated
 from .local import check_signing
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
 from .uri import StorageURI, parse_uri
@@ -120,15 +121,8 @@ def translate(err: BaseException, uri: str) -> StorageError | None:
     return None
 
 
-@contextlib.contextmanager
-def _errors(uri: str) -> Iterator[None]:
-    try:
-        yield
-    except Exception as err:
-        mapped = translate(err, uri)
-        if mapped is None or mapped is err:
-            raise
-        raise mapped from err
+def _errors(uri: str) -> contextlib.AbstractContextManager[None]:
+    return translated(translate, uri)
 
 
 class _Blobs:

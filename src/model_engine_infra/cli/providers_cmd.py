@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +23,7 @@ tested against a real cloud account here: "moto server", "Azurite", "fake-gcs-se
 """
 
 
-def matrix_rows(names: list[str], cell: Callable[[Component], str]) -> list[tuple[str, list[str]]]:
+def matrix_rows(names: Sequence[str], cell: Callable[[Component], str]) -> list[tuple[str, list[str]]]:
     """One row per component: ``cell(component)`` for each provider, "—" where it has none."""
     specs = [get_provider(n) for n in names]
     rows = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.request
@@ -22,7 +23,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from model_engine_infra.errors import RegistryError
+from model_engine_infra.errors import RegistryError, RegistryUnavailableError
 from model_engine_infra.images import mirror
 from model_engine_infra.images.acr import ACRDockerRepository
 from model_engine_infra.images.distribution import RegistryClient, StaticCredentials
@@ -467,3 +468,33 @@ def test_digest_mismatch_is_refused(registry_server: RunningServer, basic_regist
     assert head_manifest_digest(target, "tampered/app", "1") is None
     source.close()
     target.close()
+
+
+def test_https_registry_with_a_private_ca(tmp_path: Path) -> None:
+    """registry_ca_bundle: HTTPS with a private CA works; without the CA nothing is trusted or guessed."""
+    try:
+        server = start_registry(tmp_path / "tls-registry", tls=True)
+    except ServerUnavailableError as err:
+        report_missing_server("registry", err)
+    with server:
+        ca = server.extra["ca_cert"]
+        pusher = Pusher(server.url)
+        pusher.http.close()
+        pusher.http = httpx.Client(timeout=30, verify=ssl.create_default_context(cafile=ca))
+        try:
+            pusher.image("secure/app", "1.0", created=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+        finally:
+            pusher.close()
+        prefix = server.extra["registry"]
+        trusted = OCIDockerRepository(prefix, ca_bundle=ca)
+        try:
+            assert trusted.image_exists("1.0", "secure/app")
+            assert not trusted.image_exists("2.0", "secure/app")
+        finally:
+            trusted.close()
+        untrusted = OCIDockerRepository(prefix)
+        try:
+            with pytest.raises(RegistryUnavailableError, match="registry_ca_bundle"):
+                untrusted.image_exists("1.0", "secure/app")
+        finally:
+            untrusted.close()

@@ -129,7 +129,8 @@ def test_plain_http_only_where_docker_allows(host: str, allowed: bool) -> None:
 
 def test_https_is_used_and_plain_http_refused_elsewhere() -> None:
     assert RegistryClient("registry.internal").base_url == "https://registry.internal"
-    assert RegistryClient("localhost:5000").base_url == "http://localhost:5000"
+    # Where plain HTTP is allowed, HTTPS is tried first and HTTP only if that first contact fails.
+    assert RegistryClient("localhost:5000").base_url == "https://localhost:5000"
     with pytest.raises(ConfigError, match="insecure_registries"):
         RegistryClient("registry.internal", base_url="http://registry.internal")
     assert (

@@ -126,6 +126,17 @@ def registry_base_url(host: str, insecure_registries: Iterable[str] = ()) -> str
     return f"{scheme}://{host}"
 
 
+def _certificate_rejection(err: BaseException) -> str | None:
+    """The reason when ``err`` comes from a TLS certificate we do not trust, else None."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or "certificate verify failed"
+        seen = seen.__cause__ or seen.__context__
+    text = str(err)
+    return "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else None
+
+
 def tls_verify(ca_bundle: str | None) -> ssl.SSLContext | bool:
     """Verification for HTTPS: the system store, or a private CA bundle (PEM path)."""
     return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
@@ -182,6 +193,11 @@ class RegistryClient:
         self.host = host.lower()
         self.insecure_registries = tuple(insecure_registries)
         self.base_url = (base_url or registry_base_url(self.host, self.insecure_registries)).rstrip("/")
+        # Like Docker with an insecure registry: try HTTPS first, fall back to plain HTTP once if the
+        # first contact fails. A loopback registry with TLS and a private CA then works too.
+        self._plain_fallback: str | None = None
+        if base_url is None and self.base_url.startswith("http://"):
+            self._plain_fallback, self.base_url = self.base_url, "https://" + self.base_url[len("http://") :]
         endpoint = urlsplit(self.base_url)
         if endpoint.scheme == "http" and not plain_http_allowed(endpoint.netloc, self.insecure_registries):
             raise ConfigError(
@@ -249,7 +265,18 @@ class RegistryClient:
                 request.headers["Authorization"] = authorization
             try:
                 response = self._http.send(request, stream=stream)
+                self._plain_fallback = None  # the scheme answered: keep it
             except httpx.TransportError as err:
+                untrusted = _certificate_rejection(err)
+                if untrusted is not None:
+                    raise RegistryUnavailableError(
+                        f"registry {self.host} speaks HTTPS but its certificate is not trusted ({untrusted}) "
+                        f"during {what}: set registry_ca_bundle to the PEM file of its CA"
+                    ) from err
+                if self._plain_fallback is not None and url.startswith(self.base_url):
+                    url = self._plain_fallback + url[len(self.base_url) :]
+                    self.base_url, self._plain_fallback = self._plain_fallback, None
+                    continue
                 if replayable and attempt < self._retries:
                     attempt += 1
                     time.sleep(self._backoff * 2 ** (attempt - 1))

@@ -457,17 +457,18 @@ def _registry_auth_yaml(
     return "", {}
 
 
-def _registry_config(folder: Path, port: int, auth_section: str) -> Path:
+def _registry_config(folder: Path, port: int, auth_section: str, tls: tuple[Path, Path] | None = None) -> Path:
     """Write the services.md config (values JSON-quoted, which YAML reads as plain strings)."""
     root = json.dumps(str(folder / "registry-data"))
     config = folder / "registry-config.yml"
+    tls_part = f", tls: {{certificate: {json.dumps(str(tls[0]))}, key: {json.dumps(str(tls[1]))}}}" if tls else ""
     config.write_text(
         "version: 0.1\n"
         "log: {level: warn}\n"
         "storage:\n"
         f"  filesystem: {{rootdirectory: {root}}}\n"
         "  delete: {enabled: true}\n"
-        f"http: {{addr: {json.dumps(f'{HOST}:{port}')}}}\n" + auth_section
+        f"http: {{addr: {json.dumps(f'{HOST}:{port}')}{tls_part}}}\n" + auth_section
     )
     return config
 
@@ -613,24 +614,30 @@ def start_registry(
     port: int | None = None,
     htpasswd: tuple[str, str] | None = None,
     token_auth: Mapping[str, PathLike] | None = None,
+    tls: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> RunningServer:
-    """A Distribution (OCI) registry over plain HTTP; anonymous, htpasswd (basic) or bearer-token auth.
+    """A Distribution (OCI) registry; anonymous, htpasswd (basic) or bearer-token auth.
 
     ``token_auth`` takes exactly ``realm``, ``service``, ``issuer`` and ``rootcertbundle`` (a PEM
-    path holding the certificate whose key signs the tokens).
+    path holding the certificate whose key signs the tokens). ``tls`` serves HTTPS with a
+    self-signed certificate for 127.0.0.1 whose path is ``extra["ca_cert"]`` (a private CA).
     """
     _check_registry_auth(htpasswd, token_auth)
     binary = _find_program("docker-registry", "registry")
     folder = Path(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     auth_section, extra = _registry_auth_yaml(folder, htpasswd, token_auth)
+    cert_pair = self_signed_cert(folder, "registry") if tls else None
+    if cert_pair is not None:
+        extra = {**extra, "ca_cert": str(cert_pair[0])}
 
     def launch(folder: Path, chosen: int) -> _Launch:
-        config = _registry_config(folder, chosen, auth_section)
-        url = f"http://{HOST}:{chosen}"
+        config = _registry_config(folder, chosen, auth_section, cert_pair)
+        url = f"{'https' if tls else 'http'}://{HOST}:{chosen}"
         facts = {**extra, "registry": f"{HOST}:{chosen}", "config_path": str(config)}
-        return _Launch([binary, "serve", str(config)], _http_status(f"{url}/v2/", {200, 401}), url, {}, facts)
+        ready = _tcp_open(chosen) if tls else _http_status(f"{url}/v2/", {200, 401})
+        return _Launch([binary, "serve", str(config)], ready, url, {}, facts)
 
     return _spawn_and_wait("registry", data_dir, port, launch, timeout)
 

@@ -7,8 +7,9 @@ exchange) + the Key Vault fake; gcp = fake-gcs-server + redis-server + docker-re
 Registry; onprem = moto server as MinIO + redis-server + docker-registry; local = nothing. The
 Celery worker runs in this process (the Service Bus fake lives in memory) for every provider.
 
-Where no config key can point a component at a local server, the fixture says so in
-``Deployment.overrides`` (today: Artifact Registry's endpoint) — never the test body.
+Every component is reached through config keys alone (``registry_endpoint_url`` points Artifact
+Registry's ``/v2`` API at docker-registry). Cloud identity with no local server is faked at the SDK
+boundary by the fixture (Entra ID, Google ADC), never in the test body.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ class Deployment:
     provider: str
     config_path: Path
     env: dict[str, str] = field(default_factory=dict)  # what load_config reads (never os.environ)
-    overrides: dict[str, Any] = field(default_factory=dict)  # components no config key can point locally
     absent: frozenset[str] = frozenset()  # tour steps that do not apply to this deployment
 
 
@@ -235,8 +235,6 @@ def _gcp(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.Monke
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from model_engine_infra.images.gar import GARDockerRepository
-
     gcs: RunningServer = request.getfixturevalue("gcs_server")
     redis_server: RunningServer = request.getfixturevalue("redis_server")
     registry: RunningServer = request.getfixturevalue("token_registry")
@@ -263,13 +261,25 @@ def _gcp(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.Monke
             "hf_user_fine_tuned_weights_prefix": f"gs://{bucket}/fine_tuned_weights",
             "cache_redis_gcp_url": redis_server.url,
             "docker_repo_prefix": GAR_PREFIX,
+            "registry_endpoint_url": registry.url,
             "secrets_dir": str(secrets),
             "prometheus_server_address": "http://prometheus:9090",
         },
     )
-    # No config key sets Artifact Registry's endpoint; the token source is Google's ADC.
-    gar = GARDockerRepository(GAR_PREFIX, token_source=lambda: ADC_TOKEN, registry_url=registry.url)
-    return Deployment("gcp", path, overrides={"docker_repository": gar})
+    # Google's ADC is the service-account key above, with an access token already issued (no token
+    # endpoint here): faked at the SDK boundary, as the Azure SDK is for azure.
+    import google.auth
+
+    real_default = google.auth.default
+
+    def default_with_token(*args: Any, **kwargs: Any) -> tuple[Any, str | None]:
+        credentials, project = real_default(*args, **kwargs)
+        credentials.token = ADC_TOKEN
+        credentials.expiry = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(hours=1)
+        return credentials, project
+
+    monkeypatch.setattr(google.auth, "default", default_with_token)
+    return Deployment("gcp", path)
 
 
 def _onprem(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
@@ -358,7 +368,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
 @pytest.mark.parametrize("deployment", PROVIDERS, indirect=True)
 def test_the_same_tour_runs_on_every_cloud(deployment: Deployment) -> None:
     config = load_config(deployment.config_path, env=deployment.env)
-    infra = build_infra(config, overrides=deployment.overrides)
+    infra = build_infra(config)
     tour = Tour(config, infra=infra, worker="thread", n_tasks=4, secret_name=SECRET, image_tags={IMAGE: TAG})
 
     report = tour.run()

@@ -97,6 +97,12 @@ class InfraConfig(BaseModel):
     registry_ca_bundle: str | None = key(
         None, "CA bundle (PEM path) for registries with a private CA.", helm=INFRA + "registry_ca_bundle"
     )
+    registry_endpoint_url: str | None = key(
+        None,
+        "Where the docker_repo_prefix registry's /v2 API is reached when not at its own host (a private "
+        "endpoint or proxy; tests). Image references keep docker_repo_prefix.",
+        helm=INFRA + "registry_endpoint_url",
+    )
     registry_username: str | None = key(
         None,
         "User for an OCI registry with basic or token auth (on-prem, local); cloud registries use IAM.",

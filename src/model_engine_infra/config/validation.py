@@ -14,6 +14,7 @@ EXCLUSIVE_CACHE_REDIS = ("cache_redis_aws_url", "cache_redis_aws_secret_name", "
 URL_SCHEMES = {
     "s3_endpoint_url": ("http", "https"),
     "sqs_endpoint_url": ("http", "https"),
+    "registry_endpoint_url": ("http", "https"),
     "prometheus_server_address": ("http", "https"),
     "abs_endpoint_url": ("http", "https"),
     "gcs_endpoint_url": ("http", "https"),

@@ -147,6 +147,7 @@ class ACRDockerRepository(OCIDockerRepository):
         return cls(
             config.docker_repo_prefix,
             credential=credential,
+            registry_url=config.registry_endpoint_url,
             insecure_registries=config.insecure_registries,
             ca_bundle=config.registry_ca_bundle,
         )

@@ -101,6 +101,7 @@ class GARDockerRepository(OCIDockerRepository):
     def from_config(cls, config: InfraConfig) -> GARDockerRepository:
         return cls(
             config.docker_repo_prefix,
+            registry_url=config.registry_endpoint_url,
             insecure_registries=config.insecure_registries,
             ca_bundle=config.registry_ca_bundle,
         )

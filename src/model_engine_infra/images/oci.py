@@ -350,9 +350,11 @@ def build_repository(config: InfraConfig, infra: Infra | None = None) -> DockerR
 def repository_for_prefix(prefix: str, config: InfraConfig) -> DockerRepository:
     """A plain OCI repository for any prefix, with the config's TLS, HTTP and login settings."""
     host = prefix.strip().split("/", 1)[0].lower()
+    configured_host = config.docker_repo_prefix.strip().split("/", 1)[0].lower()
     return OCIDockerRepository(
         prefix,
         credentials=config_credentials(config, host),
+        registry_url=config.registry_endpoint_url if host == configured_host else None,
         insecure_registries=config.insecure_registries,
         ca_bundle=config.registry_ca_bundle,
     )

@@ -46,6 +46,20 @@ def test_show_redacts_secrets(tmp_path: Path) -> None:
     assert "redis://app:***@redis:6379/0" in out
 
 
+def test_show_redacts_passwords_in_plain_url_keys(tmp_path: Path) -> None:
+    canary = "canary-5d21a"
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "cloud_provider: onprem\n"
+        f"prometheus_server_address: http://admin:{canary}@prom:9090\n"
+        f"s3_endpoint_url: https://minio:{canary}@minio.internal:9000\n"
+    )
+    code, out = run("config", "show", "--config", str(path))
+    assert code == 0, out
+    assert canary not in out
+    assert "http://admin:***@prom:9090" in out
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("aws.yaml", 0), ("azure.yaml", 2), ("gcp.yaml", 2), ("onprem.yaml", 2), ("flat-infra-config.yaml", 2)],

@@ -357,6 +357,43 @@ def test_malformed_secret_url_never_shows_the_password() -> None:
     assert info.value.value == "***"
 
 
+@pytest.mark.parametrize(
+    ("env_var", "value"),
+    [
+        # An unencoded '/' or '#' in the password ends the netloc early: the password becomes the "port".
+        ("MODEL_ENGINE_INFRA_CACHE_REDIS_ONPREM_URL", "redis://:hunter2/x@h:6379/0"),
+        ("MODEL_ENGINE_INFRA_CACHE_REDIS_ONPREM_URL", "redis://:hunter2#x@h:6379/0"),
+        ("MODEL_ENGINE_INFRA_PROMETHEUS_SERVER_ADDRESS", "http://admin:hunter2/x@prom:9090"),
+        ("MODEL_ENGINE_INFRA_PROMETHEUS_SERVER_ADDRESS", "ftp://admin:hunter2@prom:9090"),
+    ],
+)
+def test_malformed_url_error_never_shows_a_password(env_var: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "onprem", env_var: value})
+    assert info.value.key == env_var
+    assert "hunter2" not in str(info.value)
+    assert "hunter2" not in repr(info.value.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://app:hunter2@redis:6379/0", "redis://app:***@redis:6379/0"),
+        ("redis://:hunter2/x@redis:6379/0", "redis://:***@redis:6379/0"),
+        ("http://admin:hunter2#x@prom:9090/api", "http://admin:***@prom:9090/api"),
+        (
+            "https://acct.blob.core.windows.net/c/k?sv=1&sig=hunter2",
+            "https://acct.blob.core.windows.net/c/k?sv=1&sig=***",
+        ),
+        ("s3://bucket/models/a@b/key", "s3://bucket/models/a@b/key"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    from model_engine_infra.redact import redact_url
+
+    assert redact_url(url) == shown
+
+
 def test_bad_azure_redis_host(tmp_path: Path) -> None:
     path = write(tmp_path, "cloud_provider: azure\ncache_redis_azure_host: my-cache.redis.cache.windows.net\n")
     with pytest.raises(ConfigError) as info:

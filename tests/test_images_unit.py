@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -159,6 +160,9 @@ def test_parse_challenge() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     assert "pw-123" not in repr(Credentials("u", "pw-123"))
     assert "pw-123" not in repr(StaticCredentials("u", "pw-123"))
+    from model_engine_infra.images.distribution import _Token
+
+    assert "tok-123" not in repr(_Token("tok-123", 0.0))  # cached bearer tokens sit in locals and dicts
 
 
 # --- the HTTP flow over a scripted registry ---------------------------------------------------------
@@ -339,3 +343,50 @@ def test_mirror_from_config_image_names() -> None:
     assert names == ["model-engine:abc", "vllm:0.6.3", "tensorrt-llm:0.9", "llm-engine/batch-infer-vllm:0.6.3"]
     with pytest.raises(InvalidImageReferenceError, match="--tag vllm=TAG"):
         config_images(config, [], ("public.ecr.aws/b2z8n5q1", "reg.internal/ml"))
+
+
+def test_ecr_uses_the_configured_aws_profile() -> None:
+    """``aws_profile`` is "the AWS profile for everything else": ECR included, as S3 and secrets do."""
+    from unittest import mock
+
+    from model_engine_infra.images.ecr import ECRDockerRepository
+
+    config = InfraConfig(
+        cloud_provider="aws", docker_repo_prefix="123456789012.dkr.ecr.eu-west-1.amazonaws.com", aws_profile="ml"
+    )
+    with mock.patch("boto3.session.Session") as session:
+        repo = ECRDockerRepository.from_config(config)
+    session.assert_called_once_with(profile_name="ml")
+    assert repo.region == "eu-west-1"
+
+
+def test_gar_without_google_credentials_is_a_registry_auth_error() -> None:
+    from unittest import mock
+
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from model_engine_infra.images.gar import GARDockerRepository
+
+    with (
+        mock.patch("google.auth.default", side_effect=DefaultCredentialsError("no ADC")),
+        pytest.raises(RegistryAuthError, match="GOOGLE_APPLICATION_CREDENTIALS"),
+    ):
+        GARDockerRepository("us-docker.pkg.dev/proj/repo")
+
+
+def test_docker_config_logins(tmp_path: Path) -> None:
+    import base64
+
+    from model_engine_infra.images.oci import docker_config_login
+
+    path = tmp_path / "config.json"
+    good = base64.b64encode(b"robot:s3cr3t:x").decode()
+    path.write_text(json.dumps({"auths": {"https://reg.internal:5000": {"auth": good}}}))
+    login = docker_config_login(str(path), "reg.internal:5000")
+    assert login is not None
+    assert (login.username, login.password) == ("robot", "s3cr3t:x")
+    assert docker_config_login(str(path), "other.internal") is None
+    path.write_text(json.dumps({"auths": {"reg.internal:5000": {"auth": "cm9ib3Q6czNjcjN0a"}}}))
+    with pytest.raises(ConfigError, match="registry_auth_file") as info:
+        docker_config_login(str(path), "reg.internal:5000")
+    assert "cm9ib3Q6czNjcjN0" not in str(info.value)

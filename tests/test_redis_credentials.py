@@ -229,6 +229,23 @@ def test_repr_and_state_hide_the_token(clock: FakeClock) -> None:
     provider.close()
 
 
+def test_traceback_locals_hide_the_token(clock: FakeClock) -> None:
+    """Error trackers (Sentry) and ``pytest --showlocals`` print each frame's locals with repr."""
+    import traceback
+
+    source = ScriptedTokenSource(["canary-secret"], lifetime=100)
+    provider = make(source, clock)
+    provider.get_credentials()
+    provider.report_rejected()  # the cached snapshot stays in the frames that raise below
+    source.fail = RuntimeError("identity endpoint down")
+    with pytest.raises(TokenUnavailableError) as info:
+        provider.get_credentials()
+    shown = "".join(traceback.TracebackException.from_exception(info.value, capture_locals=True).format())
+    assert "snap" in shown
+    assert "canary" not in shown
+    provider.close()
+
+
 def test_password_only_tokens_give_a_one_tuple() -> None:
     assert Token(None, "pw").credentials() == ("pw",)
     assert Token("u", "pw").credentials() == ("u", "pw")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -170,6 +171,35 @@ def test_close_runs_sync_and_async_closers() -> None:
     assert infra.built_components() == []
 
 
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_close_closes_every_component_when_one_fails(use_async: bool) -> None:
+    closed: list[str] = []
+
+    class Broken:
+        def close(self) -> None:
+            raise OSError("connection reset")
+
+    class BrokenAsync:
+        async def close(self) -> None:
+            raise OSError("connection reset")
+
+    class Sync:
+        def close(self) -> None:
+            closed.append("sync")
+
+    class Async:
+        async def close(self) -> None:
+            closed.append("async")
+
+    components = {"redis": Broken(), "secrets": BrokenAsync(), "queue_delegate": Async(), "filesystem": Sync()}
+    infra = build_infra(InfraConfig(), overrides=components)
+    closing = infra.aclose() if use_async else asyncio.to_thread(infra.close)
+    with pytest.raises(OSError, match="connection reset"):
+        await closing
+    assert sorted(closed) == ["async", "sync"]
+    assert infra.built_components() == []
+
+
 async def test_aclose_inside_a_loop() -> None:
     closed: list[str] = []
 
@@ -221,3 +251,18 @@ def test_a_component_imports_only_its_own_sdk(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"building {component} imported: {out.stdout}"
+
+
+async def test_aclose_prefers_a_components_aclose() -> None:
+    closed: list[str] = []
+
+    class Both:
+        def close(self) -> None:
+            closed.append("close")
+
+        async def aclose(self) -> None:
+            closed.append("aclose")
+
+    infra = build_infra(InfraConfig(), overrides={"redis": Both()})
+    await infra.aclose()
+    assert closed == ["aclose"]

@@ -70,6 +70,19 @@ def test_keyvault_forbidden_and_unreachable() -> None:
     assert store.get("s") == "v"  # the failures were not cached
 
 
+@pytest.mark.parametrize("error_name", ["ServiceResponseError", "ServiceResponseTimeoutError", "AzureError"])
+def test_keyvault_other_sdk_failures_are_secret_errors(error_name: str) -> None:
+    """A read timeout or a connection dropped mid-response is the SDK's ServiceResponseError, not a request error."""
+    import azure.core.exceptions
+
+    fake = FakeSecretClient(secrets={"s": "v"})
+    store = KeyVaultStore(fake, keyvault_name="kv")
+    fake.fail = getattr(azure.core.exceptions, error_name)("fake read timeout")
+    with pytest.raises(SecretError, match="could not be reached") as info:
+        store.get("s")
+    assert "'s'" in str(info.value)
+
+
 def test_keyvault_factory_points_at_the_vault() -> None:
     config = InfraConfig(cloud_provider="azure", keyvault_name="my-vault")
     store = azure.build_store(config, None)  # type: ignore[arg-type]

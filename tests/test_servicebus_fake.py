@@ -77,7 +77,7 @@ def test_lock_duration_accepts_timedelta_and_iso_8601(namespace: FakeServiceBusN
     assert admin.get_queue(Q).lock_duration == timedelta(seconds=30)
 
 
-@pytest.mark.parametrize("name", ["x" * 261, "ends-with-dash-", "-starts", "has space", "a@b", ""])
+@pytest.mark.parametrize("name", ["x" * 261, "ends-with-dash-", "-starts", "has space", "a@b", "", "newline\n"])
 def test_invalid_queue_names_are_refused(namespace: FakeServiceBusNamespace, name: str) -> None:
     with pytest.raises(HttpResponseError):
         namespace.admin_client().create_queue(name)

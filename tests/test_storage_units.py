@@ -61,6 +61,39 @@ def test_azure_account_must_match() -> None:
         _Blobs(client).location("https://other.blob.core.windows.net/ctr/x")
 
 
+SIGNED = [
+    "https://bkt.s3.amazonaws.com/k?X-Amz-Credential=AKIA%2F&X-Amz-Signature=c4n4ry",
+    "https://storage.googleapis.com/bkt/k?X-Goog-Algorithm=GOOG4&X-Goog-Signature=c4n4ry",
+    "https://other.blob.core.windows.net/ctr/k?sv=2024&sig=c4n4ry",
+]
+
+
+@pytest.mark.parametrize("uri", SIGNED)
+def test_refused_signed_url_keeps_its_signature_out_of_the_error(uri: str) -> None:
+    from model_engine_infra.storage.abs import _Blobs
+
+    with pytest.raises(InvalidURIError) as info:
+        parse_uri(uri, accepts=("s3", "gs"), store="test")
+    assert "c4n4ry" not in str(info.value)
+    with pytest.raises(InvalidURIError) as info:
+        _Blobs(mock.Mock(account_name="mine")).location(uri)
+    assert "c4n4ry" not in str(info.value)
+
+
+def test_azure_errors_on_a_sas_url_keep_the_signature_out() -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from model_engine_infra.storage.abs import AzureBlobFilesystem
+
+    client = mock.Mock(account_name="acct")
+    client.get_blob_client.return_value.download_blob.side_effect = ResourceNotFoundError("gone")
+    fs = AzureBlobFilesystem(client)
+    with pytest.raises(ObjectNotFoundError) as info:
+        fs.open("https://acct.blob.core.windows.net/ctr/k?sv=2024&sig=c4n4ry")
+    assert "c4n4ry" not in str(info.value)
+    assert "ctr/k" in str(info.value)
+
+
 @pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/x", "a\\..\\x", "a//b", "", "./x", "C:x"])
 def test_safe_join_refuses(tmp_path: Path, key: str) -> None:
     with pytest.raises(UnsafeObjectKeyError):
@@ -267,6 +300,22 @@ def test_gcs_signs_through_iam_without_a_key() -> None:
     assert "svc%40proj.iam.gserviceaccount.com" in url
 
 
+def test_gcs_signing_with_user_credentials_says_what_to_use() -> None:
+    """``gcloud auth application-default login`` gives user credentials: no key, no service account."""
+    import google.oauth2.credentials
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from model_engine_infra.storage.gcs import GCSFilesystem
+
+    user = google.oauth2.credentials.Credentials("user-token")
+    client = storage.Client(project="proj", credentials=AnonymousCredentials())
+    fs = GCSFilesystem(client, signing_credentials=user)
+    with pytest.raises(StoragePermissionError, match="service account") as info:
+        fs.generate_signed_url("gs://bkt/w.bin", expiration=300)
+    assert "user-token" not in str(info.value)
+
+
 def test_azure_and_gcs_error_translation() -> None:
     from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundError, ServiceRequestError
     from google.api_core import exceptions as gexc
@@ -333,6 +382,19 @@ def test_cli_ls_cp_sign_on_local_disk(tmp_path: Path) -> None:
     assert missing.exit_code == 1
     bad = runner.invoke(app, ["sign", str(src / "config.json"), "--method", "DELETE", "--config", str(config)])
     assert bad.exit_code == 2
+
+
+def test_cli_cp_one_object_into_a_new_folder_named_with_a_slash(tmp_path: Path) -> None:
+    from model_engine_infra.cli.storage import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"cloud_provider: local\nlocal_data_dir: {tmp_path / 'data'}\n")
+    (tmp_path / "config.json").write_text("{}")
+    result = CliRunner().invoke(
+        app, ["cp", str(tmp_path / "config.json"), f"{tmp_path / 'new'}/", "--config", str(config)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "config.json").read_text() == "{}"
 
 
 def test_cli_upload_and_download_through_s3(tmp_path: Path) -> None:

@@ -236,6 +236,31 @@ def test_result_backend_down() -> None:
         gateway.get_task("some-id")
 
 
+async def test_sqs_send_to_a_deleted_queue_is_queue_not_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the endpoint's queue is deleted, sending names the queue in a typed error, not botocore's."""
+    from moto import mock_aws
+
+    from model_engine_infra.errors import QueueError, QueueNotFoundError
+    from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
+
+    aws_env = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in aws_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        config = InfraConfig(cloud_provider="aws", celery_backend_protocol="redis", redis_host="127.0.0.1")
+        gateway = CeleryTaskQueueGateway.from_config(config)
+        delegate = SQSQueueEndpointResourceDelegate(region="us-east-1")
+        info = await delegate.create_queue_if_not_exists("gone", "n", "me", {}, 60)
+        gateway.send_task("tasks.predict", info.queue_name, args=[0])
+        await delegate.delete_queue("gone")
+        with pytest.raises(QueueNotFoundError, match=info.queue_name) as err:
+            gateway.send_task("tasks.predict", info.queue_name, args=[1])
+        assert "not sent" in str(err.value)
+        assert isinstance(err.value, QueueError)
+        assert type(err.value.__cause__).__name__ == "QueueDoesNotExist"
+
+
 # --- SHA-256 -------------------------------------------------------------------------------------
 
 

@@ -86,3 +86,21 @@ def test_size_check_agrees_with_the_service(namespace: FakeServiceBusNamespace) 
     with pytest.raises(MessageTooLargeError, match="refused") as err:  # the service's own refusal, wrapped
         unchecked.send_task("t", "q-service", args=[{"prompt": "x" * service_limit}])
     assert type(err.value.__cause__).__name__ == "MessageSizeExceededError"
+
+
+async def test_send_to_a_deleted_queue_is_queue_not_found(namespace: FakeServiceBusNamespace) -> None:
+    """The endpoint's queue was deleted (endpoint deleted): a typed error naming it, not the SDK's."""
+    from model_engine_infra.errors import QueueNotFoundError
+    from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
+
+    delegate = ServiceBusQueueEndpointResourceDelegate(
+        namespace.fully_qualified_namespace, admin_client=namespace.admin_client()
+    )
+    info = await delegate.create_queue_if_not_exists("gone", "n", "me", {}, 60)
+    gateway = CeleryTaskQueueGateway.from_config(CONFIG)
+    gateway.send_task("tasks.predict", info.queue_name, args=[0])
+    await delegate.delete_queue("gone")
+    with pytest.raises(QueueNotFoundError, match=info.queue_name) as err:
+        gateway.send_task("tasks.predict", info.queue_name, args=[1])
+    assert "not sent" in str(err.value)
+    assert type(err.value.__cause__).__name__ == "MessagingEntityNotFoundError"

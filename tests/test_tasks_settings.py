@@ -185,6 +185,16 @@ def test_redis_source_with_credential_provider() -> None:
     assert conf["broker_use_ssl"]["ssl_cert_reqs"] is not None
 
 
+def test_broker_settings_repr_hides_a_redis_password() -> None:
+    """A plain URL (``worker --redis-url``, a non-managed Redis component) may carry the password."""
+    source = RedisBroker("redis://app:hunter2@cache:6379/0")
+    broker, _ = celery_conf(InfraConfig(cloud_provider="onprem", celery_backend_protocol="redis"), redis=source)
+    assert broker.url == "redis://app:hunter2@cache:6379/0"  # Celery still gets the real URL
+    for shown in (repr(source), repr(broker), str(broker)):
+        assert "hunter2" not in shown
+        assert "app:***@cache:6379" in shown
+
+
 def test_redis_without_any_source() -> None:
     with pytest.raises(ConfigError, match="Redis") as err:
         celery_conf(InfraConfig(cloud_provider="onprem"))

@@ -101,28 +101,48 @@ class Infra:
         import asyncio  # not at import time: it costs a service that never closes ~15 ms at start-up
         import inspect
 
-        for result in self._close_all():
+        results, errors = self._close_all()
+        for result in results:
             if inspect.iscoroutine(result):
-                asyncio.run(result)
+                try:
+                    asyncio.run(result)
+                except Exception as err:
+                    errors.append(err)
+        if errors:
+            raise errors[0]
 
     async def aclose(self) -> None:
         """Close every built component, awaiting the async ones."""
         import inspect
 
-        for result in self._close_all():
+        results, errors = self._close_all(prefer="aclose")
+        for result in results:
             if inspect.isawaitable(result):
-                await result
+                try:
+                    await result
+                except Exception as err:
+                    errors.append(err)
+        if errors:
+            raise errors[0]
 
-    def _close_all(self) -> list[Any]:
+    def _close_all(self, prefer: str = "close") -> tuple[list[Any], list[Exception]]:
+        """Call every closer; one that fails must not leave the others open (the first error is raised).
+
+        ``prefer="aclose"`` uses a component's ``aclose()`` where it has one (its async pools too).
+        """
         with self._lock:
             components = list(self._built.values())
             self._built.clear()
-        results = []
+        results: list[Any] = []
+        errors: list[Exception] = []
         for component in components:
-            close = getattr(component, "close", None)
+            close = getattr(component, prefer, None) or getattr(component, "close", None)
             if callable(close):
-                results.append(close())
-        return results
+                try:
+                    results.append(close())
+                except Exception as err:
+                    errors.append(err)
+        return results, errors
 
     def __enter__(self) -> Infra:
         return self

@@ -14,6 +14,12 @@ def redact_url(url: str) -> str:
     except ValueError:
         return MASK
     netloc = parts.netloc
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    if "@" not in netloc and ":" in netloc and "@" in rest[len(netloc) :]:
+        # An unencoded '/', '?' or '#' in a password ends the netloc early: 'u:pa/ss@host' would
+        # show 'pa' as a port and 'ss' as a path. Mask everything up to the last '@'.
+        user = netloc.split(":", 1)[0]
+        return f"{parts.scheme}://{user}:{MASK}@{rest.rpartition('@')[2]}"
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]

@@ -146,7 +146,9 @@ class QueueDelegateContract:
         with pytest.raises(BrokerUnavailableError):
             await delegate.delete_queue(endpoint_id)
 
-    @pytest.mark.parametrize("endpoint_id", ["has space", "a/b", "a.b", "a:b", "semi;colon", "ünï", "", "*"])
+    @pytest.mark.parametrize(
+        "endpoint_id", ["has space", "a/b", "a.b", "a:b", "semi;colon", "ünï", "", "*", "trailing-newline\n"]
+    )
     async def test_invalid_endpoint_ids_are_refused_before_any_call(
         self, backend: QueueBackend, endpoint_id: str
     ) -> None:

@@ -215,7 +215,8 @@ def _prepare_target(target: str, config: InfraConfig | None) -> Callable[[str], 
         return None
     from ..images.ecr import ECRDockerRepository
 
-    return ECRDockerRepository(target, region=config.default_region if config else "us-east-1").ensure_repository
+    region, profile = (config.default_region, config.aws_profile) if config else ("us-east-1", None)
+    return ECRDockerRepository(target, region=region, profile=profile).ensure_repository
 
 
 class _progress:

@@ -127,7 +127,8 @@ def cp(
 
             if is_local(dst):
                 target = Path(parse_uri(dst, accepts=("file",), store="local disk").key)
-                _download(src_artifacts, src, target, objects, single, overwrite, concurrency, advance)
+                into = dst.endswith("/")  # Path() drops the slash that says "a folder"
+                _download(src_artifacts, src, target, objects, single, overwrite, concurrency, advance, into)
             else:
                 _stream_copy(stores, objects, dst, single, advance)
     console.print(f"copied {len(objects)} object(s)")
@@ -142,11 +143,12 @@ def _download(
     overwrite: bool,
     concurrency: int,
     progress: Callable[[int], None],
+    into_folder: bool = False,
 ) -> None:
     if not single:
         artifacts.download_files(src, dst, overwrite, max_concurrency=concurrency, progress=progress)
         return
-    dest = dst / objects[0].key if dst.is_dir() or str(dst).endswith("/") else dst
+    dest = dst / objects[0].key if dst.is_dir() or into_folder else dst
     named = dataclasses.replace(objects[0], key=dest.name)
     fetch = artifacts._download_object  # the store's primitive, under the shared safe engine
     download_all([named], dest.parent, fetch, overwrite=overwrite, max_concurrency=1, progress=progress)

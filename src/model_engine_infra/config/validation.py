@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError, InvalidImageReferenceError, UnknownProviderError
 from ..images.reference import infer_registry_type, parse_gar_prefix
 from ..queues.templates import SAMPLE_VALUES, render_template
+from ..redact import redact_url
 from .model import InfraConfig
 from .schema import FIELDS
 
@@ -89,17 +90,27 @@ def _check_urls(config: InfraConfig) -> None:
         assert isinstance(text, str)
         if name == "gcs_endpoint_url" and "://" not in text:
             text = "http://" + text  # STORAGE_EMULATOR_HOST may be host:port
+        # Never the parser's message or the raw URL: an unencoded '/' or '#' in a password ends the
+        # netloc early, and the parser then quotes the password as the "port".
+        shown = None if FIELDS[name].secret else redact_url(raw)
         try:
             parts = urlsplit(text)
             parts.port  # noqa: B018  (raises on a bad port)
-        except ValueError as err:
-            raise _fail(config, name, f"malformed URL: {err}", f"write a URL like {schemes[0]}://host:port") from None
+        except ValueError:
+            raise _fail(
+                config,
+                name,
+                "malformed URL: the port is not a number",
+                f"write a URL like {schemes[0]}://host:port, percent-encoding '/', '#', '?' and '@' in a password",
+                value=shown,
+            ) from None
         if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
             raise _fail(
                 config,
                 name,
                 "malformed URL: needs a scheme (" + ", ".join(schemes) + ") and a host",
                 f"write a URL like {schemes[0]}://host:port",
+                value=shown,
             )
     if config.cache_redis_azure_host is not None:
         host, _, port = config.cache_redis_azure_host.rpartition(":")

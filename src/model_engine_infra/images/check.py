@@ -171,7 +171,7 @@ def repository_factory(config: InfraConfig) -> RepositoryFactory:
         if kind == "ecr":
             from .ecr import ECRDockerRepository
 
-            return ECRDockerRepository(prefix, region=config.default_region)
+            return ECRDockerRepository(prefix, region=config.default_region, profile=config.aws_profile)
         if kind == "acr":
             from .acr import ACRDockerRepository
 

@@ -164,8 +164,8 @@ def push_scope(repository: str) -> str:
 
 @dataclass
 class _Token:
-    value: str
-    expires: float
+    value: str = field(repr=False)
+    expires: float = 0.0
 
 
 class RegistryClient:

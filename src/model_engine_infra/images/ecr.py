@@ -43,12 +43,19 @@ AUTH_FAILED = frozenset(
 )
 
 
-def ecr_client(region: str, *, fips: bool = False, endpoint_url: str | None = None) -> Any:
+def ecr_client(region: str, *, fips: bool = False, endpoint_url: str | None = None, profile: str | None = None) -> Any:
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import ProfileNotFound
 
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, use_fips_endpoint=fips)
-    return boto3.session.Session().client("ecr", region_name=region, endpoint_url=endpoint_url, config=config)
+    try:
+        session = boto3.session.Session(profile_name=profile)
+    except ProfileNotFound as err:
+        raise ConfigError(
+            "no such AWS profile", key="aws_profile", value=profile, fix="name a profile in ~/.aws/config"
+        ) from err
+    return session.client("ecr", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def _raise_for(err: Exception, what: str) -> None:
@@ -84,17 +91,21 @@ def _raise_for(err: Exception, what: str) -> None:
 class ECRDockerRepository(DockerRepository):
     """ECR via its control-plane API; the client is made once and reused."""
 
-    def __init__(self, docker_repo_prefix: str, *, client: Any = None, region: str = "us-east-1") -> None:
+    def __init__(
+        self, docker_repo_prefix: str, *, client: Any = None, region: str = "us-east-1", profile: str | None = None
+    ) -> None:
         super().__init__(docker_repo_prefix)
         host = parse_ecr_host(self.prefix.host)
         self.registry_id = host.account if host else None
         self.region = host.region if host else region
-        self.client = client if client is not None else ecr_client(self.region, fips=bool(host and host.fips))
+        if client is None:
+            client = ecr_client(self.region, fips=bool(host and host.fips), profile=profile)
+        self.client = client
 
     @classmethod
     def from_config(cls, config: InfraConfig) -> ECRDockerRepository:
         require_ecr_prefix(config)
-        return cls(config.docker_repo_prefix, region=config.default_region)
+        return cls(config.docker_repo_prefix, region=config.default_region, profile=config.aws_profile)
 
     def __repr__(self) -> str:
         return f"ECRDockerRepository({self.docker_repo_prefix!r})"

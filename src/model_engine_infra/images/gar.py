@@ -35,8 +35,15 @@ class ADCTokenSource:
     def __init__(self, credentials: Any = None) -> None:
         if credentials is None:
             import google.auth
+            from google.auth.exceptions import DefaultCredentialsError
 
-            credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+            try:
+                credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+            except DefaultCredentialsError as err:
+                raise RegistryAuthError(
+                    "no Google credentials for Artifact Registry: use Workload Identity or "
+                    "GOOGLE_APPLICATION_CREDENTIALS (gcloud auth application-default login on a workstation)"
+                ) from err
         self._credentials = credentials
         self._lock = threading.Lock()
 

@@ -119,7 +119,8 @@ def default_credentials(host: str, config: InfraConfig | None = None) -> Credent
     if ecr is not None:
         from .ecr import ECRCredentials, ecr_client
 
-        return ECRCredentials(ecr_client(ecr.region, fips=ecr.fips), ecr.account)
+        profile = config.aws_profile if config is not None else None
+        return ECRCredentials(ecr_client(ecr.region, fips=ecr.fips, profile=profile), ecr.account)
     if ACR_HOST.match(host):
         from azure.identity import DefaultAzureCredential
 

@@ -291,7 +291,15 @@ def docker_config_login(path: str, host: str) -> Credentials | None:
     if entry.get("identitytoken"):
         return Credentials(entry.get("username") or "<token>", entry["identitytoken"], identity_token=True)
     if entry.get("auth"):
-        user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+        try:
+            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+        except ValueError:  # binascii.Error, UnicodeDecodeError; never echo the value: it is the login
+            raise ConfigError(
+                f"the auth entry for {host} in {path} is not base64 of USER:PASSWORD",
+                key="registry_auth_file",
+                value=path,
+                fix=f"log in again (docker login {host}) or rewrite the entry",
+            ) from None
         return Credentials(user, password)
     if entry.get("username"):
         return Credentials(entry["username"], entry.get("password") or "")

@@ -12,12 +12,12 @@ from ..errors import InvalidQueueNameError
 
 QUEUE_NAME_PREFIX = "launch-endpoint-id-"
 # Characters every broker accepts in a queue name (SQS: alphanumerics, '-', '_').
-_ENDPOINT_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]+")  # used with fullmatch: "$" would accept a trailing newline
 
 
 def queue_name_for(endpoint_id: str, *, max_length: int, broker: str) -> str:
     """``launch-endpoint-id-{endpoint_id}``, checked before any call reaches the broker."""
-    if not isinstance(endpoint_id, str) or not _ENDPOINT_ID.match(endpoint_id):
+    if not isinstance(endpoint_id, str) or not _ENDPOINT_ID.fullmatch(endpoint_id):
         raise InvalidQueueNameError(
             f"endpoint_id {endpoint_id!r} would make an invalid {broker} queue name: use only letters, "
             "digits, '-' and '_'"

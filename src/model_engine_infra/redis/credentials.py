@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.exceptions
@@ -62,7 +62,7 @@ class RedisAuthenticationError(RedisAuthError, redis.exceptions.AuthenticationEr
 
 @dataclass(frozen=True)
 class _Snapshot:
-    creds: Credentials
+    creds: Credentials = field(repr=False)  # frames holding a snapshot are shown with repr (tracebacks, Sentry)
     token: Token
     fetched_at: float
     refresh_at: float

@@ -34,6 +34,7 @@ class KeyVaultStore(CachedSecretStore):
 
     def _fetch(self, name: str) -> str:
         from azure.core.exceptions import (
+            AzureError,
             ClientAuthenticationError,
             HttpResponseError,
             ResourceNotFoundError,
@@ -65,6 +66,10 @@ class KeyVaultStore(CachedSecretStore):
             raise SecretError(f"reading secret {name!r} from {self.store_name} failed (HTTP {status})") from err
         except ServiceRequestError as err:
             raise SecretError(f"{self.store_name} could not be reached to read {name!r}") from err
+        except AzureError as err:  # e.g. ServiceResponseError: a read timeout or a dropped connection
+            raise SecretError(
+                f"{self.store_name} could not be reached to read {name!r} ({type(err).__name__}); retry later"
+            ) from err
         if secret.value is None:
             raise SecretNotFoundError(f"secret {name!r} in {self.store_name} has no value")
         return str(secret.value)

@@ -43,7 +43,7 @@ from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .errors import translated
 from .local import check_signing
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
-from .uri import StorageURI, parse_uri
+from .uri import StorageURI, parse_uri, shown
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
@@ -122,7 +122,7 @@ def translate(err: BaseException, uri: str) -> StorageError | None:
 
 
 def _errors(uri: str) -> contextlib.AbstractContextManager[None]:
-    return translated(translate, uri)
+    return translated(translate, shown(uri))
 
 
 class _Blobs:
@@ -136,7 +136,8 @@ class _Blobs:
         loc = parse_uri(uri, accepts=("az",), store=STORE)
         if loc.account is not None and loc.account != self.account:
             raise InvalidURIError(
-                f"{STORE} cannot serve {uri!r}: it is configured for the account {self.account!r}, not {loc.account!r}"
+                f"{STORE} cannot serve {shown(uri)!r}: it is configured for the account {self.account!r}, "
+                f"not {loc.account!r}"
             )
         return loc
 
@@ -207,7 +208,7 @@ class AzureBlobFilesystem(FilesystemGateway):
         writing, binary = parse_mode(mode, kwargs)
         blob = self._blobs.blob(uri)
         if writing:
-            return upload_stream(_BlockUpload(blob, uri), binary, kwargs, uri, DEFAULT_PART_SIZE)
+            return upload_stream(_BlockUpload(blob, uri), binary, kwargs, shown(uri), DEFAULT_PART_SIZE)
         with _errors(uri):
             downloader = blob.download_blob()
 

@@ -243,6 +243,13 @@ class GCSFilesystem(FilesystemGateway):
         if isinstance(credentials, Signing) and getattr(credentials, "signer", None) is not None:
             options["credentials"] = credentials
         else:
+            email = getattr(credentials, "service_account_email", None)
+            if not email:
+                raise StoragePermissionError(
+                    f"cannot sign a URL for {uri} with {type(credentials).__name__} credentials: signing needs a "
+                    "service account (Workload Identity, a key in GOOGLE_APPLICATION_CREDENTIALS, or "
+                    "`gcloud auth application-default login --impersonate-service-account=...`)"
+                )
             with self._signing_lock, _errors(uri):
                 if not credentials.valid:
                     credentials.refresh(AuthRequest())

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidURIError
+from ..redact import redact_url
 
 _ABS_HTTPS = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.blob\.core\.windows\.net$")
 
@@ -37,8 +38,16 @@ def parse_uri(uri: str, *, accepts: tuple[str, ...], store: str) -> StorageURI:
         raise InvalidURIError(f"empty URI; {store} accepts {_describe(accepts)}")
     parsed = _parse(uri)
     if parsed is None or parsed.scheme not in accepts:
-        raise InvalidURIError(f"{store} cannot serve {uri!r}: it accepts {_describe(accepts)}")
+        raise InvalidURIError(f"{store} cannot serve {shown(uri)!r}: it accepts {_describe(accepts)}")
     return parsed
+
+
+def shown(uri: str) -> str:
+    """``uri`` as messages show it: an http(s) URL may be a presigned or SAS URL, so its signature is masked.
+
+    ``s3://``/``gs://``/``az://`` keys are left as written: a ``?`` there is part of the key.
+    """
+    return redact_url(uri) if uri[:8].lower().startswith(("http://", "https://")) else uri
 
 
 def _parse(uri: str) -> StorageURI | None:

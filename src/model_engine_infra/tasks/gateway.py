@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..config.model import InfraConfig
-from ..errors import BrokerUnavailableError, MessageTooLargeError
+from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
@@ -263,6 +263,11 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
                     f"the {self.broker.broker_type.value} broker refused task {task_name!r} for queue "
                     f"{queue_name!r} as too large; send a reference to the payload instead"
                 ) from err
+            if _queue_missing(err):
+                raise QueueNotFoundError(
+                    f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
+                    f"{self.broker.broker_type.value} broker (was the endpoint deleted?); the task was not sent"
+                ) from err
             raise
         return SentTask(task_id=task_id)
 
@@ -294,6 +299,22 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
     def close(self) -> None:
         self._producers.close()
         self.app.close()
+
+
+# SQS's codes for a missing queue; Service Bus raises MessagingEntityNotFoundError.
+_SQS_QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue")
+
+
+def _client_error_code(err: BaseException) -> str:
+    """The error code of a botocore ``ClientError`` (kombu's SQS transport lets them through), else ''."""
+    response = getattr(err, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Code", "") or "")
+
+
+def _queue_missing(err: BaseException) -> bool:
+    return type(err).__name__ == "MessagingEntityNotFoundError" or _client_error_code(err) in _SQS_QUEUE_MISSING
 
 
 def _short_repr(value: Any) -> str:

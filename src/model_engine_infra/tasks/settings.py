@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ..config.model import InfraConfig
 from ..errors import ConfigError
+from ..redact import redact_url
 from .broker import BrokerType, broker_type_for
 
 SERVICEBUS_TRANSPORT_ALIAS = "mei-azureservicebus"
@@ -74,6 +75,9 @@ class RedisBroker:
     # ``broker_use_ssl`` / ``redis_backend_use_ssl`` for rediss (None: derived from the config)
     ssl_options: Mapping[str, Any] | None = None
 
+    def __repr__(self) -> str:  # a plain URL (``--redis-url``) may carry the password
+        return f"RedisBroker(url={redact_url(self.url)!r}, transport_options={dict(self.transport_options)!r})"
+
 
 @dataclass(frozen=True)
 class BrokerSettings:
@@ -87,6 +91,12 @@ class BrokerSettings:
     body_encoding: str
     # SQS base64-encodes the whole envelope again (kombu's ``sqs_base64_encoding``).
     envelope_base64: bool = False
+
+    def __repr__(self) -> str:  # the URL may carry a Redis password; show it redacted
+        return (
+            f"BrokerSettings(broker_type={self.broker_type.value!r}, url={redact_url(self.url)!r}, "
+            f"transport={self.transport!r}, max_message_bytes={self.max_message_bytes!r})"
+        )
 
 
 def coerce_broker_type(value: BrokerType | str) -> BrokerType:

@@ -105,7 +105,7 @@ DEFAULT_MAX_DELIVERY_COUNT = 10
 IDLE_CONNECTION_TIMEOUT = 300.0
 IDLE_LINK_TIMEOUT = 600.0
 MAX_QUEUE_NAME_LENGTH = 260
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?")  # fullmatch: "$" allows a final newline
 _FOREVER = timedelta(days=10675199)
 _TOKEN_SCOPE = "https://servicebus.azure.net/.default"
 _TRANSIENT = (ServiceBusConnectionError, ServiceBusCommunicationError, ServiceBusServerBusyError, OperationTimeoutError)
@@ -615,7 +615,7 @@ class FakeServiceBusAdministrationClient:
         if (
             not isinstance(queue_name, str)
             or len(queue_name) > MAX_QUEUE_NAME_LENGTH
-            or not _QUEUE_NAME.match(queue_name)
+            or not _QUEUE_NAME.fullmatch(queue_name)
         ):
             raise _bad_request(
                 f"The entity path/name '{queue_name}' is invalid: 1-{MAX_QUEUE_NAME_LENGTH} letters, digits, "

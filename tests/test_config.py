@@ -481,3 +481,10 @@ def test_sqs_endpoint_url_reaches_delegate_and_broker() -> None:
     assert build_infra(config).queue_delegate.endpoint_url == "http://127.0.0.1:4566"  # type: ignore[attr-defined]
     settings = broker_settings(config, BrokerType.SQS)
     assert "127.0.0.1:4566" in repr(settings)
+
+
+def test_repr_masks_passwords_in_plain_url_keys() -> None:
+    config = load_config(env={"MODEL_ENGINE_INFRA_PROMETHEUS_SERVER_ADDRESS": "http://admin:hunter2@prom:9090"})
+    assert "hunter2" not in repr(config)
+    assert "http://admin:***@prom:9090" in repr(config)
+    assert config.prometheus_server_address == "http://admin:hunter2@prom:9090"

@@ -116,3 +116,36 @@ def test_cli_doctor_offline_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["doctor", "--config", str(local_config(tmp_path)), "--offline", "--json"])
     assert result.exit_code == 0, result.output
     assert '"verdict": "ok"' in result.output
+
+
+def test_a_missing_sdk_fails_instead_of_skipping(tmp_path: Path) -> None:
+    class NoBoto(Infra):
+        @property
+        def secrets(self) -> Any:
+            from model_engine_infra.errors import ProviderUnavailableError
+
+            raise ProviderUnavailableError("aws secrets needs the module 'boto3'", extra="aws", missing_module="boto3")
+
+    def factory(config: InfraConfig) -> Infra:
+        return NoBoto(config, build_infra(config).provider)
+
+    report = Doctor(local_config(tmp_path, "cache_redis_aws_secret_name: s\n"), env={}, infra_factory=factory).run()
+    result = next(r for r in report.results if r.name == "secrets")
+    assert result.verdict == "fail"
+    assert "model-engine-infra[aws]" in result.message
+    assert report.exit_code == 1
+
+
+def test_the_database_secret_of_the_chart_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text(
+        f"cloud_provider: local\nlocal_data_dir: {tmp_path / 'state'}\nsecrets: {{cloudDatabaseSecretName: DB_URL}}\n"
+    )
+    missing = next(r for r in Doctor(path, env={}).run().results if r.name == "secrets")
+    assert missing.verdict == "fail"
+    assert "DB_URL" in missing.message
+    present = next(
+        r for r in Doctor(path, env={"MODEL_ENGINE_SECRET_DB_URL": "postgres://x"}).run().results if r.name == "secrets"
+    )
+    assert present.verdict == "ok"
+    assert "postgres://x" not in present.message

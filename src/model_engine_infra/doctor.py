@@ -256,9 +256,12 @@ class Doctor:
         return f"{len(rows)} image(s) found"
 
     def _secrets(self, config: InfraConfig, infra: Infra) -> str:
-        names = [
-            name for name in (config.cache_redis_aws_secret_name, config.redis_aws_secret_name) if name is not None
-        ]
+        referenced = (
+            config.cache_redis_aws_secret_name,
+            config.redis_aws_secret_name,
+            config.cloud_database_secret_name,
+        )
+        names = [name for name in referenced if name is not None]
         if not names:
             raise Skip("the configuration references no secret")
         for name in names:
@@ -277,7 +280,9 @@ def _run_with_limit(probe: Callable[[], str], limit: float | None) -> tuple[Verd
         except Warn as why:
             outcome.append(("warn", str(why)))
         except ProviderUnavailableError as err:
-            outcome.append(("skip", str(err)))
+            # A provider without this component: nothing to check. A missing SDK: the service
+            # itself would fail here, so the doctor must too.
+            outcome.append(("fail" if err.extra or err.missing_module else "skip", str(err)))
         except Exception as err:  # every failure becomes a verdict, never a crash
             outcome.append(("fail", f"{type(err).__name__}: {err}"))
 

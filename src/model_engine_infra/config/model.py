@@ -375,6 +375,15 @@ class InfraConfig(BaseModel):
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
+    def __repr_args__(self) -> Any:
+        """Plain URL values may still carry a password (``http://user:pw@prom``): mask it here too."""
+        from ..redact import redact_url
+
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and "://" in value and "@" in value:
+                value = redact_url(value)
+            yield name, value
+
     # --- provenance and findings ---------------------------------------------------------------------
     def source_of(self, name: str) -> str:
         """Where ``name``'s value came from: ``file.yaml:key.path``, ``env:VAR``, ``argument`` or ``default``."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,29 +23,11 @@ sys.path.insert(0, str(ROOT / "integration"))
 from model_engine_infra.images import mirror  # noqa: E402
 from model_engine_infra.images.distribution import RegistryClient  # noqa: E402
 from model_engine_infra.images.oci import fetch_manifest  # noqa: E402
-from model_engine_infra.testing.servers import free_port, start_registry  # noqa: E402
+from model_engine_infra.testing.netsim import netsim  # noqa: E402
+from model_engine_infra.testing.servers import start_registry  # noqa: E402
 from registry_fakes import Pusher  # noqa: E402
 
 NETSIM = ROOT.parent / "shared" / "tools" / "netsim.py"
-
-
-def proxy(target_port: int, latency: float, rate: float) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        str(NETSIM),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--target",
-        f"127.0.0.1:{target_port}",
-        "--latency-ms",
-        str(latency),
-        "--rate-mbps",
-        str(rate),
-    ]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return process, port
 
 
 def naive_copy(src: RegistryClient, dst: RegistryClient, repo: str, tag: str, target_repo: str) -> int:
@@ -77,9 +58,8 @@ def main() -> None:
         layers = [os.urandom(args.layer_mib << 20) for _ in range(args.layers)]
         pusher.image("bench/app", "1", created=dt.datetime.now(dt.timezone.utc), layers=layers)
         pusher.close()
-        sim_src, src_port = proxy(source.port, args.latency_ms, args.rate_mbps)
-        sim_dst, dst_port = proxy(target.port, args.latency_ms, args.rate_mbps)
-        try:
+        conditions = {"latency_ms": args.latency_ms, "rate_mbps": args.rate_mbps, "script": NETSIM}
+        with netsim(source.port, **conditions) as src_port, netsim(target.port, **conditions) as dst_port:
             src_host, dst_host = f"127.0.0.1:{src_port}", f"127.0.0.1:{dst_port}"
             timings = {}
             for run in ("first", "second"):
@@ -92,10 +72,6 @@ def main() -> None:
             timings["baseline re-copy"] = (time.perf_counter() - started, moved)
             src.close()
             dst.close()
-        finally:
-            for process in (sim_src, sim_dst):
-                process.terminate()
-                process.wait()
     total = args.layers * args.layer_mib
     print(
         f"image: {args.layers} layers x {args.layer_mib} MiB = {total} MiB; netsim {args.latency_ms} ms, "

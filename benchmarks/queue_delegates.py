@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -30,38 +27,10 @@ from typing import Any
 import boto3
 
 from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
+from model_engine_infra.testing.netsim import netsim
 from model_engine_infra.testing.servers import start_moto
 
 NETSIM = Path(__file__).resolve().parents[2] / "shared" / "tools" / "netsim.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def proxy(target_port: int, latency_ms: float) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        str(NETSIM),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--target",
-        f"127.0.0.1:{target_port}",
-        "--latency-ms",
-        str(latency_ms),
-    ]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return process, port
-        time.sleep(0.05)
-    process.terminate()
-    raise RuntimeError("netsim did not start")
 
 
 async def with_loop_lag(start_work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
@@ -93,29 +62,26 @@ async def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20)
     args = parser.parse_args()
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    with tempfile.TemporaryDirectory() as folder, start_moto(Path(folder)) as server:
-        process, port = proxy(server.port, args.latency_ms)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            delegate = SQSQueueEndpointResourceDelegate(region="us-east-1", endpoint_url=url)
-            ids = [f"bench{i}" for i in range(args.endpoints)]
-            await asyncio.gather(*(delegate.create_queue_if_not_exists(i, "n", "u", {}) for i in ids))
-            client = boto3.client("sqs", region_name="us-east-1", endpoint_url=url)
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        start_moto(Path(folder)) as server,
+        netsim(server.port, latency_ms=args.latency_ms, script=NETSIM) as port,
+    ):
+        url = f"http://127.0.0.1:{port}"
+        delegate = SQSQueueEndpointResourceDelegate(region="us-east-1", endpoint_url=url)
+        ids = [f"bench{i}" for i in range(args.endpoints)]
+        await asyncio.gather(*(delegate.create_queue_if_not_exists(i, "n", "u", {}) for i in ids))
+        client = boto3.client("sqs", region_name="us-east-1", endpoint_url=url)
 
-            async def blocking_attributes(endpoint_id: str) -> dict[str, str]:
-                queue_url = client.get_queue_url(QueueName=f"launch-endpoint-id-{endpoint_id}")["QueueUrl"]
-                answer = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
-                return dict(answer["Attributes"])
+        async def blocking_attributes(endpoint_id: str) -> dict[str, str]:
+            queue_url = client.get_queue_url(QueueName=f"launch-endpoint-id-{endpoint_id}")["QueueUrl"]
+            answer = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
+            return dict(answer["Attributes"])
 
-            await blocking_attributes(ids[0])  # warm both clients' connection pools
-            await delegate.get_queue_attributes(ids[0])
-            base, base_stall = await with_loop_lag(lambda: asyncio.gather(*(blocking_attributes(i) for i in ids)))
-            ours, our_stall = await with_loop_lag(
-                lambda: asyncio.gather(*(delegate.get_queue_attributes(i) for i in ids))
-            )
-        finally:
-            process.terminate()
-            process.wait()
+        await blocking_attributes(ids[0])  # warm both clients' connection pools
+        await delegate.get_queue_attributes(ids[0])
+        base, base_stall = await with_loop_lag(lambda: asyncio.gather(*(blocking_attributes(i) for i in ids)))
+        ours, our_stall = await with_loop_lag(lambda: asyncio.gather(*(delegate.get_queue_attributes(i) for i in ids)))
     print(f"{args.endpoints} endpoints, moto server behind netsim ({args.latency_ms:g} ms per request)")
     print(
         f"  baseline, blocking boto3 in async code (2 calls each): {base:6.2f} s, loop stalled up to "

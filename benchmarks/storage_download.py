@@ -20,9 +20,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,7 +31,8 @@ from pydantic import SecretStr
 
 from model_engine_infra import InfraConfig, build_infra
 from model_engine_infra.infra import Infra
-from model_engine_infra.testing.servers import RunningServer, free_port, start_azurite, start_fake_gcs, start_moto
+from model_engine_infra.testing.netsim import netsim
+from model_engine_infra.testing.servers import RunningServer, start_azurite, start_fake_gcs, start_moto
 
 NETSIM = Path(__file__).resolve().parents[2] / "shared" / "tools" / "netsim.py"
 MIB = 1024 * 1024
@@ -43,20 +41,9 @@ SERVERS = {"moto": start_moto, "azurite": start_azurite, "gcs": start_fake_gcs}
 
 # --- plumbing ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def netsim(target: RunningServer, latency_ms: float, rate_mbps: float) -> Iterator[str]:
-    port = free_port()
-    argv = [sys.executable, str(NETSIM), "--listen", f"127.0.0.1:{port}", "--target", f"127.0.0.1:{target.port}"]
-    argv += ["--latency-ms", str(latency_ms), "--rate-mbps", str(rate_mbps)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            time.sleep(0.05)
+def through_netsim(target: RunningServer, latency_ms: float, rate_mbps: float) -> Iterator[str]:
+    with netsim(target.port, latency_ms=latency_ms, rate_mbps=rate_mbps, script=NETSIM) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def config_for(kind: str, server: RunningServer, endpoint: str | None = None) -> InfraConfig:
@@ -187,7 +174,7 @@ def many_files(kind: str, server: RunningServer, args: argparse.Namespace, work:
     folder = f"{root_for(kind)}/many-{args.objects}x{args.object_mib}"
     for i in range(args.objects):
         upload(direct, f"{folder}/shard-{i:03d}.bin", args.object_mib * MIB, block)
-    with netsim(server, args.latency_ms, args.rate_mbps) as proxy:
+    with through_netsim(server, args.latency_ms, args.rate_mbps) as proxy:
         proxied = build_infra(config_for(kind, server, proxy))
         uris = proxied.artifacts.list_files(folder)
         fetch = raw_fetcher(kind, proxied)
@@ -211,7 +198,7 @@ def big_object(kind: str, server: RunningServer, args: argparse.Namespace, work:
     uri = f"{root_for(kind)}/big/model-{args.big_mib}.bin"
     upload(direct, uri, args.big_mib * MIB, block)
     direct.close()
-    with netsim(server, args.latency_ms, args.rate_mbps) as proxy:
+    with through_netsim(server, args.latency_ms, args.rate_mbps) as proxy:
         proxied = build_infra(config_for(kind, server, proxy))
         fetch = raw_fetcher(kind, proxied)
         (work / f"{kind}-big-single").mkdir()

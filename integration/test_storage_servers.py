@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -26,7 +22,8 @@ from pydantic import SecretStr
 from contracts import load_contract
 from model_engine_infra import InfraConfig, build_infra
 from model_engine_infra.errors import StorageError, StorageUnavailableError
-from model_engine_infra.testing.servers import RunningServer, free_port
+from model_engine_infra.testing.netsim import netsim
+from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
 
@@ -192,24 +189,10 @@ class TestStorageOnServers(StorageContract):
 
 
 @contextlib.contextmanager
-def netsim(target: RunningServer, *args: str) -> Iterator[str]:
-    """Run netsim.py between us and ``target``; yields the proxy's base URL. Stopped by its pid."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(NETSIM), "--listen", f"127.0.0.1:{port}", "--target", f"127.0.0.1:{target.port}", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            time.sleep(0.05)
+def proxied(target: RunningServer, **conditions: Any) -> Iterator[str]:
+    """netsim.py between us and ``target``; yields the proxy's base URL."""
+    with netsim(target.port, script=NETSIM, **conditions) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def proxied_artifacts(kind: str, server: RunningServer, proxy: str, root: str) -> Any:
@@ -257,7 +240,7 @@ def test_interrupted_download_leaves_no_partial_file(
     backend = direct_backend(kind, request, monkeypatch, root)
     contract.write(backend, "model/weights.bin", contract.MULTI_CHUNK[: 3 * MIB])
     server = request.getfixturevalue(SERVERS[kind])
-    with netsim(server, "--reset-after", str(300_000)) as proxy:
+    with proxied(server, reset_after=300_000) as proxy:
         artifacts = proxied_artifacts(kind, server, proxy, root)
         with pytest.raises(StorageError) as info:
             artifacts.download_files(f"{root}/model", tmp_path / "out")
@@ -276,7 +259,7 @@ def test_refused_connection_is_storage_unavailable(
         aws_env(monkeypatch, server, with_endpoint=False)
     scheme = {"s3": "s3", "azure": "az", "gcs": "gs"}[kind]
     root = contract.fresh_root(scheme, "contract-bucket")
-    with netsim(server, "--refuse") as proxy:
+    with proxied(server, refuse=True) as proxy:
         artifacts = proxied_artifacts(kind, server, proxy, root)
         with pytest.raises(StorageUnavailableError):
             artifacts.list_files(f"{root}/model")

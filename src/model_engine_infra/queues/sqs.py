@@ -22,9 +22,9 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from ..brokers.templates import PLACEHOLDERS, SAMPLE_VALUES, render_template
 from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
-from .templates import PLACEHOLDERS, SAMPLE_VALUES, render_template
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig

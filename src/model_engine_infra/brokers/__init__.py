@@ -1,0 +1,188 @@
+"""Brokers: one unit per broker, one broker per deployment, and the rules about choosing one.
+
+`broker_for(config)` is the one choice: the endpoint queue delegate and every task queue come
+from the unit it returns, so they cannot end up on different brokers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..rules import Finding, Rule, Severity, error_rule, finding_rule
+from ..selection import CHART_DEFAULT_BROKER, broker_name, chart_broker, profile_of
+from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+
+__all__ = [
+    "SELECTION_RULES",
+    "BrokerSettings",
+    "BrokerType",
+    "BrokerUnit",
+    "RedisBroker",
+    "TaskVisibility",
+    "broker_for",
+    "broker_type_for",
+    "check_fits",
+    "get_unit",
+    "unit_for",
+]
+
+
+def get_unit(name: str) -> BrokerUnit:
+    """The broker unit registered as ``name`` (imports only its light unit module)."""
+    from ..registry import resolve_backend
+
+    unit = resolve_backend("broker", name)
+    if not isinstance(unit, BrokerUnit):
+        raise TypeError(f"the broker backend {name!r} resolves to {unit!r}, not a BrokerUnit")
+    return unit
+
+
+def unit_for(broker_type: BrokerType | str) -> BrokerUnit:
+    """The unit behind a `BrokerType` (``redis_24h`` is the Redis broker with a long visibility)."""
+    name = broker_type.value if isinstance(broker_type, BrokerType) else str(broker_type).lower()
+    return get_unit("redis" if name == BrokerType.REDIS_24H.value else name)
+
+
+def broker_for(config: InfraConfig) -> BrokerUnit | None:
+    """The deployment's one broker, or None when neither the config nor its profile names one."""
+    name = broker_name(config)
+    return None if name is None else get_unit(name)
+
+
+def broker_type_for(config: InfraConfig) -> BrokerType | str:
+    """The `BrokerType` the config selects (``redis_24h`` where the profile keeps Redis tasks 24 h)."""
+    unit = broker_for(config)
+    if unit is None:
+        raise ConfigError(
+            f"the {config.cloud_provider} provider names no broker and none is configured",
+            key="broker",
+            value=None,
+            fix="set broker (or celeryBrokerType) to one of the registered brokers",
+        )
+    return unit.broker_type(config)
+
+
+def _offered_by(name: str) -> list[str]:
+    from ..registry import available_providers, get_provider
+
+    return [p for p in available_providers() if name in get_provider(p).brokers]
+
+
+def check_fits(config: InfraConfig, unit: BrokerUnit) -> None:
+    """Refuse a broker the profile does not offer (SQS off AWS, Service Bus off Azure); Redis fits anywhere."""
+    profile = profile_of(config)
+    if not profile.brokers or unit.name in profile.brokers:
+        return
+    default = profile.broker or "none"
+    where = " or ".join(_offered_by(unit.name)) or "no built-in provider"
+    raise ConfigError(
+        f"the {unit.name} broker does not exist on cloud_provider {config.cloud_provider!r} "
+        f"(it needs {where}); every async endpoint would fail",
+        key="celeryBrokerType",
+        value=unit.name,
+        fix=f"remove celeryBrokerType to follow the cloud ({default}), or set celery_broker_type_redis: true for Redis",
+    )
+
+
+def _chart_key(config: InfraConfig) -> str:
+    from ..config.keys import key_path
+
+    return key_path(config, "celery_broker_type")
+
+
+def _selecting_key(config: InfraConfig) -> str:
+    from ..config.keys import key_path
+
+    return key_path(config, "broker" if config.broker is not None else "celery_broker_type")
+
+
+@error_rule("broker-known", "broker")
+def _known(config: InfraConfig) -> None:
+    from ..config.keys import fail
+    from ..registry import available_backends
+
+    if config.broker is not None and config.broker not in available_backends("broker"):
+        raise fail(
+            config,
+            "broker",
+            f"no broker is named {config.broker!r}",
+            f"use one of {', '.join(available_backends('broker'))}, or install the plugin that provides it",
+        )
+
+
+@error_rule("broker-agrees-with-chart", "broker", "celery_broker_type", "celery_broker_type_redis")
+def _agrees_with_chart(config: InfraConfig) -> None:
+    """``broker`` and the chart's keys must not disagree: llm-engine's services read the chart's."""
+    from ..config.keys import fail, key_path
+
+    chart = chart_broker(config)
+    if config.broker is None or chart is None or chart == config.broker:
+        return
+    chart_key = "celery_broker_type_redis" if config.celery_broker_type_redis else "celery_broker_type"
+    raise fail(
+        config,
+        "broker",
+        f"says {config.broker} but {key_path(config, chart_key)} selects {chart}; the queue delegate and the "
+        "services' Celery would use different brokers",
+        "make them agree, or remove one of them",
+    )
+
+
+@finding_rule("broker-fits-cloud", "broker", "celery_broker_type")
+def _fits_cloud(config: InfraConfig) -> list[Finding]:
+    name = broker_name(config)
+    profile = profile_of(config)
+    if name is None or not profile.brokers or name in profile.brokers:
+        return []
+    unit = get_unit(name)
+    chart = config.celery_broker_type or name
+    where = " or ".join(_offered_by(name)) or "no built-in provider"
+    return [
+        Finding(
+            Severity.HIGH,
+            _selecting_key(config),
+            f"celeryBrokerType is {chart} but cloud_provider is {config.cloud_provider}: {unit.label} exists only "
+            f"on {where}, so every async endpoint is broken. Brokers on {config.cloud_provider}: "
+            f"{', '.join(profile.brokers)}",
+        )
+    ]
+
+
+@finding_rule("chart-broker-unset", "celery_broker_type")
+def _chart_unset(config: InfraConfig) -> list[Finding]:
+    """The chart defaults celeryBrokerType to sqs: wrong wherever the profile's broker is another."""
+    profile = profile_of(config)
+    if chart_broker(config) is not None or not profile.cluster or profile.broker in (None, CHART_DEFAULT_BROKER):
+        return []
+    unit = get_unit(profile.broker)
+    if unit.chart_hint is None:
+        return []
+    return [
+        Finding(
+            Severity.WARNING,
+            _chart_key(config),
+            f"celeryBrokerType is not set here; the Helm chart defaults it to {CHART_DEFAULT_BROKER}, which is "
+            f"wrong on {config.cloud_provider} (all async endpoints broken). Set celeryBrokerType: {unit.chart_hint}",
+        )
+    ]
+
+
+@finding_rule("redis-instead-of-default", "celery_broker_type")
+def _redis_instead(config: InfraConfig) -> list[Finding]:
+    """celeryBrokerType elasticache where the profile's broker is another: say what that means."""
+    profile = profile_of(config)
+    chart = config.celery_broker_type
+    if config.celery_broker_type_redis or chart not in ("elasticache", "redis") or profile.broker in (None, "redis"):
+        return []
+    note = get_unit(profile.broker).replaced_by_redis
+    if note is None:
+        return []
+    severity, text = note
+    return [Finding(severity, _selecting_key(config), text.format(chart=chart, cloud=config.cloud_provider))]
+
+
+SELECTION_RULES: tuple[Rule, ...] = (_known, _agrees_with_chart, _fits_cloud, _chart_unset, _redis_instead)

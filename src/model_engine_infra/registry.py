@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .builtin_backends import BUILTIN_BACKENDS, EXTRA_MODULES
 from .errors import BackendConflictError, ProviderUnavailableError, UnknownBackendError, UnknownProviderError
 
 if TYPE_CHECKING:
@@ -57,14 +58,6 @@ COMPONENT_KINDS: dict[str, str | None] = {
     "redis": None,
     "secrets": "secrets",
 }
-EXTRA_MODULES = {
-    "aws": ("boto3",),
-    "azure": ("azure.identity", "azure.servicebus", "azure.storage.blob", "azure.keyvault.secrets"),
-    "gcp": ("google.cloud.storage", "google.auth"),
-    "celery": ("celery", "kombu"),
-    "redis": ("redis",),
-    "local": ("celery", "kombu"),
-}
 
 
 class BackendWarning(UserWarning):
@@ -89,59 +82,8 @@ class Backend:
         return import_target(self.target, extras=self.extras, what=what)
 
 
-def _broker(module: str, extras: tuple[str, ...], label: str) -> Backend:
-    return Backend(
-        f"model_engine_infra.brokers.{module}:BROKER", extras, label, f"model_engine_infra.brokers.{module}:RULES"
-    )
-
-
 BUILTINS: dict[str, dict[str, Backend]] = {
-    "broker": {
-        "sqs": _broker("sqs", ("aws",), "SQS"),
-        "servicebus": _broker("servicebus", ("azure",), "Service Bus"),
-        "redis": _broker("redis", ("redis",), "Redis"),
-        "local": _broker("local", ("local",), "kombu filesystem"),
-    },
-    "store": {
-        "s3": Backend("model_engine_infra.storage.s3:build_store", ("aws",), "S3"),
-        "az": Backend("model_engine_infra.storage.abs:build_store", ("azure",), "Blob Storage"),
-        "gs": Backend("model_engine_infra.storage.gcs:build_store", ("gcp",), "GCS"),
-        "file": Backend("model_engine_infra.storage.local:build_store", (), "local disk"),
-        "https": Backend("model_engine_infra.storage.https:build_store", (), "HTTPS (read-only)"),
-    },
-    "registry": {
-        "ecr": Backend("model_engine_infra.images.ecr:ECRDockerRepository.from_config", ("aws",), "ECR"),
-        "acr": Backend("model_engine_infra.images.acr:ACRDockerRepository.from_config", ("azure",), "ACR"),
-        "gar": Backend(
-            "model_engine_infra.images.gar:GARDockerRepository.from_config",
-            ("gcp",),
-            "Artifact Registry",
-            "model_engine_infra.image_reference:GAR_RULES",
-            ("docker_repo_prefix",),
-        ),
-        "oci": Backend("model_engine_infra.images.oci:repository_from_config", (), "OCI registry"),
-    },
-    "secrets": {
-        "secretsmanager": Backend("model_engine_infra.secrets.aws:build_store", ("aws",), "Secrets Manager"),
-        "keyvault": Backend("model_engine_infra.secrets.azure:build_store", ("azure",), "Key Vault"),
-        "kubernetes": Backend("model_engine_infra.secrets.kubernetes:build_store", (), "Kubernetes secret files / env"),
-        "env": Backend("model_engine_infra.secrets.env:build_store", (), "environment / files"),
-    },
-    "result_backend": {
-        "redis": Backend("model_engine_infra.tasks.result_backends:redis_backend", ("celery", "redis"), "Redis"),
-        "s3": Backend("model_engine_infra.tasks.result_backends:s3_backend", ("celery", "aws"), "S3"),
-        "abs": Backend("model_engine_infra.tasks.result_backends:abs_backend", ("celery", "azure"), "Blob Storage"),
-        "gcs": Backend("model_engine_infra.tasks.result_backends:gcs_backend", ("celery", "gcp"), "GCS"),
-        "file": Backend("model_engine_infra.tasks.result_backends:file_backend", ("celery",), "local files"),
-    },
-    "redis_credentials": {
-        "elasticache": Backend("model_engine_infra.redis.sources:elasticache_iam", ("aws",), "ElastiCache IAM"),
-        "memorystore": Backend("model_engine_infra.redis.sources:memorystore_iam", ("gcp",), "Memorystore IAM"),
-    },
-    PROVIDER_KIND: {
-        name: Backend(f"model_engine_infra.providers.{name}:PROVIDER")
-        for name in ("aws", "azure", "gcp", "onprem", "local")
-    },
+    kind: {name: Backend(*entry) for name, entry in entries.items()} for kind, entries in BUILTIN_BACKENDS.items()
 }
 BUILTIN_PROVIDERS: dict[str, str] = {name: b.target for name, b in BUILTINS[PROVIDER_KIND].items()}
 _registered: dict[str, dict[str, Backend]] = {kind: {} for kind in BUILTINS}

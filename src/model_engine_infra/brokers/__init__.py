@@ -26,6 +26,7 @@ __all__ = [
     "broker_for",
     "broker_type_for",
     "check_fits",
+    "fits",
     "get_unit",
     "unit_for",
 ]
@@ -72,13 +73,21 @@ def _offered_by(name: str) -> list[str]:
     return [p for p in available_providers() if name in get_provider(p).brokers]
 
 
-def check_fits(config: InfraConfig, unit: BrokerUnit) -> None:
-    """Refuse a broker the profile does not offer (SQS off AWS, Service Bus off Azure); Redis fits anywhere."""
+def fits(config: InfraConfig, name: str) -> bool:
+    """False for a broker that exists only where other profiles run (SQS off AWS, Service Bus off Azure).
+
+    A profile lists the brokers its cloud offers; a broker no profile lists (a plugin's) fits anywhere.
+    """
     profile = profile_of(config)
-    if not profile.brokers or unit.name in profile.brokers:
+    return not profile.brokers or name in profile.brokers or not _offered_by(name)
+
+
+def check_fits(config: InfraConfig, unit: BrokerUnit) -> None:
+    """Refuse a broker that does not exist on the config's cloud (the finding `broker-fits-cloud` warns first)."""
+    if fits(config, unit.name):
         return
-    default = profile.broker or "none"
-    where = " or ".join(_offered_by(unit.name)) or "no built-in provider"
+    default = profile_of(config).broker or "none"
+    where = " or ".join(_offered_by(unit.name))
     raise ConfigError(
         f"the {unit.name} broker does not exist on cloud_provider {config.cloud_provider!r} "
         f"(it needs {where}); every async endpoint would fail",
@@ -134,13 +143,15 @@ def _agrees_with_chart(config: InfraConfig) -> None:
 
 @finding_rule("broker-fits-cloud", "broker", "celery_broker_type")
 def _fits_cloud(config: InfraConfig) -> list[Finding]:
+    from ..registry import available_backends
+
     name = broker_name(config)
-    profile = profile_of(config)
-    if name is None or not profile.brokers or name in profile.brokers:
+    if name is None or name not in available_backends("broker") or fits(config, name):
         return []
+    profile = profile_of(config)
     unit = get_unit(name)
     chart = config.celery_broker_type or name
-    where = " or ".join(_offered_by(name)) or "no built-in provider"
+    where = " or ".join(_offered_by(name))
     return [
         Finding(
             Severity.HIGH,

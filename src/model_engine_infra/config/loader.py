@@ -244,8 +244,4 @@ def _warn_near_misses(doc: Mapping[str, Any], source: str) -> None:
                 )
 
 
-def helm_paths_of(name: str) -> tuple[str, ...]:
-    return FIELDS[name].helm
-
-
 __all__ = ["ConfigWarning", "edit_distance", "helm_index", "load_config", "nearest", "read_yaml"]

@@ -2,7 +2,7 @@
 
 Unlike the reference system's on-prem class, which answers True without asking, `image_exists`
 asks the registry and answers False only when the registry itself says the tag or repository is
-unknown. ``build_repository`` is also the one place that picks a registry class for a config.
+unknown. The registry class a config selects is picked in ``model_engine_infra.components``.
 """
 
 from __future__ import annotations

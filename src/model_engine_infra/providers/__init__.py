@@ -7,3 +7,4 @@ No behaviour lives here; the registry (`model_engine_infra.registry`) resolves t
 # cloud_provider means (the chart's own default).
 DEFAULT_PROVIDER = "local"
 HELM_DEFAULT_PROVIDER = "aws"
+BUILTIN_PROVIDER_NAMES = ("aws", "azure", "gcp", "onprem", "local")

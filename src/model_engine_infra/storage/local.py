@@ -152,11 +152,3 @@ def build_store(config: InfraConfig) -> Store:
     from .routing import weights_prefix
 
     return Store(LocalFilesystem(), LocalArtifacts(fine_tuned_weights_prefix=weights_prefix(config)))
-
-
-def parse_uri_or_none(uri: str) -> Path | None:
-    """The local path of ``uri``, or None when it is not a local URI."""
-    try:
-        return _path(uri)
-    except StorageError:
-        return None

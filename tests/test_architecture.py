@@ -76,9 +76,9 @@ def test_an_entry_point_cannot_take_a_builtin_name(monkeypatch: pytest.MonkeyPat
 def test_unknown_kind_and_name() -> None:
     with pytest.raises(UnknownBackendError, match="kind"):
         available_backends("database")
-    with pytest.raises(UnknownBackendError, match="use one of"):
-        from model_engine_infra.registry import resolve_backend
+    from model_engine_infra.registry import resolve_backend
 
+    with pytest.raises(UnknownBackendError, match="use one of"):
         resolve_backend("broker", "kafka")
 
 
@@ -224,7 +224,8 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InfraCon
 def test_plugin_broker_builds_delegate_and_task_queue(plugin: InfraConfig) -> None:
     infra = build_infra(plugin)
     unit = broker_for(plugin)
-    assert unit is not None and unit.name == "plugbroker"
+    assert unit is not None
+    assert unit.name == "plugbroker"
     assert type(infra.queue_delegate).__name__ == "LocalQueueEndpointResourceDelegate"
     assert infra.task_queue.broker.name == "plugbroker"  # type: ignore[attr-defined]
     assert unit_for(infra.task_queue.broker.broker_type) is unit  # type: ignore[attr-defined]
@@ -312,7 +313,8 @@ def test_every_profile_builds_every_component_on_one_broker(name: str, tmp_path:
             assert infra.component(component) is not None, component
         infra.filesystem._stores.default()  # type: ignore[attr-defined]  # the profile's store is built too
         unit = broker_for(config)
-        assert unit is not None and unit.name == get_provider(name).broker
+        assert unit is not None
+        assert unit.name == get_provider(name).broker
         delegate_module = unit.delegate_target.partition(":")[0]
         assert type(infra.queue_delegate).__module__ == delegate_module
         assert unit_for(infra.task_queue.broker.broker_type) is unit  # type: ignore[attr-defined]
@@ -373,14 +375,20 @@ def test_broker_units_declare_their_capabilities() -> None:
 
     sqs, servicebus, redis, local = (get_unit(n) for n in ("sqs", "servicebus", "redis", "local"))
     assert sqs.max_message_bytes == servicebus.max_message_bytes == 256 * 1024
-    assert redis.max_message_bytes is None and local.max_message_bytes is None
-    assert sqs.counts_in_flight and redis.counts_in_flight and not servicebus.counts_in_flight
-    assert sqs.per_queue_visibility and servicebus.per_queue_visibility and not redis.per_queue_visibility
+    assert redis.max_message_bytes is None
+    assert local.max_message_bytes is None
+    assert sqs.counts_in_flight
+    assert redis.counts_in_flight
+    assert not servicebus.counts_in_flight
+    assert sqs.per_queue_visibility
+    assert servicebus.per_queue_visibility
+    assert not redis.per_queue_visibility
 
 
 def test_profiles_describe_the_support_matrix() -> None:
     rows = {row.component: row for row in get_provider("aws").describe()}
-    assert rows["queue_delegate"].backend == "sqs" and rows["queue_delegate"].extras == ("aws",)
+    assert rows["queue_delegate"].backend == "sqs"
+    assert rows["queue_delegate"].extras == ("aws",)
     assert rows["task_queue"].extras == ("celery", "aws")
     assert rows["docker_repository"].label == "ECR"
 

@@ -39,7 +39,8 @@ def test_a_scheme_no_store_serves(tmp_path: Path) -> None:
     infra = build_infra(InfraConfig(cloud_provider="local", local_data_dir=str(tmp_path)))
     with pytest.raises(InvalidURIError, match="accepts") as info:
         infra.filesystem.open("ftp://host/x", "rb")
-    assert "s3://" in str(info.value) and "https://" in str(info.value)
+    assert "s3://" in str(info.value)
+    assert "https://" in str(info.value)
     infra.close()
 
 

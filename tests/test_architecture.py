@@ -343,8 +343,36 @@ def test_broker_key_and_chart_keys_must_agree(tmp_path: Path) -> None:
         load_config(path, env={})
     assert info.value.key == "broker"
     path.write_text("cloud_provider: onprem\nbroker: kafka\n")
-    with pytest.raises(ConfigError, match="no broker is named 'kafka'"):
+    with pytest.raises(ConfigError, match="no broker backend is named 'kafka'"):
         load_config(path, env={})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "builtin"),
+    [
+        ("docker_registry_type", "quay", "oci"),
+        ("celery_backend_protocol", "mongodb", "gcs"),
+        ("redis_iam_auth", "vault", "memorystore"),
+    ],
+)
+def test_keys_naming_a_backend_name_a_registered_one(tmp_path: Path, key: str, value: str, builtin: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"cloud_provider: onprem\n{key}: {value}\n")
+    with pytest.raises(ConfigError, match=f"named '{value}'") as info:
+        load_config(path, env={})
+    assert info.value.key == key
+    assert builtin in (info.value.fix or "")
+
+
+def test_keys_select_plugin_backends(plugin: InfraConfig) -> None:
+    """The profile's choice is only a default: explicit keys select another backend, a plugin's too."""
+    from model_engine_infra.selection import selected_backends
+
+    config = plugin.model_copy(update={"docker_registry_type": "oci", "celery_backend_protocol": "file"})
+    chosen = selected_backends(config)
+    assert (chosen["registry"], chosen["result_backend"]) == ("oci", "file")
+    onprem = InfraConfig(cloud_provider="onprem", docker_registry_type="plugreg", docker_repo_prefix="r.example")
+    assert type(build_infra(onprem).docker_repository).__name__ == "Repo"
 
 
 def test_a_broker_off_its_cloud_is_a_finding_and_refused_when_built(tmp_path: Path) -> None:

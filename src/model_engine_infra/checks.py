@@ -22,9 +22,10 @@ def backend_rules(config: InfraConfig) -> list[Rule]:
     from .brokers import SELECTION_RULES
     from .errors import UnknownBackendError
     from .registry import backend_rules as rules_of
+    from .selection import RULES as NAMING_RULES
     from .selection import selected_backends
 
-    rules: list[Rule] = list(SELECTION_RULES)
+    rules: list[Rule] = [*NAMING_RULES, *SELECTION_RULES]
     for kind, name in selected_backends(config).items():
         if name is None:
             continue

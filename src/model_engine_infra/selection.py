@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .registry import KINDS, Profile, get_provider
+from .rules import Rule, error_rule
 
 if TYPE_CHECKING:
     from .config.model import InfraConfig
@@ -79,3 +80,33 @@ def selected(config: InfraConfig, kind: str) -> str | None:
 def selected_backends(config: InfraConfig) -> dict[str, str | None]:
     """Kind -> the backend this config selects (None: none; e.g. no IAM token overlay for Redis)."""
     return {kind: selected(config, kind) for kind in KINDS}
+
+
+# Config keys that name a backend, and the kind they name it in.
+NAMING_KEYS = {
+    "broker": "broker",
+    "docker_registry_type": "registry",
+    "celery_backend_protocol": "result_backend",
+    "redis_iam_auth": "redis_credentials",
+}
+
+
+@error_rule("backend-names-known", *NAMING_KEYS)
+def _names_known(config: InfraConfig) -> None:
+    """A key that names a backend names one that is registered (built in, or by an installed plugin)."""
+    from .config.keys import fail
+    from .registry import available_backends
+
+    for key, kind in NAMING_KEYS.items():
+        value = getattr(config, key)
+        known = available_backends(kind)
+        if value is not None and value not in known:
+            raise fail(
+                config,
+                key,
+                f"no {kind.replace('_', ' ')} backend is named {value!r}",
+                f"use one of {', '.join(known)}, or install the plugin that provides it",
+            )
+
+
+RULES: tuple[Rule, ...] = (_names_known,)

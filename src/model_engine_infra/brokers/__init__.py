@@ -109,20 +109,6 @@ def _selecting_key(config: InfraConfig) -> str:
     return key_path(config, "broker" if config.broker is not None else "celery_broker_type")
 
 
-@error_rule("broker-known", "broker")
-def _known(config: InfraConfig) -> None:
-    from ..config.keys import fail
-    from ..registry import available_backends
-
-    if config.broker is not None and config.broker not in available_backends("broker"):
-        raise fail(
-            config,
-            "broker",
-            f"no broker is named {config.broker!r}",
-            f"use one of {', '.join(available_backends('broker'))}, or install the plugin that provides it",
-        )
-
-
 @error_rule("broker-agrees-with-chart", "broker", "celery_broker_type", "celery_broker_type_redis")
 def _agrees_with_chart(config: InfraConfig) -> None:
     """``broker`` and the chart's keys must not disagree: llm-engine's services read the chart's."""
@@ -196,4 +182,4 @@ def _redis_instead(config: InfraConfig) -> list[Finding]:
     return [Finding(severity, _selecting_key(config), text.format(chart=chart, cloud=config.cloud_provider))]
 
 
-SELECTION_RULES: tuple[Rule, ...] = (_known, _agrees_with_chart, _fits_cloud, _chart_unset, _redis_instead)
+SELECTION_RULES: tuple[Rule, ...] = (_agrees_with_chart, _fits_cloud, _chart_unset, _redis_instead)

@@ -84,9 +84,10 @@ class InfraConfig(BaseModel):
         "Registry prefix that relative repository names resolve against.",
         helm=INFRA + "docker_repo_prefix",
     )
-    docker_registry_type: Literal["ecr", "acr", "gar", "oci"] | None = key(
+    docker_registry_type: str | None = key(
         None,
-        "Registry type; inferred from docker_repo_prefix when unset.",
+        "Registry type: ecr, acr, gar, oci, or a plugin's; inferred from docker_repo_prefix when unset "
+        "(Artifact Registry on gcp).",
         helm=INFRA + "docker_registry_type",
     )
     insecure_registries: tuple[str, ...] = key(
@@ -230,8 +231,10 @@ class InfraConfig(BaseModel):
         "Use SHA-256 for message digests and checksums (FIPS); needs a drained, coordinated rollout.",
         helm="celery_enable_sha256",
     )
-    celery_backend_protocol: Literal["redis", "s3", "abs", "gcs", "file"] | None = key(
-        None, "Celery result backend; unset follows the cloud.", helm=INFRA + "celery_backend_protocol"
+    celery_backend_protocol: str | None = key(
+        None,
+        "Celery result backend: redis, s3, abs, gcs, file, or a plugin's; unset follows the provider.",
+        helm=INFRA + "celery_backend_protocol",
     )
     celery_broker_pool_limit: int | None = key(
         None,
@@ -287,9 +290,10 @@ class InfraConfig(BaseModel):
     )
     redis_enable_tls: bool = key(False, "Use TLS to Redis.", helm="redis.enableTLS")
     redis_unsafe_ssl: bool = key(False, "Skip Redis TLS certificate checks (dev only).", helm="redis.unsafeSsl")
-    redis_iam_auth: Literal["elasticache", "memorystore"] | None = key(
+    redis_iam_auth: str | None = key(
         None,
-        "IAM auth for Redis: ElastiCache SigV4 tokens or Memorystore ADC tokens.",
+        "IAM auth for Redis: elasticache (SigV4 tokens), memorystore (ADC tokens), or a plugin's "
+        "redis_credentials backend.",
         helm=INFRA + "redis_iam_auth",
     )
     redis_iam_user: str | None = key(None, "User id for Redis IAM auth.", helm=INFRA + "redis_iam_user")

@@ -582,3 +582,14 @@ def test_no_module_outside_backends_and_profiles_names_a_cloud() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert set(BUILTIN_PROVIDERS) == {"aws", "azure", "gcp", "onprem", "local"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_builtin_backend_declares_real_config_keys(kind: str) -> None:
+    from model_engine_infra.registry import backend_keys, backend_rules
+
+    for name in BUILTINS[kind]:
+        keys = backend_keys(kind, name)
+        assert set(keys) <= set(InfraConfig.model_fields), (kind, name)
+        for rule in backend_rules(kind, name):
+            assert set(rule.keys) <= set(InfraConfig.model_fields), (kind, name, rule.name)

@@ -107,6 +107,7 @@ def register_backend(
     replace: bool = False,
     extras: tuple[str, ...] = (),
     rules: str | None = None,
+    keys: tuple[str, ...] = (),
 ) -> None:
     """Register backend ``name`` of ``kind`` at run time; ``target`` is ``"module:attr"``.
 
@@ -122,7 +123,7 @@ def register_backend(
             f"a {kind} backend named {name!r} is already registered ({_lookup(kind, name).target}); "
             "pass replace=True to replace it on purpose"
         )
-    _registered[kind][name] = target if isinstance(target, Backend) else Backend(target, extras, rules=rules)
+    _registered[kind][name] = target if isinstance(target, Backend) else Backend(target, extras, rules=rules, keys=keys)
 
 
 def unregister_backend(kind: str, name: str) -> None:
@@ -194,6 +195,14 @@ def resolve_backend(kind: str, name: str) -> Any:
     """Import and return backend ``name`` of ``kind``; a missing SDK raises `ProviderUnavailableError`."""
     entry = _lookup(kind, name)
     return entry.resolve(what=f"the {kind} backend {name!r} ({entry.label or entry.target})")
+
+
+def backend_keys(kind: str, name: str) -> tuple[str, ...]:
+    """The config keys backend ``name`` reads (a broker unit declares its own; importing it loads no SDK)."""
+    entry = _lookup(kind, name)
+    if entry.keys or kind != "broker":
+        return entry.keys
+    return tuple(getattr(resolve_backend(kind, name), "keys", ()))
 
 
 def backend_rules(kind: str, name: str) -> tuple[Any, ...]:

@@ -97,6 +97,24 @@ def check_fits(config: InfraConfig, unit: BrokerUnit) -> None:
     )
 
 
+def _chart_choices(instead_of: str) -> str:
+    """What celeryBrokerType should say on each other cloud (e.g. "elasticache (Redis) on gcp/onprem")."""
+    from ..registry import available_providers, get_provider
+
+    clouds: dict[str, list[str]] = {}
+    for name in available_providers():
+        default = get_provider(name).broker
+        if default is not None and default != instead_of:
+            clouds.setdefault(default, []).append(name)
+    choices = []
+    for broker, names in clouds.items():
+        unit = get_unit(broker)
+        if unit.chart_name is not None:
+            label = unit.chart_name if unit.chart_name == unit.name else f"{unit.chart_name} ({unit.label})"
+            choices.append(f"{label} on {'/'.join(names)}")
+    return ", ".join(choices) or "the provider's own broker"
+
+
 def _chart_key(config: InfraConfig) -> str:
     from ..config.keys import key_path
 
@@ -143,8 +161,8 @@ def _fits_cloud(config: InfraConfig) -> list[Finding]:
             Severity.HIGH,
             _selecting_key(config),
             f"celeryBrokerType is {chart} but cloud_provider is {config.cloud_provider}: {unit.label} exists only "
-            f"on {where}, so every async endpoint is broken. Brokers on {config.cloud_provider}: "
-            f"{', '.join(profile.brokers)}",
+            f"on {where}, so every async endpoint is broken (brokers on {config.cloud_provider}: "
+            f"{', '.join(profile.brokers)}). Use {_chart_choices(name)}",
         )
     ]
 

@@ -97,7 +97,8 @@ def report(title: str, timings: Mapping[str, list[float]], anchor: str, target: 
         median = statistics.median(values)
         verdict = ""
         if target is not None and name != anchor:
-            verdict = "  target <= %.2fx %s" % (target, "met" if median / base <= target else "NOT met")
+            met = "met" if median / base <= target else "NOT met"
+            verdict = f"  target <= {target:.2f}x {met}"
         print(f"  {name:<48} {median:8.3f} s   {median / base:6.2f}x {anchor}{verdict}")
     sys.stdout.flush()
 

@@ -109,13 +109,26 @@ def peak_rss_mib() -> float:
 
 
 def rss_of_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of one run of an external tool, measured with ``wait4``."""
+    """(seconds, peak RSS in MiB) of one run of a command.
+
+    The peak is the process's own ``VmHWM`` read from /proc every 5 ms while it runs: the
+    ``ru_maxrss`` that ``wait4`` reports carries the parent's peak across fork and exec on Linux.
+    """
     started = time.perf_counter()
     process = subprocess.Popen(
         list(argv), env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    _pid, status, usage = os.wait4(process.pid, 0)
+    peak_kib = 0
+    status = Path(f"/proc/{process.pid}/status")
+    while process.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kib = max(peak_kib, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
     elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if process.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed: {process.stderr.read().decode()[-2000:] if process.stderr else ''}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, peak_kib / 1024

@@ -34,7 +34,6 @@ from model_engine_infra.infra import Infra
 from model_engine_infra.testing.netsim import netsim
 from model_engine_infra.testing.servers import RunningServer, start_azurite, start_fake_gcs, start_moto
 
-NETSIM = Path(__file__).resolve().parents[2] / "shared" / "tools" / "netsim.py"
 MIB = 1024 * 1024
 SERVERS = {"moto": start_moto, "azurite": start_azurite, "gcs": start_fake_gcs}
 
@@ -42,7 +41,7 @@ SERVERS = {"moto": start_moto, "azurite": start_azurite, "gcs": start_fake_gcs}
 # --- plumbing ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def through_netsim(target: RunningServer, latency_ms: float, rate_mbps: float) -> Iterator[str]:
-    with netsim(target.port, latency_ms=latency_ms, rate_mbps=rate_mbps, script=NETSIM) as port:
+    with netsim(target.port, latency_ms=latency_ms, rate_mbps=rate_mbps) as port:
         yield f"http://127.0.0.1:{port}"
 
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Event", "MirrorProgress", "MirrorResult", "ProgressCallback", "default_credentials", "mirror"]
 
+#: Blobs copied at once (skopeo's default too): an image's config and layers usually all go together.
+DEFAULT_CONCURRENCY = 6
+
 
 def mirror(
     images: Sequence[str],
@@ -32,7 +35,7 @@ def mirror(
     insecure_registries: Sequence[str] = (),
     ca_bundle: str | None = None,
     progress: ProgressCallback | None = None,
-    concurrency: int = 4,
+    concurrency: int = DEFAULT_CONCURRENCY,
     source_client: RegistryClient | None = None,
     target_client: RegistryClient | None = None,
     prepare_target: Callable[[str], None] | None = None,

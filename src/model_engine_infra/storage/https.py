@@ -25,6 +25,7 @@ from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .local import check_signing
 from .store import Store
 from .streams import ChunkedReader, parse_mode, reader_stream
+from .uploads import UploadItem
 from .uri import shown
 
 if TYPE_CHECKING:
@@ -162,6 +163,9 @@ class HttpsArtifacts(LLMArtifactGateway):
             response = self.client.get(_check_url(uri))
         _raise_for(response, uri)
         return response.content
+
+    def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
+        raise _read_only(item.uri, "upload")
 
 
 def build_store(config: InfraConfig) -> Store:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from ..errors import InvalidURIError
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .store import Store
+from .uploads import UploadItem
 from .uri import _parse, shown
 
 if TYPE_CHECKING:
@@ -163,6 +164,9 @@ class RoutingArtifacts(_DefaultAttributes, LLMArtifactGateway):
     def get_model_config(self, path: str) -> dict[str, Any]:
         return self._of(path).get_model_config(path)
 
+    def upload_files(self, local_path: Any, uri: str, **kwargs: Any) -> list[str]:
+        return self._of(uri).upload_files(local_path, uri, **kwargs)
+
     # the primitives, for completeness (the base class's shared engine calls them)
     def _iter_objects(self, folder_uri: str) -> Iterable[ObjectInfo]:
         return self._of(folder_uri)._iter_objects(folder_uri)
@@ -175,6 +179,9 @@ class RoutingArtifacts(_DefaultAttributes, LLMArtifactGateway):
 
     def _read_bytes(self, uri: str) -> bytes:
         return self._of(uri)._read_bytes(uri)
+
+    def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
+        self._of(item.uri)._upload_object(item, part_concurrency, progress)
 
     def close(self) -> None:
         self._stores.close()

@@ -181,6 +181,8 @@ class Doctor:
                 deadline = time.monotonic() + self.timeout
                 while True:
                     attrs = loop.run_until_complete(delegate.get_queue_attributes(endpoint_id))
+                    if attrs.approximate_message_count is None:
+                        break  # the broker cannot count (Pub/Sub): the send itself is the check
                     if attrs.approximate_message_count + (attrs.approximate_in_flight_count or 0) >= 1:
                         break
                     if time.monotonic() > deadline:

@@ -117,6 +117,10 @@ class InvalidQueueNameError(QueueError, ValueError):
     """An endpoint id would make a queue name the broker rejects."""
 
 
+class InvalidQueueSettingError(QueueError, ValueError):
+    """A queue setting (e.g. the message timeout) the broker cannot take."""
+
+
 class QueueNotFoundError(QueueError, LookupError):
     """The endpoint's queue does not exist."""
 
@@ -154,6 +158,10 @@ class StorageUnavailableError(StorageError, ConnectionError):
 
 class UnsafeObjectKeyError(StorageError, ValueError):
     """An object key would land outside the download's target folder."""
+
+
+class InvalidFileIdError(StorageError, ValueError):
+    """A user file's owner or id could reach outside that owner's folder (or is not a usable name)."""
 
 
 # --- images -----------------------------------------------------------------------------------

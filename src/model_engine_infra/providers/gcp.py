@@ -11,7 +11,7 @@ PROVIDER = Profile(
     registry_from_prefix=False,  # Artifact Registry whatever the prefix looks like (a bad one is an error)
     secrets="kubernetes",
     result_backend="gcs",
-    brokers=("redis",),
+    brokers=("redis", "pubsub"),  # Pub/Sub when `broker: pubsub` says so
     sample_config={"gcp_project_id": "fake-project"},
     labels={
         "queue_delegate": "Redis lists",

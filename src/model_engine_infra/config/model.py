@@ -353,6 +353,12 @@ class InfraConfig(BaseModel):
         "Kubernetes secret with DATABASE_URL (mounted; the alternative to cloud_database_secret_name).",
         helm="secrets.kubernetesDatabaseSecretName",
     )
+    secrets_backend: str | None = key(
+        None,
+        "Where infra.secrets reads secrets: secretsmanager, keyvault, gcpsecretmanager, kubernetes, env, or a "
+        "plugin's secrets backend. Unset follows the provider (gcp and onprem: kubernetes secret files).",
+        helm=INFRA + "secrets_backend",
+    )
     secrets_dir: str | None = key(
         None,
         "Folder of mounted Kubernetes secret files (one file per secret).",

@@ -209,6 +209,12 @@ class InfraConfig(BaseModel):
         env="ABS_ENDPOINT_URL",
     )
     gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
+    file_storage_prefix: str | None = key(
+        None,
+        "Folder URI of the Files API's user files, kept as {prefix}/{owner}/{file_id} (llm-engine's layout). "
+        "Unset: {store}://{s3_bucket} of the provider's store; local: {local_data_dir}/files.",
+        helm=INFRA + "file_storage_prefix",
+    )
 
     # --- brokers and Celery ------------------------------------------------------------------------
     broker: str | None = key(

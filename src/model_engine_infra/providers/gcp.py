@@ -26,5 +26,6 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry + fake ADC tokens",
         "redis": "redis-server",
         "secrets": "files on disk",
+        "file_storage": "fake-gcs-server",
     },
 )

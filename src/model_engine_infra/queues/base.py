@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import InvalidQueueNameError
+from ..lifecycle import Closeable
 
 QUEUE_NAME_PREFIX = "launch-endpoint-id-"
 # Characters every broker accepts in a queue name (SQS: alphanumerics, '-', '_').
@@ -50,7 +51,7 @@ class QueueAttributes:
     endpoint_created_by: str | None = None
 
 
-class QueueEndpointResourceDelegate(ABC):
+class QueueEndpointResourceDelegate(Closeable, ABC):
     """Creates, inspects and deletes the queue behind an async endpoint.
 
     Contract: create twice is idempotent; delete of a missing queue is a no-op; attributes of a

@@ -71,7 +71,8 @@ def clip(text: str, limit: int = MAX_VALUE_CHARS) -> str:
 def quote(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     """A bounded ``repr`` of a bad value: long strings cut, big or deep containers elided (never walked whole)."""
     if isinstance(value, str):
-        return repr(clip(value, limit)) if len(value) > limit else repr(value)
+        shown = repr(clip(value, limit)) if len(value) > limit else repr(value)
+        return clip(shown, limit + 2)  # escapes (\x1f, \U0002ebe1) can make a repr longer than its text
     return clip(_REPR.repr(value), limit)
 
 

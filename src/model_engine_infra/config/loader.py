@@ -155,6 +155,8 @@ def _is_helm_only(name: str) -> bool:
 def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Setting]:
     settings: dict[str, Setting] = {}
     for name, info in FIELDS.items():
+        if _is_helm_only(name):
+            continue  # MODEL_ENGINE_INFRA_ENV_SECRETS is not a way to set the MODEL_ENGINE_SECRET_* map
         for var in (*info.env, ENV_PREFIX + name.upper()):
             if var in environ and environ[var] != "" and not var.startswith(SECRET_ENV_PREFIX):
                 settings[name] = Setting(_env_value(environ[var], info), var, "env")

@@ -403,3 +403,35 @@ def test_good_azure_names_pass() -> None:
             servicebus_namespace="my-ns.servicebus.windows.net",
         )
     )
+
+
+# --- siblings: other config-like input parsed at load or first use ----------------------------------------
+
+
+def test_a_deeply_nested_sqs_template_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(env={"MODEL_ENGINE_INFRA_SQS_QUEUE_POLICY_TEMPLATE": "[" * 100_000})
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[" * 100_000, "[1]", '"text"', '{"auths": ["x"]}', "\xff\xfe{}"],
+    ids=["deep", "a-list", "a-string", "auths-a-list", "not-utf8"],
+)
+def test_a_malformed_docker_config_is_a_config_error(tmp_path: Path, content: str) -> None:
+    from model_engine_infra.images.oci import docker_config_login
+
+    path = tmp_path / "config.json"
+    path.write_bytes(content.encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        docker_config_login(str(path), "registry.example.com")
+    assert info.value.key == "registry_auth_file"
+
+
+def test_an_empty_docker_config_has_no_login(tmp_path: Path) -> None:
+    from model_engine_infra.images.oci import docker_config_login
+
+    path = tmp_path / "config.json"
+    for content in ("{}", '{"auths": {}}'):
+        path.write_text(content)
+        assert docker_config_login(str(path), "registry.example.com") is None

@@ -44,7 +44,7 @@ def _fail(config: InfraConfig, name: str, message: str, fix: str, value: object 
 
 def validate(config: InfraConfig) -> None:
     _check_provider(config)
-    from .endpoints import check_first_use_values  # its rules need this module's _fail
+    from .first_use import check_first_use_values  # its rules need this module's _fail
 
     check_first_use_values(config)
     _check_urls(config)

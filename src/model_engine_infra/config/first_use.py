@@ -8,7 +8,9 @@ Each rule here was (or would be) a raw SDK exception on the first request of a r
 - an account key that is not base64: ``AzureSigningError`` on every request, reported as "access denied";
 - an account, vault or namespace name that cannot form the service's host name;
 - user-info (``user:password@``) in an SDK endpoint URL: no SDK takes credentials from there, and
-  botocore puts the URL (password included) in its errors and DEBUG logs. Refused, masked.
+  botocore puts the URL (password included) in its errors and DEBUG logs. Refused, masked;
+- a Redis URL the Redis component cannot parse, or ``redis_iam_auth`` without what it needs: both
+  were `ConfigError`s only when ``infra.redis`` was first built.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ..redact import clean_url, has_userinfo, redact_url
-from .validation import _fail
+from .validation import _fail, key_path
 
 if TYPE_CHECKING:
     from .model import InfraConfig
@@ -48,6 +50,7 @@ def check_first_use_values(config: InfraConfig) -> None:
     _region(config)
     _blob_storage(config)
     _azure_names(config)
+    _redis(config)
 
 
 def is_dns_name(host: str) -> bool:
@@ -155,6 +158,31 @@ def _azure_names(config: InfraConfig) -> None:
             "servicebus_namespace",
             "cannot be part of a host name (letters, digits and '-' between dots)",
             "set it to the part before .servicebus.windows.net, e.g. my-servicebus-namespace",
+        )
+
+
+def _redis(config: InfraConfig) -> None:
+    from ..redis.sources import parse_url  # stdlib only: no redis-py import
+
+    for name in ("cache_redis_onprem_url", "cache_redis_aws_url", "cache_redis_gcp_url"):
+        url = config.secret(name)
+        if url:
+            parse_url(url, origin=key_path(config, name))  # a ConfigError naming the key, the URL masked
+    if config.redis_iam_auth == "elasticache":
+        for name in ("redis_iam_user", "redis_iam_cache_name"):
+            if not getattr(config, name):
+                raise _fail(
+                    config,
+                    name,
+                    "is needed for ElastiCache IAM auth (redis_iam_auth: elasticache)",
+                    f"set {name} (see docs/redis.md), or unset redis_iam_auth",
+                )
+    if config.redis_iam_auth and config.cache_redis_azure_host and not config.secret("cache_redis_onprem_url"):
+        raise _fail(
+            config,
+            "redis_iam_auth",
+            "applies to ElastiCache and Memorystore, not Azure Cache for Redis (cache_redis_azure_host)",
+            "unset redis_iam_auth; Azure Cache uses Entra ID tokens already",
         )
 
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from model_engine_infra import load_config
 from model_engine_infra.cli import app
 from model_engine_infra.config import InfraConfig
-from model_engine_infra.config.endpoints import CREDENTIALS_INSTEAD
+from model_engine_infra.config.first_use import CREDENTIALS_INSTEAD
 from model_engine_infra.doctor import _run_with_limit
 from model_engine_infra.errors import ConfigError
 from model_engine_infra.redact import redact_text, redact_url, scrub_exception_chain

@@ -51,7 +51,7 @@ def make_client(config: InfraConfig) -> Any:
     The endpoint is checked first (no user-info, a host botocore accepts), so a URL with a password
     never reaches botocore, its errors or its DEBUG log.
     """
-    from ..config.endpoints import check_sdk_endpoint
+    from ..config.first_use import check_sdk_endpoint
 
     check_sdk_endpoint(config, "s3_endpoint_url")
     style = config.s3_addressing_style or ("path" if config.s3_endpoint_url else None)

@@ -13,7 +13,8 @@ socket timeout (also the connect timeout) and ``B`` the backoff cap::
     A x T  + (A - 1) x B      a server that accepts and never answers (the usual hang)
     (A - 1) x B               a server that refuses connections (no timeout is waited)
 
-plus, when every pooled connection is busy, up to ``pool_timeout`` waiting for one. Defaults
+plus, when every pooled connection is busy, up to ``pool_timeout`` waiting for one; a token the server
+rejects (rotation) is replaced and retried once more for free, since that server answered at once. Defaults
 (``redis_socket_timeout`` 2 s, ``redis_retries`` 1, backoff cap 0.1 s): 4.1 s for a silent server.
 """
 
@@ -49,6 +50,15 @@ _T = TypeVar("_T")
 @dataclass
 class _Budget:
     failures: int = 0
+    #: a rejected token is replaced before the retry; that one retry is free (the server answered at once)
+    token_retry_used: bool = False
+
+
+def _free_token_retry(budget: _Budget, error: Exception) -> bool:
+    if isinstance(error, redis.exceptions.AuthenticationError) and not budget.token_retry_used:
+        budget.token_retry_used = True
+        return True
+    return False
 
 
 _SCOPE: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("model_engine_infra_redis_budget", default=None)
@@ -95,6 +105,12 @@ class BudgetRetry(Retry):
                 except self._supported_errors as error:
                     if budget.failures > self._retries or (is_retryable and not is_retryable(error)):
                         raise  # an inner level used the last attempt: pass its error up unchanged
+                    if _free_token_retry(budget, error):
+                        if with_failure_count:
+                            fail(error, budget.failures)
+                        else:
+                            fail(error)
+                        continue
                     budget.failures += 1
                     if with_failure_count:
                         fail(error, budget.failures)
@@ -131,6 +147,12 @@ class AsyncBudgetRetry(redis.asyncio.retry.Retry):
                 except self._supported_errors as error:
                     if budget.failures > self._retries or (is_retryable and not is_retryable(error)):
                         raise
+                    if _free_token_retry(budget, error):
+                        if with_failure_count:
+                            await fail(error, budget.failures)
+                        else:
+                            await fail(error)
+                        continue
                     budget.failures += 1
                     if with_failure_count:
                         await fail(error, budget.failures)

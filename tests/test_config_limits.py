@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from model_engine_infra import load_config
 from model_engine_infra.cli import app
 from model_engine_infra.config import ConfigWarning, InfraConfig
+from model_engine_infra.config import keys as keys_module
 from model_engine_infra.config import loader as loader_module
 from model_engine_infra.config.limits import (
     MAX_ALIAS_NODES,
@@ -244,7 +245,7 @@ def test_twenty_thousand_unknown_keys_make_a_bounded_number_of_comparisons(
         calls.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loader_module.difflib, "get_close_matches", counting)
+    monkeypatch.setattr(keys_module.difflib, "get_close_matches", counting)
     path = tmp_path / "many.yaml"
     path.write_text("cloud_provider: local\nredis_hots: r\n" + "".join(f"unrelated_{i}: {i}\n" for i in range(20_000)))
     with pytest.warns(ConfigWarning, match="redis_host"):
@@ -412,8 +413,9 @@ def test_good_azure_names_pass() -> None:
 
 
 def test_a_deeply_nested_sqs_template_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="nested too deeply"):
-        load_config(env={"MODEL_ENGINE_INFRA_SQS_QUEUE_POLICY_TEMPLATE": "[" * 100_000})
+    env = {"MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "aws", "MODEL_ENGINE_INFRA_CACHE_REDIS_AWS_URL": "redis://r:6379/0"}
+    with pytest.raises(ConfigError, match="nested too deeply"):  # the SQS broker's template rule
+        load_config(env={**env, "MODEL_ENGINE_INFRA_SQS_QUEUE_POLICY_TEMPLATE": "[" * 100_000})
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_MESSAGE_CHARS",
     "MAX_VALUE_CHARS",
     "AsyncCloseRequiredError",
+    "BackendConflictError",
     "BrokerUnavailableError",
     "ConfigError",
     "CredentialFetchError",
@@ -40,6 +41,7 @@ __all__ = [
     "StorageError",
     "StoragePermissionError",
     "StorageUnavailableError",
+    "UnknownBackendError",
     "UnknownProviderError",
     "UnsafeObjectKeyError",
     "clip",
@@ -145,6 +147,14 @@ def _mentions(message: str, value: Any) -> bool:
 
 class UnknownProviderError(ConfigError):
     """``cloud_provider`` names no built-in provider and no registered plugin."""
+
+
+class UnknownBackendError(ConfigError):
+    """A config key or a profile names a backend no built-in and no plugin registers."""
+
+
+class BackendConflictError(InfraError, ValueError):
+    """A plugin tried to take a backend name that is already taken (pass ``replace=True`` to mean it)."""
 
 
 class ProviderUnavailableError(InfraError, ImportError):

@@ -19,9 +19,10 @@ import base64
 import binascii
 import re
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
 
 from ..redact import clean_url, has_userinfo, redact_url
-from .validation import _fail, key_path
+from .keys import fail as _fail
 
 if TYPE_CHECKING:
     from .model import InfraConfig
@@ -68,6 +69,24 @@ def _host(url: str) -> str:
     if host.startswith("["):
         return host.split("]", 1)[0] + "]"
     return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def _redis_url(config: InfraConfig, name: str, url: str) -> None:
+    """What the Redis component's URL parser refuses, beyond `_check_urls`' scheme/host/port (masked)."""
+    parts = urlsplit(clean_url(url))
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if parts.scheme == "unix" and not parts.path:
+        raise _fail(
+            config, name, "a unix:// Redis URL needs a socket path", "write it like unix:///run/redis.sock?db=0"
+        )
+    db = params.get("db") or (parts.path.lstrip("/") if parts.scheme != "unix" else "") or "0"
+    if not db.isdigit():
+        raise _fail(
+            config,
+            name,
+            "the Redis database in the URL must be a whole number",
+            "write it like rediss://user:password@host:6380/0",
+        )
 
 
 def check_sdk_endpoint(config: InfraConfig, name: str) -> None:
@@ -162,12 +181,10 @@ def _azure_names(config: InfraConfig) -> None:
 
 
 def _redis(config: InfraConfig) -> None:
-    from ..redis.sources import parse_url  # stdlib only: no redis-py import
-
     for name in ("cache_redis_onprem_url", "cache_redis_aws_url", "cache_redis_gcp_url"):
         url = config.secret(name)
         if url:
-            parse_url(url, origin=key_path(config, name))  # a ConfigError naming the key, the URL masked
+            _redis_url(config, name, url)
     if config.redis_iam_auth == "elasticache":
         for name in ("redis_iam_user", "redis_iam_cache_name"):
             if not getattr(config, name):

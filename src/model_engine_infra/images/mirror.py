@@ -9,53 +9,20 @@ second run transfers nothing.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from .progress import Event, MirrorProgress, MirrorResult, ProgressCallback
 from .reference import ACR_HOST, RegistryPrefix, parse_ecr_host, parse_image, parse_prefix
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
     from .distribution import CredentialSource, RegistryClient
 
-Event = Literal["blob_copied", "blob_skipped", "blob_mounted", "bytes", "manifest_pushed", "up_to_date"]
+__all__ = ["Event", "MirrorProgress", "MirrorResult", "ProgressCallback", "default_credentials", "mirror"]
 
-
-@dataclass(frozen=True)
-class MirrorProgress:
-    """One step of a mirror run; ``size`` is the blob's or manifest's size, ``transferred`` new bytes."""
-
-    image: str
-    event: Event
-    digest: str
-    size: int = 0
-    transferred: int = 0
-
-
-ProgressCallback = Callable[[MirrorProgress], None]
-
-
-@dataclass
-class MirrorResult:
-    """What one image's copy did."""
-
-    source: str
-    target: str
-    digest: str = ""
-    up_to_date: bool = False
-    manifests_pushed: int = 0
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    blobs_mounted: int = 0
-    bytes_copied: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
+#: Blobs copied at once (skopeo's default too): an image's config and layers usually all go together.
+DEFAULT_CONCURRENCY = 6
 
 
 def mirror(
@@ -68,7 +35,7 @@ def mirror(
     insecure_registries: Sequence[str] = (),
     ca_bundle: str | None = None,
     progress: ProgressCallback | None = None,
-    concurrency: int = 4,
+    concurrency: int = DEFAULT_CONCURRENCY,
     source_client: RegistryClient | None = None,
     target_client: RegistryClient | None = None,
     prepare_target: Callable[[str], None] | None = None,

@@ -208,3 +208,23 @@ def test_threads_hammering_components_during_close_see_only_infra_closed(tmp_pat
         assert not any(thread.is_alive() for thread in threads)
         assert len(errors) == 4
         assert all(isinstance(err, InfraClosedError) for err in errors), [repr(e) for e in errors]
+
+
+@pytest.mark.parametrize("provider", FAKE_PROVIDERS)
+def test_async_components_of_every_provider_work_from_any_event_loop(tmp_path: Path, provider: str) -> None:
+    """Through `build_infra`'s wiring: asyncio.run twice, then a loop in another thread."""
+    with fake_infra(provider, tmp_path) as infra:
+
+        async def round_trip(endpoint_id: str) -> int:
+            await infra.queue_delegate.create_queue_if_not_exists(endpoint_id, "n", "me", {})
+            await infra.redis.async_client().incr("runs")
+            return (await infra.queue_delegate.get_queue_attributes(endpoint_id)).approximate_message_count
+
+        assert asyncio.run(round_trip("e1")) == 0
+        assert asyncio.run(round_trip("e2")) == 0
+        in_thread: list[int] = []
+        thread = threading.Thread(target=lambda: in_thread.append(asyncio.run(round_trip("e3"))))
+        thread.start()
+        thread.join(30)
+        assert in_thread == [0]
+        assert infra.redis.client().get("runs") == b"3"

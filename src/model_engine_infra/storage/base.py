@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from ..errors import ObjectNotFoundError, StorageError
+from ..lifecycle import Closeable
 from .paths import safe_join
 from .uploads import DEFAULT_UPLOAD_CONCURRENCY, UploadItem, plan_uploads, run_uploads
 
@@ -43,7 +44,7 @@ class ObjectInfo:
     modified: datetime | None = None  # when the object was last written, where the store says
 
 
-class FilesystemGateway(ABC):
+class FilesystemGateway(Closeable, ABC):
     """Streaming open, signed URLs and the few file operations the control plane needs."""
 
     @abstractmethod
@@ -90,7 +91,7 @@ class FilesystemGateway(ABC):
         """Release clients; the default holds none."""
 
 
-class LLMArtifactGateway(ABC):
+class LLMArtifactGateway(Closeable, ABC):
     """Model artifacts: listing, safe parallel downloads, fine-tuned weights, model config."""
 
     def __init__(self, *, fine_tuned_weights_prefix: str) -> None:

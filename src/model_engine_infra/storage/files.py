@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, ObjectNotFoundError, StorageError
+from ..lifecycle import Closeable
 from .base import FilesystemGateway, ObjectInfo
 from .file_ids import check_part
 
@@ -50,7 +51,7 @@ class FileMetadata:
     updated_at: datetime | None
 
 
-class FileStorageGateway(ABC):
+class FileStorageGateway(Closeable, ABC):
     """llm-engine's file storage interface (``domain/gateways/file_storage_gateway.py``)."""
 
     @abstractmethod

@@ -227,7 +227,8 @@ class InfraConfig(BaseModel):
     # --- brokers and Celery ------------------------------------------------------------------------
     broker: str | None = key(
         None,
-        "The one broker of endpoint queues and Celery tasks: sqs, servicebus, redis, local, or a plugin's. "
+        "The one broker of endpoint queues and Celery tasks: sqs, servicebus, redis, local, pubsub (gcp), or a "
+        "plugin's. "
         "Unset follows celery_broker_type_redis / celeryBrokerType, else the provider's default; set, it must "
         "agree with them.",
         helm=INFRA + "broker",

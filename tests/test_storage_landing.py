@@ -397,3 +397,13 @@ def test_plan_is_pure(tmp_path: Path) -> None:
     plan = plan_download(objects("a/b/c", "d"), tmp_path / "out")
     assert [p.parts for p in plan.files] == [("a", "b", "c"), ("d",)]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("uri", ["s3://[", "gs://[bucket/x", "https://[::1/x", "az://]/x"])
+def test_uris_python_cannot_split_are_invalid_uri(uri: str) -> None:
+    """Found by the property tests: ``urlsplit`` raised a raw ValueError for an unclosed '['."""
+    from model_engine_infra.errors import InvalidURIError
+    from model_engine_infra.storage.uri import parse_uri
+
+    with pytest.raises(InvalidURIError):
+        parse_uri(uri, accepts=("s3", "gs", "az", "file"), store="test")

@@ -24,6 +24,7 @@ from botocore.config import Config
 
 from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
+from .names import sqs_queue_name
 from .templates import PLACEHOLDERS, SAMPLE_VALUES, render_template
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
 
     broker_name: ClassVar[str] = "SQS"
     max_queue_name_length: ClassVar[int] = 80
+
+    def check_queue_name(self, name: str) -> str:
+        return sqs_queue_name(name)
 
     def __init__(
         self,

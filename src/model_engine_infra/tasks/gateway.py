@@ -17,11 +17,13 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..config.model import InfraConfig
-from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError
+from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueKeyConflictError, QueueNotFoundError
+from ..queues.names import check_queue_name
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
 from .broker import BrokerType, broker_type_for
+from .presence import PRESENCE
 from .settings import BrokerSettings, RedisBroker, TaskVisibility, default_backend_protocol, encoded_size
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         self._retry_policy = dict(app.conf.task_publish_retry_policy)
         self._producers = ProducerCache(app)
         self._queues: dict[str, Any] = {}
+        self._presence = PRESENCE.get(broker.broker_type)
         self._lock = threading.Lock()
         self._unavailable: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
 
@@ -137,8 +140,10 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
     # ------------------------------------------------------------------ sending
 
     def _queue(self, name: str) -> Any:
+        """The kombu queue for ``name``; the broker's name rule runs once per name, before any call."""
         queue = self._queues.get(name)
         if queue is None:
+            check_queue_name(self.broker.broker_type.value, name)
             with self._lock:
                 queue = self._queues.get(name)
                 if queue is None:
@@ -201,6 +206,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         kwargs: Mapping[str, Any] | None = None,
         expires: int | None = None,
     ) -> SentTask:
+        queue = self._queue(queue_name)  # the name is checked before anything else
         task_id = str(uuid.uuid4())
         args = list(args)
         kwargs = dict(kwargs or {})
@@ -231,12 +237,13 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             "stamps": {},
         }
         self._check_size(task_name, queue_name, data, headers)
-        queue = self._queue(queue_name)
         try:
             with self._producers.acquire() as producer:
                 # declare once per connection (kombu forgets on reconnect); maybe_declare on every
                 # publish copies the queue and costs more than the publish itself on Redis
                 declared = hash(queue) in producer.connection.declared_entities
+                if self._presence is not None and (self._presence.every_send or not declared):
+                    self._require_queue(producer, task_name, queue_name)
                 producer.publish(
                     data,
                     exchange="",
@@ -251,13 +258,17 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
                     retry=True,
                     retry_policy=self._retry_policy,
                 )
+        except QueueNotFoundError:
+            raise
         except self._unavailable as err:
+            _raise_if_wrong_type(err, task_name, queue_name)
             raise BrokerUnavailableError(
                 f"could not send task {task_name!r} to queue {queue_name!r}: the "
                 f"{self.broker.broker_type.value} broker {redact_url(self.broker.url)} is unreachable after "
                 f"{self._retry_policy.get('max_retries')} retries ({type(err).__name__}); the task was not sent"
             ) from err
         except Exception as err:
+            _raise_if_wrong_type(err, task_name, queue_name)
             if type(err).__name__ == "MessageSizeExceededError":
                 raise MessageTooLargeError(
                     f"the {self.broker.broker_type.value} broker refused task {task_name!r} for queue "
@@ -270,6 +281,22 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
                 ) from err
             raise
         return SentTask(task_id=task_id)
+
+    def _require_queue(self, producer: Any, task_name: str, queue_name: str) -> None:
+        """`QueueNotFoundError` unless the queue exists (see `presence`); retried like a publish."""
+        assert self._presence is not None
+        exists = self._presence.exists
+
+        def check() -> bool:
+            return exists(producer.channel, queue_name)
+
+        found = producer.connection.ensure(producer, check, **self._retry_policy)()
+        if not found:
+            raise QueueNotFoundError(
+                f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
+                f"{self.broker.broker_type.value} broker. Create it with the queue delegate "
+                "(create_queue_if_not_exists) or start a worker that consumes it; the task was not sent"
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -311,6 +338,21 @@ def _client_error_code(err: BaseException) -> str:
     if not isinstance(response, dict):
         return ""
     return str(response.get("Error", {}).get("Code", "") or "")
+
+
+def _raise_if_wrong_type(err: BaseException, task_name: str, queue_name: str) -> None:
+    """Redis answered WRONGTYPE: a key the queue needs holds another type. The broker is up; say so."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return
+        if "WRONGTYPE" in str(seen):
+            raise QueueKeyConflictError(
+                f"could not send task {task_name!r} to queue {queue_name!r}: Redis holds a key this queue needs "
+                f"('{queue_name}' or '_kombu.binding.{queue_name}') as another type (WRONGTYPE), so every send to "
+                "it fails; the broker is reachable. Delete or rename that key; the task was not sent"
+            ) from err
+        seen = seen.__cause__ or seen.__context__
 
 
 def _queue_missing(err: BaseException) -> bool:

@@ -7,7 +7,7 @@ it. This does exactly that declaration, through the gateway's own Celery app, wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..tasks.gateway import CeleryTaskQueueGateway
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 def declare_queue(gateway: CeleryTaskQueueGateway, name: str) -> None:
     """Declare ``name`` (queue, direct exchange and binding, as Celery's workers do) on the gateway's broker."""
-    from kombu import Exchange, Queue
+    from kombu.entity import Exchange, Queue
 
+    queue: Any = Queue(name, Exchange(name, "direct"), routing_key=name)  # type: ignore[no-untyped-call]
     with gateway.app.connection_for_write() as connection:
-        Queue(name, Exchange(name, "direct"), routing_key=name)(connection.default_channel).declare()
+        queue(connection.default_channel).declare()

@@ -286,11 +286,14 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         """`QueueNotFoundError` unless the queue exists (see `presence`); retried like a publish."""
         assert self._presence is not None
         exists = self._presence.exists
+        try:
+            found = exists(producer.channel, queue_name)  # the hot path: one broker call, no wrapper
+        except producer.connection.recoverable_connection_errors:
+            # a dropped connection: retry like a publish (revive, back off, give up as OperationalError)
+            def check() -> bool:
+                return exists(producer.channel, queue_name)
 
-        def check() -> bool:
-            return exists(producer.channel, queue_name)
-
-        found = producer.connection.ensure(producer, check, **self._retry_policy)()
+            found = producer.connection.ensure(producer, check, **self._retry_policy)()
         if not found:
             raise QueueNotFoundError(
                 f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "

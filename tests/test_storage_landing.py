@@ -407,3 +407,50 @@ def test_uris_python_cannot_split_are_invalid_uri(uri: str) -> None:
 
     with pytest.raises(InvalidURIError):
         parse_uri(uri, accepts=("s3", "gs", "az", "file"), store="test")
+
+
+# --- the read-only HTTPS store ------------------------------------------------------------------------
+
+
+def test_https_store_never_follows_a_redirect_to_plain_http() -> None:
+    import httpx
+
+    from model_engine_infra.storage.https import HttpsArtifacts, HttpsFilesystem, make_client
+
+    reached: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reached.append(str(request.url))
+        if request.url.scheme == "https":
+            return httpx.Response(302, headers={"Location": "http://mirror.example/weights.bin"})
+        return httpx.Response(200, content=b"tampered")
+
+    client = make_client(transport=httpx.MockTransport(handler))
+    fs = HttpsFilesystem(client)
+    with pytest.raises(StoragePermissionError, match="plain HTTP"):
+        fs.open("https://files.example/weights.bin", "rb")
+    artifacts = HttpsArtifacts(client, fine_tuned_weights_prefix="https://files.example/ft")
+    with pytest.raises(StoragePermissionError, match="plain HTTP"):
+        artifacts.get_model_config("https://files.example/model")
+    assert all(url.startswith("https://") for url in reached)
+    fs.close()
+
+
+def test_https_store_read_cut_mid_body_is_typed() -> None:
+    import httpx
+
+    from model_engine_infra.errors import StorageUnavailableError
+    from model_engine_infra.storage.https import HttpsFilesystem, make_client
+
+    class Cut(httpx.SyncByteStream):
+        def __iter__(self) -> Any:
+            yield b"x" * 300_000
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Length": "3000000"}, stream=Cut())
+
+    fs = HttpsFilesystem(make_client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(StorageUnavailableError, match="weights"):
+        fs.open("https://files.example/weights.bin", "rb").read()
+    fs.close()

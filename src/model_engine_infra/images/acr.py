@@ -22,8 +22,6 @@ from .reference import ACR_HOST
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
-    from .base import DockerRepository
 
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
 # ACR's documented user name for a refresh token obtained through the exchange.
@@ -154,9 +152,3 @@ class ACRDockerRepository(OCIDockerRepository):
             trusted_auth_hosts=config.registry_trusted_auth_hosts,
             ca_bundle=config.registry_ca_bundle,
         )
-
-
-def build_repository(config: InfraConfig, infra: Infra) -> DockerRepository:
-    from .oci import build_repository as build_for_config
-
-    return build_for_config(config, infra)

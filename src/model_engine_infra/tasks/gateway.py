@@ -16,19 +16,18 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..brokers import BrokerType, unit_for
 from ..config.model import InfraConfig
-from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueKeyConflictError, QueueNotFoundError
-from ..queues.names import check_queue_name
+from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
-from .broker import BrokerType, broker_type_for
-from .presence import PRESENCE
 from .settings import BrokerSettings, RedisBroker, TaskVisibility, default_backend_protocol, encoded_size
 
 if TYPE_CHECKING:
     from celery import Celery
 
+    from ..brokers import BrokerUnit
     from ..infra import Infra
 
 # Bytes of kombu envelope around body and headers (properties, delivery info, keys), rounded up.
@@ -106,12 +105,13 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         self._retry_policy = dict(app.conf.task_publish_retry_policy)
         self._producers = ProducerCache(app)
         self._queues: dict[str, Any] = {}
-        self._presence = PRESENCE.get(broker.broker_type)
+        self._unit = unit_for(broker.broker_type)
+        self._presence = self._unit.queue_presence()  # None: the broker (a plugin) is not asked
         self._lock = threading.Lock()
         self._unavailable: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
 
     def __repr__(self) -> str:
-        return f"CeleryTaskQueueGateway(broker={self.broker.broker_type.value}, url={redact_url(self.broker.url)!r})"
+        return f"CeleryTaskQueueGateway(broker={self.broker.name}, url={redact_url(self.broker.url)!r})"
 
     @classmethod
     def from_config(
@@ -143,7 +143,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         """The kombu queue for ``name``; the broker's name rule runs once per name, before any call."""
         queue = self._queues.get(name)
         if queue is None:
-            check_queue_name(self.broker.broker_type.value, name)
+            self._unit.check_queue_name(name)
             with self._lock:
                 queue = self._queues.get(name)
                 if queue is None:
@@ -163,7 +163,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         if size > limit:
             raise MessageTooLargeError(
                 f"task {task_name!r} for queue {queue_name!r} is {size} bytes once encoded for "
-                f"{self.broker.broker_type.value}, over its limit of {limit} bytes; send a reference "
+                f"{self.broker.name}, over its limit of {limit} bytes; send a reference "
                 "(e.g. a storage URL) to the payload instead of the payload itself"
             )
 
@@ -261,24 +261,18 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         except QueueNotFoundError:
             raise
         except self._unavailable as err:
-            _raise_if_wrong_type(err, task_name, queue_name)
+            mapped = self._unit.publish_error(err, task_name, queue_name)  # e.g. Redis WRONGTYPE after retries
+            if mapped is not None:
+                raise mapped from err
             raise BrokerUnavailableError(
                 f"could not send task {task_name!r} to queue {queue_name!r}: the "
-                f"{self.broker.broker_type.value} broker {redact_url(self.broker.url)} is unreachable after "
+                f"{self.broker.name} broker {redact_url(self.broker.url)} is unreachable after "
                 f"{self._retry_policy.get('max_retries')} retries ({type(err).__name__}); the task was not sent"
             ) from err
         except Exception as err:
-            _raise_if_wrong_type(err, task_name, queue_name)
-            if type(err).__name__ == "MessageSizeExceededError":
-                raise MessageTooLargeError(
-                    f"the {self.broker.broker_type.value} broker refused task {task_name!r} for queue "
-                    f"{queue_name!r} as too large; send a reference to the payload instead"
-                ) from err
-            if _queue_missing(err):
-                raise QueueNotFoundError(
-                    f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
-                    f"{self.broker.broker_type.value} broker (was the endpoint deleted?); the task was not sent"
-                ) from err
+            mapped = self._unit.publish_error(err, task_name, queue_name)
+            if mapped is not None:
+                raise mapped from err
             raise
         return SentTask(task_id=task_id)
 
@@ -297,7 +291,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         if not found:
             raise QueueNotFoundError(
                 f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
-                f"{self.broker.broker_type.value} broker. Create it with the queue delegate "
+                f"{self.broker.name} broker. Create it with the queue delegate "
                 "(create_queue_if_not_exists) or start a worker that consumes it; the task was not sent"
             )
 
@@ -331,37 +325,6 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         self.app.close()
 
 
-# SQS's codes for a missing queue; Service Bus raises MessagingEntityNotFoundError.
-_SQS_QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue")
-
-
-def _client_error_code(err: BaseException) -> str:
-    """The error code of a botocore ``ClientError`` (kombu's SQS transport lets them through), else ''."""
-    response = getattr(err, "response", None)
-    if not isinstance(response, dict):
-        return ""
-    return str(response.get("Error", {}).get("Code", "") or "")
-
-
-def _raise_if_wrong_type(err: BaseException, task_name: str, queue_name: str) -> None:
-    """Redis answered WRONGTYPE: a key the queue needs holds another type. The broker is up; say so."""
-    seen: BaseException | None = err
-    for _ in range(10):
-        if seen is None:
-            return
-        if "WRONGTYPE" in str(seen):
-            raise QueueKeyConflictError(
-                f"could not send task {task_name!r} to queue {queue_name!r}: Redis holds a key this queue needs "
-                f"('{queue_name}' or '_kombu.binding.{queue_name}') as another type (WRONGTYPE), so every send to "
-                "it fails; the broker is reachable. Delete or rename that key; the task was not sent"
-            ) from err
-        seen = seen.__cause__ or seen.__context__
-
-
-def _queue_missing(err: BaseException) -> bool:
-    return type(err).__name__ == "MessagingEntityNotFoundError" or _client_error_code(err) in _SQS_QUEUE_MISSING
-
-
 def _short_repr(value: Any) -> str:
     """``repr`` cut at Celery's ``argsrepr`` size (1024); arguments are JSON data, so ``repr`` is safe."""
     text = repr(value)
@@ -380,8 +343,29 @@ def redis_source(config: InfraConfig, infra: Infra) -> RedisBroker:
 
 
 def build_task_queue(config: InfraConfig, infra: Infra) -> CeleryTaskQueueGateway:
-    """Factory used by every provider: the config's broker and result backend."""
-    kind = broker_type_for(config)
-    uses_redis = kind in (BrokerType.REDIS, BrokerType.REDIS_24H) or default_backend_protocol(config) == "redis"
+    """The component factory: a task queue on the deployment's one broker (`brokers.broker_for`)."""
+    from ..brokers import broker_for
+
+    unit = broker_for(config)
+    if unit is None:
+        from ..errors import ProviderUnavailableError
+
+        raise ProviderUnavailableError(f"the {config.cloud_provider} provider has no task_queue component")
+    return build_task_queue_on(unit, config, infra)
+
+
+def build_task_queue_on(
+    unit: BrokerUnit,
+    config: InfraConfig,
+    infra: Infra,
+    *,
+    visibility: TaskVisibility | str | None = None,
+    **overrides: Any,
+) -> CeleryTaskQueueGateway:
+    """A task queue on ``unit`` with tasks hidden for ``visibility`` once delivered, and the config's result backend."""
+    kind = unit.broker_type(config)
+    uses_redis = unit.uses_redis() or default_backend_protocol(config) == "redis"
     redis = redis_source(config, infra) if uses_redis else None
-    return CeleryTaskQueueGateway.from_config(config, broker_type=kind, redis=redis)
+    return CeleryTaskQueueGateway.from_config(
+        config, broker_type=kind, task_visibility=visibility, redis=redis, **overrides
+    )

@@ -6,10 +6,10 @@ raises `QueueNotFoundError` and nothing is stored. A queue created by a send wou
 settings the delegate gives (visibility timeout, policy, tags, lock duration) and no consumer: the task
 would wait forever, which is worse than an error the caller sees.
 
-SQS and Service Bus are asked once per queue and connection (kombu then caches the queue's URL or
-sender, and the broker itself answers "not found" for a queue deleted later). Redis and the local
-broker would silently recreate a deleted queue on the next push, so they are asked on every send:
-one ``EXISTS`` or two ``stat`` calls.
+Each broker unit says how (`BrokerUnit.queue_presence`). SQS and Service Bus are asked once per
+queue and connection (kombu then caches the queue's URL or sender, and the broker itself answers
+"not found" for a queue deleted later). Redis and the local broker would silently recreate a
+deleted queue on the next push, so they are asked on every send: one ``EXISTS`` or two ``stat`` calls.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 from ..queues.local import local_queue_exists
 from ..queues.redis import KOMBU_BINDING_KEY, META_SUFFIX, kombu_list_keys
-from .broker import BrokerType
 
 
 def sqs_queue_exists(channel: Any, name: str) -> bool:
@@ -63,10 +62,8 @@ class Presence:
     every_send: bool
 
 
-PRESENCE: dict[BrokerType, Presence] = {
-    BrokerType.SQS: Presence(sqs_queue_exists, every_send=False),
-    BrokerType.SERVICEBUS: Presence(servicebus_queue_exists, every_send=False),
-    BrokerType.REDIS: Presence(redis_queue_exists, every_send=True),
-    BrokerType.REDIS_24H: Presence(redis_queue_exists, every_send=True),
-    BrokerType.LOCAL: Presence(filesystem_queue_exists, every_send=True),
-}
+# What each built-in broker unit answers from ``queue_presence()`` (`model_engine_infra.brokers`).
+SQS = Presence(sqs_queue_exists, every_send=False)
+SERVICEBUS = Presence(servicebus_queue_exists, every_send=False)
+REDIS = Presence(redis_queue_exists, every_send=True)
+LOCAL = Presence(filesystem_queue_exists, every_send=True)

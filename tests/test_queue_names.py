@@ -229,3 +229,36 @@ def test_missing_redis_queue_is_not_created_by_a_send(redis_url: str) -> None:
         gateway.send_task("tasks.predict", "nobody-made-me", args=[1])
     assert redis.Redis.from_url(redis_url).keys("*nobody-made-me*") == []
     gateway.close()
+
+
+# --- the broker units carry the rules --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unit_name", "refused"), [("sqs", "q.1"), ("servicebus", "Q1"), ("redis", "unacked"), ("local", "a/b")]
+)
+def test_every_built_in_broker_unit_has_its_rule_and_presence(unit_name: str, refused: str) -> None:
+    from model_engine_infra.brokers import get_unit
+
+    unit = get_unit(unit_name)
+    with pytest.raises(InvalidQueueNameError):
+        unit.check_queue_name(refused)
+    assert unit.check_queue_name("launch-endpoint-id-e1") == "launch-endpoint-id-e1"
+    presence = unit.queue_presence()
+    assert presence is not None
+    assert presence.every_send is (unit_name in ("redis", "local"))
+
+
+def test_a_plugin_broker_without_hooks_takes_any_name() -> None:
+    from model_engine_infra.brokers.base import BrokerUnit
+
+    class Plugin(BrokerUnit):
+        name = "plugin"
+        label = "Plugin"
+        delegate_target = "nowhere:factory"
+
+        def settings(self, config: object, **kwargs: object) -> object:  # type: ignore[override]
+            raise AssertionError("not built here")
+
+    assert Plugin().check_queue_name("any name: at all") == "any name: at all"
+    assert Plugin().queue_presence() is None

@@ -38,7 +38,8 @@ def servicebus_queue_exists(channel: Any, name: str) -> bool:
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        channel.queue_mgmt_service.get_queue(name)
+        with channel.queue_mgmt_service as admin:  # kombu builds a new admin client per access: close it
+            admin.get_queue(name)
     except ResourceNotFoundError:
         return False
     return True

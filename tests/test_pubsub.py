@@ -297,3 +297,25 @@ def test_fake_filters_by_attribute_and_refuses_what_the_service_refuses() -> Non
         publisher.publish(topic, b"x" * (10 * 1000 * 1000 + 1))
     with pytest.raises(gexc.NotFound):
         publisher.publish("projects/p/topics/missing", b"1").result()
+
+
+async def test_a_worker_declaring_the_queue_leaves_the_delegates_settings() -> None:
+    """kombu's transport would rewrite the ack deadline and expiry on every worker start; ours does not."""
+    import kombu
+
+    service = FakePubSub(max_pull_wait=0)
+    delegate = delegate_on(service)
+    info = await delegate.create_queue_if_not_exists("e1", "n", "alice", {}, 120)
+    options = BROKER.settings(gcp_pubsub(), broker_type="pubsub", visibility=TaskVisibility.VISIBILITY_1H)
+    with kombu_on_fake(service):
+        connection = kombu.Connection(
+            options.url, transport=options.transport, transport_options=options.transport_options
+        )
+        queue = kombu.Queue(
+            info.queue_name, kombu.Exchange(info.queue_name, type="direct"), routing_key=info.queue_name
+        )
+        with connection, connection.Consumer(queue, callbacks=[]):
+            pass
+    attributes = await delegate.get_queue_attributes("e1")
+    assert attributes.raw["ack_deadline_seconds"] == 120
+    assert "update_subscription" not in service.calls[2:]  # only the delegate's own calls changed it

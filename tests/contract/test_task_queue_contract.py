@@ -255,7 +255,7 @@ class TaskQueueContract:
             await backend.delegate.get_queue_attributes(endpoint_id)
         await self._queue_again(backend, endpoint_id)
         backend.gateway.send_task(PREDICT, queue, args=[2])  # created again: sends work again
-        assert await message_count(backend.delegate, endpoint_id) == 1
+        assert await message_count(backend, endpoint_id) == 1
 
     async def _queue_again(self, backend: TaskQueueBackend, endpoint_id: str) -> None:
         deadline = time.monotonic() + 90  # SQS refuses to recreate a queue for 60 s after deleting it
@@ -304,12 +304,14 @@ INVALID_NAMES = {
     "servicebus": ("a b", "Q1", "q:1", "q/1", "-q", "q-", "x" * 261),
     "redis": ("unacked", "unacked_index", "unacked_mutex", "_kombu.binding.celery", "q:meta", "celery-task-meta-1"),
     "local": ("a b", "a/b", ".hidden", "..", "x" * 201),
+    "pubsub": ("a b", "q.1", "q:1", "q/1", "1q", "qq", "goog-q", "é", "x" * 256),
 }
 VALID_NAMES = {
     "sqs": ("q-1", "q_1", "Q1", "x" * 80, "jobs.fifo"),
     "servicebus": ("q-1", "q.1", "q_1", "x" * 260),
     "redis": ("q.1", "q:1", "Q 1", "celery", "x" * 255),
     "local": ("q-1", "q.1", "Q_1", "x" * 200),
+    "pubsub": ("q-1", "q_1", "Q1x", "launch-endpoint-id-e1", "x" * 255),
 }
 
 

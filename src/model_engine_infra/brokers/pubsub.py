@@ -31,6 +31,7 @@ from .base import (
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
+    from ..tasks.presence import Presence
 
 PUBSUB_TRANSPORT_TARGET = "model_engine_infra.tasks.pubsub_transport:Transport"
 PUBSUB_MAX_ACK_DEADLINE_SECONDS = 600
@@ -90,6 +91,16 @@ class PubSubBrokerUnit(BrokerUnit):
             self.max_message_bytes,
             "base64",
         )
+
+    def check_queue_name(self, name: str) -> str:
+        from ..queues.names import pubsub_queue_name
+
+        return pubsub_queue_name(name)
+
+    def queue_presence(self) -> Presence:
+        from ..tasks import presence
+
+        return presence.PUBSUB
 
     def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:
         from google.api_core import exceptions as gexc

@@ -106,8 +106,9 @@ def _run(tmp_path: Path, values: dict[str, Any], **kwargs: Any) -> DoctorReport:
 
 
 def _result(report: DoctorReport, name: str) -> tuple[str, str]:
-    found = next(r for r in report.results if r.name == name)
-    return found.verdict, found.message
+    """The verdict, and the message with the fix as a person reads them."""
+    found = report.result(name)
+    return found.verdict, f"{found.message}. Fix: {found.fix}" if found.fix else found.message
 
 
 # --- on-prem ----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
 from .broker import BrokerType, broker_type_for
-from .settings import BrokerSettings, RedisBroker, TaskVisibility, default_backend_protocol, encoded_size
+from .settings import BrokerSettings, RedisBroker, TaskVisibility, encoded_size, uses_redis
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -337,6 +337,5 @@ def redis_source(config: InfraConfig, infra: Infra) -> RedisBroker:
 def build_task_queue(config: InfraConfig, infra: Infra) -> CeleryTaskQueueGateway:
     """Factory used by every provider: the config's broker and result backend."""
     kind = broker_type_for(config)
-    uses_redis = kind in (BrokerType.REDIS, BrokerType.REDIS_24H) or default_backend_protocol(config) == "redis"
-    redis = redis_source(config, infra) if uses_redis else None
+    redis = redis_source(config, infra) if uses_redis(config) else None
     return CeleryTaskQueueGateway.from_config(config, broker_type=kind, redis=redis)

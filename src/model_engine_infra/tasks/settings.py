@@ -289,6 +289,12 @@ def default_backend_protocol(config: InfraConfig) -> str:
     return CLOUD_DEFAULT_BACKEND.get(config.cloud_provider, "redis")
 
 
+def uses_redis(config: InfraConfig) -> bool:
+    """True when the broker or the result backend is Redis: Celery then needs the Redis component."""
+    redis_broker = broker_type_for(config) in (BrokerType.REDIS, BrokerType.REDIS_24H)
+    return redis_broker or default_backend_protocol(config) == "redis"
+
+
 def backend_settings(config: InfraConfig, protocol: str, *, redis: RedisBroker | str | None = None) -> dict[str, Any]:
     """Celery ``result_backend`` and its companion settings for ``protocol``."""
     if protocol not in BACKEND_PROTOCOLS:

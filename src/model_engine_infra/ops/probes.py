@@ -1,0 +1,404 @@
+"""One probe per component, shared by the doctor and the demo tour.
+
+Each probe exercises a component the way a service would, through `Infra` only, and turns what
+went wrong into a message plus a fix. This module is the one place that decides whether a
+component applies to a configuration (is Redis configured? a registry? which secrets are
+named?), so the doctor and the tour cannot disagree about it. Probes ask the configuration and the
+components, never which cloud they are on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..config.model import InfraConfig
+from ..errors import ConfigError, InfraError
+
+if TYPE_CHECKING:
+    from ..images.check import ImageRef
+    from ..infra import Infra
+    from ..storage.base import FilesystemGateway
+
+Verdict = Literal["ok", "warn", "fail", "skip"]
+PROBE_TASK = "model_engine_infra.doctor.probe"  # never consumed: the broker probe only checks it arrives
+PROBE_FOLDER = ".model-engine-infra-probe"
+PAYLOAD = b"model-engine-infra probe"
+
+
+class Skip(Exception):
+    """The probe does not apply to this configuration; the message says why."""
+
+
+class Warn(Exception):
+    """The probe passed with something to review."""
+
+
+class ProbeFailed(InfraError):
+    """A probe found something wrong; ``fix`` says what to change (None: the probe's general advice)."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+@dataclass
+class ProbeContext:
+    """What a probe gets: the configuration, its components, and the time by which it must answer."""
+
+    config: InfraConfig
+    infra: Infra
+    deadline: float  # time.monotonic() value
+    image_tags: Mapping[str, str] = field(default_factory=dict)
+
+    def remaining(self) -> float:
+        return max(0.1, self.deadline - time.monotonic())
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A live check of one component: ``run`` returns what it saw, or raises."""
+
+    name: str
+    run: Callable[[ProbeContext], str]
+    #: where to look when the probe fails, for this configuration
+    fix: Callable[[InfraConfig], str]
+
+
+# --- what applies to a configuration ---------------------------------------------------------------
+
+
+def redis_skip_reason(config: InfraConfig) -> str | None:
+    """None when Redis applies: a Redis source is configured, or Celery's broker or results use Redis."""
+    from ..redis.sources import source_key
+    from ..tasks.settings import uses_redis
+
+    if source_key(config) is not None or uses_redis(config):
+        return None
+    return "no Redis configured (no Redis key is set, and neither the broker nor the result backend is Redis)"
+
+
+def registry_skip_reason(config: InfraConfig) -> str | None:
+    """None when a registry is configured (``docker_repo_prefix`` given, not left at the chart's placeholder)."""
+    if config.is_set("docker_repo_prefix"):
+        return None
+    return "no registry configured (docker_repo_prefix)"
+
+
+def referenced_secrets(config: InfraConfig) -> list[str]:
+    """The secrets the configuration names: the Redis secrets and the chart's database secret."""
+    names = (config.cache_redis_aws_secret_name, config.redis_aws_secret_name, config.cloud_database_secret_name)
+    return [name for name in names if name]
+
+
+def probe_prefix(config: InfraConfig) -> str:
+    """Where probes write: a folder of their own under the fine-tuned weights prefix."""
+    return f"{config.hf_user_fine_tuned_weights_prefix.rstrip('/')}/{PROBE_FOLDER}"
+
+
+# --- config ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConfigCheck:
+    """What ``config check`` found: the loaded config (None on an error), errors and findings as plain data."""
+
+    config: InfraConfig | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, str]] = field(default_factory=list)
+
+    def verdict(self) -> tuple[Verdict, str]:
+        """A config error fails; a high finding fails (it breaks the deployment silently); a warning warns."""
+        if self.errors:
+            return "fail", "; ".join(e["message"] for e in self.errors)
+        serious = [f for f in self.findings if f["severity"] in ("warning", "high")]
+        if not serious:
+            return "ok", "no errors, no findings"
+        message = "; ".join(f"[{f['severity']}] {f['key']}: {f['message']}" for f in serious)
+        return ("fail" if any(f["severity"] == "high" for f in serious) else "warn"), message
+
+
+def check_config(
+    source: InfraConfig | str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None
+) -> ConfigCheck:
+    """Load (unless given an `InfraConfig`) and validate; collect the load warnings and the findings."""
+    from ..config.findings import Severity
+    from ..config.loader import ConfigWarning, load_config
+
+    if isinstance(source, InfraConfig):
+        return ConfigCheck(source, findings=[f.as_dict() for f in source.findings()])
+    check = ConfigCheck(None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        try:
+            check.config = load_config(source, env=env)
+        except ConfigError as err:
+            check.errors.append({"key": err.key, "message": str(err)})
+    for warning in caught:
+        if issubclass(warning.category, ConfigWarning):
+            check.findings.append({"severity": Severity.WARNING.value, "key": "-", "message": str(warning.message)})
+    if check.config is not None:
+        check.findings.extend(f.as_dict() for f in check.config.findings())
+    return check
+
+
+# --- dependencies ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SdkMinimum:
+    """An SDK version below which a broker misbehaves in a way no test of ours would show."""
+
+    package: str
+    minimum: tuple[int, ...]
+    why: str
+    extra: str
+
+
+SDK_MINIMUMS: dict[str, SdkMinimum] = {
+    "servicebus": SdkMinimum(
+        "azure-servicebus",
+        (7, 14, 3),
+        "whose idle-connection regression (azure-sdk-for-python#34212) causes 503s after idle periods",
+        extra="azure",
+    ),
+}
+
+
+def check_dependencies(config: InfraConfig) -> str:
+    """The selected broker's SDK is installed and recent enough (offline)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..tasks.broker import broker_type_for
+
+    need = SDK_MINIMUMS.get(broker_type_for(config).value)
+    if need is None:
+        raise Skip("no version-sensitive SDK for this broker")
+    try:
+        found = version(need.package)
+    except PackageNotFoundError:
+        raise ProbeFailed(
+            f"{need.package} is not installed", fix=f"pip install 'model-engine-infra[{need.extra}]'"
+        ) from None
+    wanted = ".".join(map(str, need.minimum))
+    if version_tuple(found) < need.minimum:
+        raise ProbeFailed(f"{need.package} {found} is older than {wanted}, {need.why}", fix=f"upgrade it to {wanted}+")
+    return f"{need.package} {found}"
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+# --- broker ----------------------------------------------------------------------------------------
+
+
+def check_broker(ctx: ProbeContext) -> str:
+    """Create an endpoint queue, send one task to it, see the queue count it, delete the queue."""
+    delegate, tasks = ctx.infra.queue_delegate, ctx.infra.task_queue
+    endpoint_id = f"probe-{uuid.uuid4().hex[:8]}"
+    loop = asyncio.new_event_loop()  # this probe's own: async clients stay on the loop that built them
+    try:
+        info = loop.run_until_complete(
+            delegate.create_queue_if_not_exists(endpoint_id, "probe", "model-engine-infra-probe", {}, 60)
+        )
+        try:
+            tasks.send_task(PROBE_TASK, queue_name=info.queue_name, args=[], expires=60)
+            while True:
+                attrs = loop.run_until_complete(delegate.get_queue_attributes(endpoint_id))
+                if attrs.approximate_message_count + (attrs.approximate_in_flight_count or 0) >= 1:
+                    break
+                if time.monotonic() > ctx.deadline:
+                    raise ProbeFailed(
+                        f"a message sent to {info.queue_name} never showed up in its counts: the task "
+                        "queue and the queue delegate disagree (region, namespace or Redis database)"
+                    )
+                time.sleep(0.2)
+        finally:
+            loop.run_until_complete(delegate.delete_queue(endpoint_id))
+    finally:
+        loop.run_until_complete(delegate.close())
+        loop.close()
+    return f"created {info.queue_name}, sent one message and saw it arrive, deleted the queue"
+
+
+def broker_fix(config: InfraConfig) -> str:
+    from ..tasks.broker import broker_type_for
+
+    keys = {
+        "sqs": "default_region (and sqs_endpoint_url, the SQS templates)",
+        "servicebus": "servicebus_namespace (SERVICEBUS_NAMESPACE) and the identity's access to it",
+        "redis": "the Redis keys (redis_host/REDIS_HOST or a cache_redis_* URL)",
+        "redis_24h": "the Redis keys (redis_host/REDIS_HOST or a cache_redis_* URL)",
+        "local": "local_data_dir",
+    }.get(broker_type_for(config).value, "the broker's keys")
+    return (
+        f"check the broker choice (celeryBrokerType, celery_broker_type_redis), {keys}, "
+        "and that this identity may create queues"
+    )
+
+
+# --- storage ---------------------------------------------------------------------------------------
+
+
+def check_storage(ctx: ProbeContext) -> str:
+    """Write an object under the weights prefix, read it back, sign a URL and fetch it, delete it."""
+    fs = ctx.infra.filesystem
+    uri = f"{probe_prefix(ctx.config)}/{uuid.uuid4().hex}.txt"
+    with fs.open(uri, "wb") as f:
+        f.write(PAYLOAD)
+    try:
+        with fs.open(uri, "rb") as f:
+            if f.read() != PAYLOAD:
+                raise ProbeFailed(f"{uri} read back different bytes")
+        sign_and_fetch(fs, uri, timeout=ctx.remaining())
+    finally:
+        fs.delete(uri)
+    return f"wrote, read, signed and fetched, deleted {uri}"
+
+
+def sign_and_fetch(fs: FilesystemGateway, uri: str, *, timeout: float, expiration: int = 60) -> str:
+    """Fetch ``uri`` through a signed URL and compare with a direct read; the URL's scheme and size."""
+    url = fs.generate_signed_url(uri, expiration=expiration)
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        body: bytes = response.read()
+    with fs.open(uri, "rb") as f:
+        if body != f.read():
+            raise ProbeFailed(f"the signed URL for {uri} served different bytes")
+    return f"{url.split(':', 1)[0]} URL valid {expiration} s, {len(body)} bytes match"
+
+
+def storage_fix(config: InfraConfig) -> str:
+    return (
+        "check that the bucket or container in hf_user_fine_tuned_weights_prefix exists and that this "
+        "identity may write, read and sign there"
+    )
+
+
+# --- redis -----------------------------------------------------------------------------------------
+
+
+def check_redis(ctx: ProbeContext) -> str:
+    """Write, read and delete a key through the Redis component; report the credentials' lifetime."""
+    reason = redis_skip_reason(ctx.config)
+    if reason:
+        raise Skip(reason)
+    connection = ctx.infra.redis
+    client = connection.client()
+    key = f"model-engine-infra:probe:{uuid.uuid4().hex}"
+    client.set(key, b"1", ex=60)
+    value = client.get(key)
+    client.delete(key)
+    if value != b"1":
+        raise ProbeFailed(f"Redis returned {value!r} for the value just written")
+    return f"{connection.redacted_url()}: auth and round trip OK; {_token_lifetime(connection.credential_provider)}"
+
+
+def redis_fix(config: InfraConfig) -> str:
+    """Advice for the source actually configured: a URL, a secret, a host, Entra ID or IAM tokens."""
+    from ..redis.sources import DEFAULT_URL, source_key
+
+    key = source_key(config)
+    if key is None:
+        return f"no Redis key is set, so {DEFAULT_URL} is used: set redis_host/REDIS_HOST or a cache Redis URL"
+    advice = f"check that {key} points at a reachable Redis server"
+    if key == "cache_redis_azure_host":
+        return (
+            f"{advice}, and the Entra ID identity: the workload identity (AZURE_CLIENT_ID / AZURE_OBJECT_ID) "
+            "and its access to the cache"
+        )
+    if key.endswith("secret_name"):
+        advice += f", that the secret {getattr(config, key)!r} holds its current URL and that this identity may read it"
+    elif key in ("redis_host", "redis_port", "redis_auth_token", "redis_enable_tls"):
+        advice = "check REDIS_HOST/REDIS_PORT (redis_host, redis_port) point at a reachable Redis server"
+        advice += ", redis_auth_token, and TLS (redis_enable_tls)"
+    else:
+        advice += ", with current credentials in the URL"
+    if config.redis_iam_auth:
+        advice += f"; IAM tokens ({config.redis_iam_auth}): redis_iam_user and this identity's permission to connect"
+    return advice
+
+
+def _token_lifetime(provider: Any) -> str:
+    state = getattr(provider, "state", None)
+    if provider is None or not callable(state):
+        return "credentials in the URL"
+    return f"credentials {state()}"
+
+
+# --- registry --------------------------------------------------------------------------------------
+
+
+def check_registry(ctx: ProbeContext, images: Sequence[ImageRef] | None = None) -> str:
+    """Every image (default: every image the config names, at ``ctx.image_tags``) exists in its registry."""
+    from ..images.check import check_images, deployment_images, repository_factory
+
+    reason = registry_skip_reason(ctx.config)
+    if reason:
+        raise Skip(reason)
+    wanted = list(images) if images is not None else deployment_images(ctx.config, ctx.image_tags)
+    rows = check_images(wanted, ctx.infra.docker_repository, repository_factory(ctx.config))
+    missing = [r.reference for r in rows if r.status == "missing"]
+    errors = [f"{r.reference}: {r.detail}" for r in rows if r.status == "error"]
+    if missing:
+        raise ProbeFailed(
+            f"{len(missing)} image(s) missing: {', '.join(missing)}. Endpoints using them hang in INITIALIZING",
+            fix="mirror them with `model-engine-infra images mirror`, or point the *_repository keys (and --tag) "
+            "at images that exist",
+        )
+    if errors:
+        # Unauthorised or unreachable: the cluster will not pull these either, so this is no pass.
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ProbeFailed(f"could not check {len(errors)} image(s): {errors[0]}{more}")
+    found = ", ".join(f"{r.reference} ({r.detail})" if r.detail else r.reference for r in rows)
+    return f"{len(rows)} image(s) found: {found}"
+
+
+def registry_fix(config: InfraConfig) -> str:
+    return (
+        "check docker_repo_prefix, that the registry is reachable from here, and its credentials "
+        "(registry_username / registry_password or registry_auth_file; the identity's role on a cloud registry)"
+    )
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+
+def check_secrets(ctx: ProbeContext, names: Sequence[str] | None = None) -> str:
+    """Read each secret (default: those the config names); the message names them, never a value."""
+    wanted = list(names) if names is not None else referenced_secrets(ctx.config)
+    if not wanted:
+        raise Skip("the configuration names no secret")
+    store = ctx.infra.secrets
+    shown = []
+    for name in wanted:
+        value = store.get(name)
+        kind = f"{len(value)} field(s)" if isinstance(value, dict) else f"{len(value)} characters"
+        shown.append(f"{name} ({kind})")
+    return f"read from {store.store_name}: " + ", ".join(shown)
+
+
+def secrets_fix(config: InfraConfig) -> str:
+    return "check the secret names in the config, the secret store's location, and that this identity may read them"
+
+
+# --- the live probes, in the order they are reported -------------------------------------------------
+
+LIVE_PROBES: tuple[Probe, ...] = (
+    Probe("broker", check_broker, broker_fix),
+    Probe("storage", check_storage, storage_fix),
+    Probe("redis", check_redis, redis_fix),
+    Probe("registry", check_registry, registry_fix),
+    Probe("secrets", check_secrets, secrets_fix),
+)

@@ -1,11 +1,12 @@
-"""One contract for every endpoint-queue delegate: local, SQS, Redis and Service Bus.
+"""Conformance for endpoint-queue delegates (`QueueEndpointResourceDelegate`).
 
-`QueueDelegateContract` holds the tests; a module runs them by subclassing it and providing a
-``backend`` fixture that yields a `QueueBackend`. Here the backends are in-process (kombu's
-filesystem transport, moto's ``mock_aws``, fakeredis driven by real kombu, the Service Bus fake);
-integration/test_queue_delegate_servers.py runs the same class against moto_server and
-redis-server. Messages are put with each broker's own API or with kombu, never through the
-delegate, so the counts check the delegate against what the broker really holds.
+Subclass `QueueDelegateConformance`, set its capability flags, and provide a ``queue_target``
+fixture returning a `QueueTarget`: the delegate, plus a way to put messages on a queue *with the
+broker's own API* (never through the delegate), so the counts check the delegate against what the
+broker really holds.
+
+The second half of this module builds targets for the project's own brokers (kombu's filesystem
+transport, SQS, Redis lists, Service Bus); their SDKs are imported only when a builder is called.
 """
 
 from __future__ import annotations
@@ -14,67 +15,38 @@ import asyncio
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import boto3
-import fakeredis
-import kombu
-import kombu.transport.redis
 import pytest
-from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode
-from botocore.config import Config
-from moto import mock_aws
 
-from model_engine_infra.errors import BrokerUnavailableError, InvalidQueueNameError, QueueNotFoundError
-from model_engine_infra.queues.base import QUEUE_NAME_PREFIX, QueueEndpointResourceDelegate
-from model_engine_infra.queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
-from model_engine_infra.queues.redis import META_SUFFIX, RedisQueueEndpointResourceDelegate
-from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
-from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
-from model_engine_infra.testing.servicebus import FakeServiceBusNamespace
+from ...errors import BrokerUnavailableError, InvalidQueueNameError, QueueNotFoundError
+from ...queues.base import QUEUE_NAME_PREFIX, QueueEndpointResourceDelegate, QueueInfo
+
+if TYPE_CHECKING:
+    import kombu
 
 LABELS = {"team": "ml", "product": "demo"}
 CREATOR = "alice"
-# The reference deployment's templates (cloud-support-matrix, section 2).
-POLICY_TEMPLATE = """{
-  "Version": "2012-10-17",
-  "Id": "__default_policy_ID",
-  "Statement": [{"Sid": "__owner_statement", "Effect": "Allow",
-                 "Principal": {"AWS": "arn:aws:iam::000000000000:root"}, "Action": "sqs:*",
-                 "Resource": "arn:aws:sqs:us-east-1:000000000000:${queue_name}"}]
-}"""
-TAG_TEMPLATE = """{
-  "Spellbook-Serve-Endpoint-Id": "${endpoint_id}",
-  "Spellbook-Serve-Endpoint-Name": "${endpoint_name}",
-  "Spellbook-Serve-Endpoint-Created-By": "${endpoint_created_by}"
-}"""
-FAST_FAIL = Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=2)
 
 
 @dataclass
-class QueueBackend:
-    """A delegate plus the broker-side tools the contract needs to check it."""
+class QueueTarget:
+    """A delegate plus the broker-side tools the suite needs to check it."""
 
-    name: str
     delegate: QueueEndpointResourceDelegate
-    #: put ``count`` messages on the queue with the broker's own API (or kombu)
+    #: put ``count`` messages on the queue named like this, with the broker's own API (or kombu)
     put_messages: Callable[[str, int], Awaitable[None]]
     #: a delegate for the same broker kind that cannot reach it
     unreachable: Callable[[], QueueEndpointResourceDelegate]
     #: the message timeout the broker keeps for the queue (visibility, lock, stored value)
     read_timeout: Callable[[str], Awaitable[float | None]]
-    #: what the broker keeps for a requested timeout (Service Bus caps at 300 s)
-    expected_timeout: Callable[[int], float]
     #: receive ``count`` messages and hold them unacknowledged; None where the broker cannot
     take_in_flight: Callable[[str, int], Awaitable[None]] | None = None
-    reports_in_flight: bool = False
-    keeps_labels: bool = True
-    keeps_creator: bool = True
-    has_urls: bool = False
+    name: str = "queue delegate"
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -89,11 +61,22 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class QueueDelegateContract:
-    """The contract every delegate meets; subclass it next to a ``backend`` fixture."""
+class QueueDelegateConformance:
+    """The contract every endpoint-queue delegate keeps. Provide a ``queue_target`` fixture."""
 
-    async def _create(self, backend: QueueBackend, endpoint_id: str, timeout: int | None = None) -> Any:
-        return await backend.delegate.create_queue_if_not_exists(
+    #: ``approximate_in_flight_count`` reports messages received but not acknowledged (else it is None)
+    supports_inflight_count: ClassVar[bool] = True
+    #: the endpoint labels come back from ``get_queue_attributes`` (else None)
+    keeps_labels: ClassVar[bool] = True
+    #: the creator comes back from ``get_queue_attributes`` (else None)
+    keeps_creator: ClassVar[bool] = True
+    #: ``QueueInfo.queue_url`` is set (and ends with the queue name); else it is None
+    has_queue_urls: ClassVar[bool] = False
+    #: the longest message timeout the broker keeps; longer requests are capped to it (None: no cap)
+    max_message_timeout_seconds: ClassVar[int | None] = None
+
+    async def _create(self, target: QueueTarget, endpoint_id: str, timeout: int | None = None) -> QueueInfo:
+        return await target.delegate.create_queue_if_not_exists(
             endpoint_id=endpoint_id,
             endpoint_name=f"demo {endpoint_id}",
             endpoint_created_by=CREATOR,
@@ -101,43 +84,49 @@ class QueueDelegateContract:
             queue_message_timeout_seconds=timeout,
         )
 
-    async def test_create_returns_the_compatible_name(self, backend: QueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_create_returns_the_compatible_name(self, queue_target: QueueTarget) -> None:
         endpoint_id = new_endpoint_id()
-        info = await self._create(backend, endpoint_id)
+        info = await self._create(queue_target, endpoint_id)
         assert info.queue_name == f"launch-endpoint-id-{endpoint_id}"
-        if backend.has_urls:
+        if self.has_queue_urls:
             assert info.queue_url is not None
             assert info.queue_url.endswith(info.queue_name)
         else:
             assert info.queue_url is None
 
-    async def test_create_twice_is_idempotent(self, backend: QueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_create_twice_is_idempotent(self, queue_target: QueueTarget) -> None:
         endpoint_id = new_endpoint_id()
-        first = await self._create(backend, endpoint_id, timeout=120)
-        second = await self._create(backend, endpoint_id, timeout=120)
+        first = await self._create(queue_target, endpoint_id, timeout=120)
+        second = await self._create(queue_target, endpoint_id, timeout=120)
         assert first == second
-        attributes = await backend.delegate.get_queue_attributes(endpoint_id)
+        attributes = await queue_target.delegate.get_queue_attributes(endpoint_id)
         assert attributes.name == first.queue_name
         assert attributes.approximate_message_count == 0
 
-    async def test_delete_of_a_missing_queue_is_a_noop(self, backend: QueueBackend) -> None:
-        await backend.delegate.delete_queue(new_endpoint_id())
+    @pytest.mark.asyncio
+    async def test_delete_of_a_missing_queue_is_a_noop(self, queue_target: QueueTarget) -> None:
+        await queue_target.delegate.delete_queue(new_endpoint_id())
 
-    async def test_delete_removes_the_queue_and_is_repeatable(self, backend: QueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_delete_removes_the_queue_and_is_repeatable(self, queue_target: QueueTarget) -> None:
         endpoint_id = new_endpoint_id()
-        info = await self._create(backend, endpoint_id)
-        await backend.put_messages(info.queue_name, 2)
-        await backend.delegate.delete_queue(endpoint_id)
+        info = await self._create(queue_target, endpoint_id)
+        await queue_target.put_messages(info.queue_name, 2)
+        await queue_target.delegate.delete_queue(endpoint_id)
         with pytest.raises(QueueNotFoundError):
-            await backend.delegate.get_queue_attributes(endpoint_id)
-        await backend.delegate.delete_queue(endpoint_id)
+            await queue_target.delegate.get_queue_attributes(endpoint_id)
+        await queue_target.delegate.delete_queue(endpoint_id)
 
-    async def test_attributes_of_a_missing_queue_raise_not_found(self, backend: QueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_attributes_of_a_missing_queue_raise_not_found(self, queue_target: QueueTarget) -> None:
         with pytest.raises(QueueNotFoundError, match="launch-endpoint-id-"):
-            await backend.delegate.get_queue_attributes(new_endpoint_id())
+            await queue_target.delegate.get_queue_attributes(new_endpoint_id())
 
-    async def test_unreachable_broker_raises_broker_unavailable_never_zero(self, backend: QueueBackend) -> None:
-        delegate = backend.unreachable()
+    @pytest.mark.asyncio
+    async def test_unreachable_broker_raises_broker_unavailable_never_zero(self, queue_target: QueueTarget) -> None:
+        delegate = queue_target.unreachable()
         endpoint_id = new_endpoint_id()
         with pytest.raises(BrokerUnavailableError):
             await delegate.get_queue_attributes(endpoint_id)
@@ -146,14 +135,15 @@ class QueueDelegateContract:
         with pytest.raises(BrokerUnavailableError):
             await delegate.delete_queue(endpoint_id)
 
+    @pytest.mark.asyncio
     @pytest.mark.parametrize(
         "endpoint_id", ["has space", "a/b", "a.b", "a:b", "semi;colon", "ünï", "", "*", "trailing-newline\n"]
     )
     async def test_invalid_endpoint_ids_are_refused_before_any_call(
-        self, backend: QueueBackend, endpoint_id: str
+        self, queue_target: QueueTarget, endpoint_id: str
     ) -> None:
         # The unreachable delegate would raise BrokerUnavailableError if any call went out.
-        delegate = backend.unreachable()
+        delegate = queue_target.unreachable()
         with pytest.raises(InvalidQueueNameError):
             await delegate.create_queue_if_not_exists(endpoint_id, "n", CREATOR, LABELS)
         with pytest.raises(InvalidQueueNameError):
@@ -161,59 +151,104 @@ class QueueDelegateContract:
         with pytest.raises(InvalidQueueNameError):
             await delegate.delete_queue(endpoint_id)
 
-    async def test_name_length_limit_is_the_brokers(self, backend: QueueBackend) -> None:
-        limit = type(backend.delegate).max_queue_name_length
+    @pytest.mark.asyncio
+    async def test_name_length_limit_is_the_brokers(self, queue_target: QueueTarget) -> None:
+        limit = type(queue_target.delegate).max_queue_name_length
         room = limit - len(QUEUE_NAME_PREFIX)
         too_long = "x" * (room + 1)
         with pytest.raises(InvalidQueueNameError, match=str(limit)):
-            await backend.unreachable().create_queue_if_not_exists(too_long, "n", CREATOR, LABELS)
+            await queue_target.unreachable().create_queue_if_not_exists(too_long, "n", CREATOR, LABELS)
         longest = uuid.uuid4().hex[:8] + "x" * (room - 8)
-        info = await self._create(backend, longest)
+        info = await self._create(queue_target, longest)
         assert len(info.queue_name) == limit
-        await backend.delegate.delete_queue(longest)
+        await queue_target.delegate.delete_queue(longest)
 
-    async def test_message_counts_follow_the_broker(self, backend: QueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_message_counts_follow_the_broker(self, queue_target: QueueTarget) -> None:
         endpoint_id = new_endpoint_id()
-        info = await self._create(backend, endpoint_id)
-        await backend.put_messages(info.queue_name, 3)
-        attributes = await backend.delegate.get_queue_attributes(endpoint_id)
+        info = await self._create(queue_target, endpoint_id)
+        await queue_target.put_messages(info.queue_name, 3)
+        attributes = await queue_target.delegate.get_queue_attributes(endpoint_id)
         assert attributes.approximate_message_count == 3
         assert attributes.raw
 
-    async def test_messages_in_flight_still_count(self, backend: QueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_messages_in_flight_still_count(self, queue_target: QueueTarget) -> None:
         endpoint_id = new_endpoint_id()
-        info = await self._create(backend, endpoint_id)
-        await backend.put_messages(info.queue_name, 3)
-        if backend.take_in_flight is None:
-            attributes = await backend.delegate.get_queue_attributes(endpoint_id)
+        info = await self._create(queue_target, endpoint_id)
+        await queue_target.put_messages(info.queue_name, 3)
+        if queue_target.take_in_flight is None:
+            assert not self.supports_inflight_count, "a broker that reports in-flight messages must take some"
+            attributes = await queue_target.delegate.get_queue_attributes(endpoint_id)
             assert attributes.approximate_in_flight_count is None
             return
-        await backend.take_in_flight(info.queue_name, 2)
-        attributes = await backend.delegate.get_queue_attributes(endpoint_id)
+        await queue_target.take_in_flight(info.queue_name, 2)
+        attributes = await queue_target.delegate.get_queue_attributes(endpoint_id)
         assert attributes.approximate_message_count == 3
-        if backend.reports_in_flight:
+        if self.supports_inflight_count:
             assert attributes.approximate_in_flight_count == 2
         else:
             assert attributes.approximate_in_flight_count is None
 
-    async def test_labels_and_creator_round_trip_where_kept(self, backend: QueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_labels_and_creator_round_trip_where_kept(self, queue_target: QueueTarget) -> None:
         endpoint_id = new_endpoint_id()
-        await self._create(backend, endpoint_id)
-        attributes = await backend.delegate.get_queue_attributes(endpoint_id)
-        assert attributes.endpoint_labels == (LABELS if backend.keeps_labels else None)
-        assert attributes.endpoint_created_by == (CREATOR if backend.keeps_creator else None)
+        await self._create(queue_target, endpoint_id)
+        attributes = await queue_target.delegate.get_queue_attributes(endpoint_id)
+        assert attributes.endpoint_labels == (LABELS if self.keeps_labels else None)
+        assert attributes.endpoint_created_by == (CREATOR if self.keeps_creator else None)
 
-    async def test_message_timeout_is_applied(self, backend: QueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_message_timeout_is_applied(self, queue_target: QueueTarget) -> None:
         endpoint_id = new_endpoint_id()
-        info = await self._create(backend, endpoint_id, timeout=600)
-        assert await backend.read_timeout(info.queue_name) == backend.expected_timeout(600)
+        info = await self._create(queue_target, endpoint_id, timeout=600)
+        cap = self.max_message_timeout_seconds
+        expected = float(600 if cap is None else min(600, cap))
+        assert await queue_target.read_timeout(info.queue_name) == expected
 
 
-# --- in-process backends ------------------------------------------------------------------------
+# --- the project's own brokers: flags and target builders ------------------------------------------------
+
+
+class LocalQueueDelegateConformance(QueueDelegateConformance):
+    """kombu's filesystem broker: a message file is gone once taken, so nothing is ever in flight."""
+
+    supports_inflight_count = False
+
+
+class SQSQueueDelegateConformance(QueueDelegateConformance):
+    keeps_labels = False  # the tag template carries id, name and creator only
+    has_queue_urls = True
+
+
+class RedisQueueDelegateConformance(QueueDelegateConformance):
+    """Redis lists in kombu's layout: defaults throughout."""
+
+
+class ServiceBusQueueDelegateConformance(QueueDelegateConformance):
+    supports_inflight_count = False  # the service does not report locked messages
+    max_message_timeout_seconds = 300  # the service's cap on lock_duration
+
+
+# The reference deployment's templates (cloud-support-matrix, section 2).
+POLICY_TEMPLATE = """{
+  "Version": "2012-10-17",
+  "Id": "__default_policy_ID",
+  "Statement": [{"Sid": "__owner_statement", "Effect": "Allow",
+                 "Principal": {"AWS": "arn:aws:iam::000000000000:root"}, "Action": "sqs:*",
+                 "Resource": "arn:aws:sqs:us-east-1:000000000000:${queue_name}"}]
+}"""
+TAG_TEMPLATE = """{
+  "Spellbook-Serve-Endpoint-Id": "${endpoint_id}",
+  "Spellbook-Serve-Endpoint-Name": "${endpoint_name}",
+  "Spellbook-Serve-Endpoint-Created-By": "${endpoint_created_by}"
+}"""
 
 
 def _kombu_queue(name: str) -> kombu.Queue:
     """How Celery declares a queue it routes to by name: a direct exchange of the same name."""
+    import kombu
+
     return kombu.Queue(name, kombu.Exchange(name, type="direct"), routing_key=name)
 
 
@@ -234,7 +269,11 @@ def kombu_hold_unacked(connection: kombu.Connection, name: str, count: int, stac
         assert channel.basic_get(name, no_ack=False) is not None
 
 
-def local_backend(tmp_path: Path) -> QueueBackend:
+def local_queue_target(tmp_path: Path) -> QueueTarget:
+    import kombu
+
+    from ...queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
+
     paths = broker_paths_for(tmp_path / "data")
     options = {k: v for k, v in paths.items() if k != "meta_folder"}
     connection = kombu.Connection("filesystem://", transport_options=options)
@@ -246,20 +285,26 @@ def local_backend(tmp_path: Path) -> QueueBackend:
 
     async def read_timeout(name: str) -> float | None:
         meta = json.loads((Path(paths["meta_folder"]) / f"{name}.json").read_text())
-        return meta["queue_message_timeout_seconds"]  # type: ignore[no-any-return]
+        return float(meta["queue_message_timeout_seconds"])
 
-    return QueueBackend(
+    return QueueTarget(
         name="local",
         delegate=LocalQueueEndpointResourceDelegate(paths),
         put_messages=put,
         unreachable=lambda: LocalQueueEndpointResourceDelegate(broker_paths_for(blocker / "data")),
         read_timeout=read_timeout,
-        expected_timeout=float,
     )
 
 
-def sqs_backend(*, endpoint_url: str | None) -> QueueBackend:
+def sqs_queue_target(*, endpoint_url: str | None) -> QueueTarget:
+    """SQS at ``endpoint_url`` (None: wherever boto3 points, e.g. moto's ``mock_aws``)."""
+    import boto3
+    from botocore.config import Config
+
+    from ...queues.sqs import SQSQueueEndpointResourceDelegate
+
     client = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint_url)
+    fast_fail = Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=2)
     delegate = SQSQueueEndpointResourceDelegate(
         region="us-east-1",
         profile="default",
@@ -293,25 +338,24 @@ def sqs_backend(*, endpoint_url: str | None) -> QueueBackend:
         attributes = client.get_queue_attributes(QueueUrl=url(name), AttributeNames=["VisibilityTimeout"])
         return float(attributes["Attributes"]["VisibilityTimeout"])
 
-    return QueueBackend(
+    return QueueTarget(
         name="sqs",
         delegate=delegate,
         put_messages=put,
         unreachable=lambda: SQSQueueEndpointResourceDelegate(
-            region="us-east-1", endpoint_url=f"http://127.0.0.1:{closed_port()}", client_config=FAST_FAIL
+            region="us-east-1", endpoint_url=f"http://127.0.0.1:{closed_port()}", client_config=fast_fail
         ),
         read_timeout=read_timeout,
-        expected_timeout=float,
         take_in_flight=take,
-        reports_in_flight=True,
-        keeps_labels=False,  # the tag template carries id, name and creator only
-        has_urls=True,
     )
 
 
-def redis_backend(
+def redis_queue_target(
     *, async_client: Any, kombu_connection: kombu.Connection, unreachable: Callable[[], Any], stack: ExitStack
-) -> QueueBackend:
+) -> QueueTarget:
+    """Redis lists read by the delegate through ``async_client``, written and held by real kombu."""
+    from ...queues.redis import META_SUFFIX, RedisQueueEndpointResourceDelegate
+
     async def put(name: str, count: int) -> None:
         await asyncio.to_thread(kombu_put, kombu_connection, name, count)
 
@@ -322,19 +366,23 @@ def redis_backend(
         value = await async_client.hget(name + META_SUFFIX, "queue_message_timeout_seconds")
         return float(value)
 
-    return QueueBackend(
+    return QueueTarget(
         name="redis",
         delegate=RedisQueueEndpointResourceDelegate(async_client),
         put_messages=put,
         unreachable=lambda: RedisQueueEndpointResourceDelegate(unreachable()),
         read_timeout=read_timeout,
-        expected_timeout=float,
         take_in_flight=take,
-        reports_in_flight=True,
     )
 
 
-def servicebus_backend() -> QueueBackend:
+def servicebus_queue_target() -> QueueTarget:
+    """Service Bus through the SDK-boundary fake (`model_engine_infra.testing.servicebus`)."""
+    from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode
+
+    from ...queues.servicebus import ServiceBusQueueEndpointResourceDelegate
+    from ..servicebus import FakeServiceBusNamespace
+
     namespace = FakeServiceBusNamespace("contract-ns", max_receive_wait=0.5)
     client = namespace.client()
     held: list[Any] = []
@@ -356,60 +404,11 @@ def servicebus_backend() -> QueueBackend:
         down.faults.unreachable = True
         return ServiceBusQueueEndpointResourceDelegate(down.name, admin_client=down.admin_client())
 
-    return QueueBackend(
+    return QueueTarget(
         name="servicebus",
         delegate=ServiceBusQueueEndpointResourceDelegate(namespace.name, admin_client=namespace.admin_client()),
         put_messages=put,
         unreachable=unreachable,
         read_timeout=read_timeout,
-        expected_timeout=lambda seconds: float(min(seconds, 300)),  # the service's cap on lock_duration
         take_in_flight=take,
-        reports_in_flight=False,  # the service does not report locked messages
     )
-
-
-@pytest.fixture
-def fake_redis_server(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeServer:
-    """A fakeredis server that real kombu (sync) and the delegate (asyncio) both talk to."""
-    server = fakeredis.FakeServer()
-
-    class SharedConnection(fakeredis.FakeRedisConnection):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["server"] = server
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(kombu.transport.redis.Channel, "connection_class", SharedConnection)
-    return server
-
-
-def _unreachable_fake_redis() -> Any:
-    down = fakeredis.FakeServer()
-    down.connected = False
-    return fakeredis.FakeAsyncRedis(server=down)
-
-
-@pytest.fixture(params=["local", "sqs", "redis", "servicebus"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueBackend]:
-    with ExitStack() as stack:
-        if request.param == "local":
-            built = local_backend(tmp_path)
-        elif request.param == "sqs":
-            stack.enter_context(mock_aws())
-            built = sqs_backend(endpoint_url=None)
-        elif request.param == "redis":
-            server = request.getfixturevalue("fake_redis_server")
-            async_client = fakeredis.FakeAsyncRedis(server=server)
-            built = redis_backend(
-                async_client=async_client,
-                kombu_connection=kombu.Connection("redis://fake-redis:6379/0"),
-                unreachable=_unreachable_fake_redis,
-                stack=stack,
-            )
-        else:
-            built = servicebus_backend()
-        yield built
-        await built.delegate.close()
-
-
-class TestQueueDelegateContract(QueueDelegateContract):
-    """The contract on in-process brokers."""

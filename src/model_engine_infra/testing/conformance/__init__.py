@@ -57,7 +57,20 @@ _EXPORTS = {
     "RegistryTarget": "images",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DockerRepositoryConformance",
+    "QueueDelegateConformance",
+    "QueueTarget",
+    "RedisConnectionConformance",
+    "RedisTarget",
+    "RegistryTarget",
+    "SecretStoreConformance",
+    "SecretTarget",
+    "StoreConformance",
+    "StoreTarget",
+    "TaskQueueConformance",
+    "TaskQueueTarget",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -19,15 +19,12 @@ from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
 from ...errors import BrokerUnavailableError, InvalidQueueNameError, QueueNotFoundError
 from ...queues.base import QUEUE_NAME_PREFIX, QueueEndpointResourceDelegate, QueueInfo
-
-if TYPE_CHECKING:
-    import kombu
 
 LABELS = {"team": "ml", "product": "demo"}
 CREATOR = "alice"
@@ -245,14 +242,16 @@ TAG_TEMPLATE = """{
 }"""
 
 
-def _kombu_queue(name: str) -> kombu.Queue:
+def _kombu_queue(name: str) -> Any:
     """How Celery declares a queue it routes to by name: a direct exchange of the same name."""
-    import kombu
+    from kombu.entity import Exchange, Queue
 
-    return kombu.Queue(name, kombu.Exchange(name, type="direct"), routing_key=name)
+    exchange: Any = Exchange
+    queue: Any = Queue
+    return queue(name, exchange(name, type="direct"), routing_key=name)
 
 
-def kombu_put(connection: kombu.Connection, name: str, count: int) -> None:
+def kombu_put(connection: Any, name: str, count: int) -> None:
     queue = _kombu_queue(name)
     with connection.clone() as conn:
         producer = conn.Producer()
@@ -260,7 +259,7 @@ def kombu_put(connection: kombu.Connection, name: str, count: int) -> None:
             producer.publish({"n": i}, exchange=queue.exchange, routing_key=name, declare=[queue])
 
 
-def kombu_hold_unacked(connection: kombu.Connection, name: str, count: int, stack: ExitStack) -> None:
+def kombu_hold_unacked(connection: Any, name: str, count: int, stack: ExitStack) -> None:
     """Fetch ``count`` messages without acking them; the connection stays open until ``stack`` closes."""
     conn = stack.enter_context(connection.clone())
     channel = conn.channel()
@@ -270,13 +269,13 @@ def kombu_hold_unacked(connection: kombu.Connection, name: str, count: int, stac
 
 
 def local_queue_target(tmp_path: Path) -> QueueTarget:
-    import kombu
+    from kombu.connection import Connection
 
     from ...queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
 
     paths = broker_paths_for(tmp_path / "data")
     options = {k: v for k, v in paths.items() if k != "meta_folder"}
-    connection = kombu.Connection("filesystem://", transport_options=options)
+    connection: Any = Connection("filesystem://", transport_options=options)  # type: ignore[no-untyped-call]
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
 
@@ -351,7 +350,7 @@ def sqs_queue_target(*, endpoint_url: str | None) -> QueueTarget:
 
 
 def redis_queue_target(
-    *, async_client: Any, kombu_connection: kombu.Connection, unreachable: Callable[[], Any], stack: ExitStack
+    *, async_client: Any, kombu_connection: Any, unreachable: Callable[[], Any], stack: ExitStack
 ) -> QueueTarget:
     """Redis lists read by the delegate through ``async_client``, written and held by real kombu."""
     from ...queues.redis import META_SUFFIX, RedisQueueEndpointResourceDelegate
@@ -397,7 +396,8 @@ def servicebus_queue_target() -> QueueTarget:
         assert len(receiver.receive_messages(max_message_count=count, max_wait_time=1)) == count
 
     async def read_timeout(name: str) -> float | None:
-        return float(namespace.admin_client().get_queue(name).lock_duration.total_seconds())
+        duration: Any = namespace.admin_client().get_queue(name).lock_duration
+        return float(duration.total_seconds())
 
     def unreachable() -> QueueEndpointResourceDelegate:
         down = FakeServiceBusNamespace("down-ns")

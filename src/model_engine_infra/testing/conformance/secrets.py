@@ -27,7 +27,7 @@ from ...secrets.base import SecretStore
 class SecretTarget:
     store: SecretStore
     #: create or update a secret's value, behind the store's back
-    put: Callable[[str, str], None]
+    put: Callable[[str, str], object]
     name: str = "secret store"
 
 

@@ -225,7 +225,11 @@ class StoreConformance:
             assert stream.read() == b"version 2, longer"
 
     def test_failed_or_abandoned_write_leaves_no_object(self, store_target: StoreTarget) -> None:
-        failed, dropped, small = store_target.uri("failed.bin"), store_target.uri("dropped.bin"), store_target.uri("small.txt")
+        failed, dropped, small = (
+            store_target.uri("failed.bin"),
+            store_target.uri("dropped.bin"),
+            store_target.uri("small.txt"),
+        )
         with pytest.raises(RuntimeError):
             write_then_fail(store_target, failed)
         stream = store_target.fs.open(dropped, "wb")

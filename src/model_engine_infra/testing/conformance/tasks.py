@@ -1,61 +1,52 @@
-"""One contract for every `TaskQueueGateway` broker: local, Service Bus, Redis and SQS.
+"""Conformance for Celery brokers, through the task-queue gateway (`CeleryTaskQueueGateway`).
 
-`TaskQueueContract` holds the tests; a module runs them by subclassing it next to a ``backend``
-fixture that yields a `TaskQueueBackend`. Here every broker runs in this process: kombu's
-filesystem transport, the Service Bus SDK-boundary fake, fakeredis driven by real kombu and
-Celery's Redis result backend, and SQS + S3 results on moto's ``mock_aws``.
-integration/test_task_queue_servers.py runs the same class on redis-server and the moto server.
+Subclass `TaskQueueConformance`, set ``max_message_bytes``, and provide a ``task_queue_target``
+fixture returning a `TaskQueueTarget`: a gateway on the broker, the matching queue delegate (messages
+are counted with it, never through the gateway, so the counts check what the broker really holds), a
+worker-side Celery app on the same broker and result backend, and a gateway that cannot reach it.
+Round trips run a real Celery worker in a thread without the event loop (``use_eventloop=False``).
 
-Messages are counted with the matching queue delegate (never through the gateway), so the counts
-check what the broker really holds. Round trips run a real Celery worker in a thread, without
-the event loop (``use_eventloop=False``): fakeredis has no socket to poll and in-process moto
-cannot answer kombu's pycurl SQS client; worker *processes* on real servers, with the event loop,
-are integration/test_celery_roundtrip.py.
-
-Documented limits asserted here: 256 KiB on SQS and 256 KB (Standard tier) on Service Bus,
-counted after each transport's encoding; none on Redis (512 MB per value, never met first) nor on
-the filesystem broker.
+The second half builds targets for the project's own brokers (kombu's filesystem transport, Service
+Bus through its SDK-boundary fake, Redis, SQS with S3 results). Documented limits: 256 KiB on SQS and
+256 KB (Standard tier) on Service Bus, counted after each transport's encoding; none on Redis (512 MB
+per value, never met first) nor on the filesystem broker.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from unittest import mock
 
-import fakeredis
 import pytest
-import redis.asyncio
-from kombu.connection import Connection
 
-from model_engine_infra.config import InfraConfig
-from model_engine_infra.errors import BrokerUnavailableError, MessageTooLargeError
-from model_engine_infra.queues.base import QueueEndpointResourceDelegate
-from model_engine_infra.tasks import TaskStatus
-from model_engine_infra.tasks.demo_tasks import FAIL, PREDICT
-from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
-from model_engine_infra.tasks.worker import worker_app
+from ...config.model import InfraConfig
+from ...errors import BrokerUnavailableError, MessageTooLargeError
+from ...queues.base import QueueEndpointResourceDelegate
+from ...tasks.base import TaskStatus
 
 if TYPE_CHECKING:
     from celery import Celery
 
+    from ...tasks.gateway import CeleryTaskQueueGateway
+
 KIB = 1024
 WORKER_DRAIN_SECONDS = 0.2
 UNREACHABLE_SECONDS = 10.0  # the retry policy gives up in ~1 s; a hang would be the bug
+PREDICT = "model_engine_infra.demo.predict"  # tasks.demo_tasks, registered by the worker apps
+FAIL = "model_engine_infra.demo.fail"
 
 
 @dataclass
-class TaskQueueBackend:
-    """A gateway plus what the contract needs to check it."""
+class TaskQueueTarget:
+    """A gateway plus what the suite needs to check it."""
 
-    name: str
     config: InfraConfig
     gateway: CeleryTaskQueueGateway
     #: counts messages in the broker the gateway sends to
@@ -64,11 +55,7 @@ class TaskQueueBackend:
     worker_app: Callable[[], Celery]
     #: a gateway for the same broker kind that cannot reach it
     unreachable: Callable[[], CeleryTaskQueueGateway]
-    #: the broker's documented payload limit after encoding (None: no limit a task meets first)
-    max_message_bytes: int | None
-
-
-# --- helpers shared with integration/test_celery_roundtrip.py ----------------------------------------
+    name: str = "task queue"
 
 
 def new_endpoint_id() -> str:
@@ -122,6 +109,7 @@ def check_roundtrip(gateway: CeleryTaskQueueGateway, queue: str) -> list[str]:
 def worker_thread(app: Celery, queue: str) -> Iterator[Any]:
     """A real Celery worker (solo pool, no event loop) consuming ``queue`` in a thread of this process."""
     from celery.contrib.testing.worker import start_worker
+    from kombu.connection import Connection
 
     real_drain: Any = Connection.drain_events
 
@@ -145,12 +133,15 @@ async def message_count(delegate: QueueEndpointResourceDelegate, endpoint_id: st
     return (await delegate.get_queue_attributes(endpoint_id)).approximate_message_count
 
 
-class TaskQueueContract:
-    """The contract every broker meets; subclass it next to a ``backend`` fixture."""
+class TaskQueueConformance:
+    """The contract every Celery broker keeps through the task-queue gateway; provide ``task_queue_target``."""
 
-    async def _queue(self, backend: TaskQueueBackend) -> tuple[str, str]:
+    #: the broker's documented payload limit after encoding, in bytes (None: no limit a task meets first)
+    max_message_bytes: ClassVar[int | None] = None
+
+    async def _queue(self, task_queue_target: TaskQueueTarget) -> tuple[str, str]:
         endpoint_id = new_endpoint_id()
-        info = await backend.delegate.create_queue_if_not_exists(
+        info = await task_queue_target.delegate.create_queue_if_not_exists(
             endpoint_id=endpoint_id,
             endpoint_name=f"contract {endpoint_id}",
             endpoint_created_by="contract",
@@ -159,55 +150,61 @@ class TaskQueueContract:
         )
         return endpoint_id, info.queue_name
 
-    async def test_send_returns_an_id_and_the_message_is_queued(self, backend: TaskQueueBackend) -> None:
-        endpoint_id, queue = await self._queue(backend)
-        first = backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "a"}], kwargs={"sleep_seconds": 0})
-        second = backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "b"}], expires=600)
+    @pytest.mark.asyncio
+    async def test_send_returns_an_id_and_the_message_is_queued(self, task_queue_target: TaskQueueTarget) -> None:
+        endpoint_id, queue = await self._queue(task_queue_target)
+        first = task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "a"}], kwargs={"sleep_seconds": 0})
+        second = task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "b"}], expires=600)
         assert isinstance(first.task_id, str)
         assert first.task_id
         assert first.task_id != second.task_id
-        assert await message_count(backend.delegate, endpoint_id) == 2
+        assert await message_count(task_queue_target.delegate, endpoint_id) == 2
 
-    def test_unknown_task_is_pending(self, backend: TaskQueueBackend) -> None:
-        state = backend.gateway.get_task(str(uuid.uuid4()))
+    def test_unknown_task_is_pending(self, task_queue_target: TaskQueueTarget) -> None:
+        state = task_queue_target.gateway.get_task(str(uuid.uuid4()))
         assert state.status is TaskStatus.PENDING
         assert state.result is None
         assert state.traceback is None
 
-    async def test_round_trip_through_a_worker(self, backend: TaskQueueBackend) -> None:
-        endpoint_id, queue = await self._queue(backend)
-        with worker_thread(backend.worker_app(), queue):
-            check_roundtrip(backend.gateway, queue)
+    @pytest.mark.asyncio
+    async def test_round_trip_through_a_worker(self, task_queue_target: TaskQueueTarget) -> None:
+        endpoint_id, queue = await self._queue(task_queue_target)
+        with worker_thread(task_queue_target.worker_app(), queue):
+            check_roundtrip(task_queue_target.gateway, queue)
             deadline = time.monotonic() + 10  # the ack follows the stored result by a moment
-            while await message_count(backend.delegate, endpoint_id) != 0:
+            while await message_count(task_queue_target.delegate, endpoint_id) != 0:
                 assert time.monotonic() < deadline, "the worker did not acknowledge every message"
                 time.sleep(0.05)
 
-    async def test_limit_is_the_documented_one(self, backend: TaskQueueBackend) -> None:
-        assert backend.gateway.max_message_bytes == backend.max_message_bytes
-        endpoint_id, queue = await self._queue(backend)
+    @pytest.mark.asyncio
+    async def test_limit_is_the_documented_one(self, task_queue_target: TaskQueueTarget) -> None:
+        assert task_queue_target.gateway.max_message_bytes == self.max_message_bytes
+        endpoint_id, queue = await self._queue(task_queue_target)
         # a quarter of the limit (or 64 KiB) of JSON fits on every broker, whatever its encoding
-        fits = (backend.max_message_bytes or 256 * KIB) // 4
-        backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * fits}])
-        assert await message_count(backend.delegate, endpoint_id) == 1
+        fits = (self.max_message_bytes or 256 * KIB) // 4
+        task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * fits}])
+        assert await message_count(task_queue_target.delegate, endpoint_id) == 1
 
-    async def test_payload_over_the_limit(self, backend: TaskQueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_payload_over_the_limit(self, task_queue_target: TaskQueueTarget) -> None:
         """Over the limit: refused before any connection; without one, 300 KB (over SQS's and Service Bus's) goes."""
-        endpoint_id, queue = await self._queue(backend)
-        limit = backend.max_message_bytes
+        endpoint_id, queue = await self._queue(task_queue_target)
+        limit = self.max_message_bytes
         if limit is None:
-            backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * 300_000}])
-            assert await message_count(backend.delegate, endpoint_id) == 1
+            task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * 300_000}])
+            assert await message_count(task_queue_target.delegate, endpoint_id) == 1
             return
-        gateway = backend.gateway
+        gateway = task_queue_target.gateway
         no_connection(gateway)
         with pytest.raises(MessageTooLargeError, match=f"over its limit of {limit} bytes") as err:
             gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * (limit + 1)}])
         assert queue in str(err.value)
-        assert await message_count(backend.delegate, endpoint_id) == 0
+        assert await message_count(task_queue_target.delegate, endpoint_id) == 0
 
-    def test_unreachable_broker_raises_broker_unavailable_in_bounded_time(self, backend: TaskQueueBackend) -> None:
-        gateway = backend.unreachable()
+    def test_unreachable_broker_raises_broker_unavailable_in_bounded_time(
+        self, task_queue_target: TaskQueueTarget
+    ) -> None:
+        gateway = task_queue_target.unreachable()
         try:
             started = time.monotonic()
             with pytest.raises(BrokerUnavailableError, match="the task was not sent") as err:
@@ -217,17 +214,35 @@ class TaskQueueContract:
         finally:
             gateway.close()
 
-    def test_close_is_idempotent(self, backend: TaskQueueBackend) -> None:
-        backend.gateway.send_task(PREDICT, "launch-endpoint-id-" + new_endpoint_id(), args=[1])
-        backend.gateway.close()
-        backend.gateway.close()
+    def test_close_is_idempotent(self, task_queue_target: TaskQueueTarget) -> None:
+        task_queue_target.gateway.send_task(PREDICT, "launch-endpoint-id-" + new_endpoint_id(), args=[1])
+        task_queue_target.gateway.close()
+        task_queue_target.gateway.close()
 
 
-# --- in-process backends -------------------------------------------------------------------------------
+# --- the project's own brokers: flags and target builders ------------------------------------------------
 
 
-def local_backend(tmp_path: Path) -> TaskQueueBackend:
-    from model_engine_infra.queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
+class LocalTaskQueueConformance(TaskQueueConformance):
+    """kombu's filesystem broker: no size limit."""
+
+
+class ServiceBusTaskQueueConformance(TaskQueueConformance):
+    max_message_bytes = 256 * KIB  # Standard tier
+
+
+class RedisTaskQueueConformance(TaskQueueConformance):
+    """Redis: 512 MB per value, never met first."""
+
+
+class SQSTaskQueueConformance(TaskQueueConformance):
+    max_message_bytes = 256 * KIB
+
+
+def local_task_queue_target(tmp_path: Path) -> TaskQueueTarget:
+    from ...queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
 
     config = InfraConfig(cloud_provider="local", local_data_dir=str(tmp_path / "data"))
 
@@ -240,21 +255,22 @@ def local_backend(tmp_path: Path) -> TaskQueueBackend:
         queue.write_text("")
         return gateway
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="local",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config),
         delegate=LocalQueueEndpointResourceDelegate(broker_paths_for(config.local_data_dir)),
         worker_app=lambda: worker_app(config),
         unreachable=unreachable,
-        max_message_bytes=None,
     )
 
 
-def servicebus_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQueueBackend:
+def servicebus_task_queue_target(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQueueTarget:
     """Service Bus through the SDK-boundary fake (no emulator exists); results in files."""
-    from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
-    from model_engine_infra.testing.servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
+    from ...queues.servicebus import ServiceBusQueueEndpointResourceDelegate
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
+    from ..servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
 
     namespace = FakeServiceBusNamespace("contract-ns", max_receive_wait=0.05)
     stack.enter_context(patch_kombu_servicebus(namespace))
@@ -270,7 +286,7 @@ def servicebus_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> Tas
         app.conf.broker_transport_options = {**app.conf.broker_transport_options, "polling_interval": 0.05}
         return app
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="servicebus",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config),
@@ -280,35 +296,37 @@ def servicebus_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> Tas
         unreachable=lambda: CeleryTaskQueueGateway.from_config(
             config.model_copy(update={"servicebus_namespace": "down-ns"})
         ),
-        max_message_bytes=256 * KIB,
     )
 
 
-def redis_backend(*, url: str, async_client: Any, unreachable_url: str) -> TaskQueueBackend:
+def redis_task_queue_target(*, url: str, async_client: Any, unreachable_url: str) -> TaskQueueTarget:
     """The Redis broker (onprem: 24 h visibility) with Redis results, at ``url``."""
-    from model_engine_infra.queues.redis import RedisQueueEndpointResourceDelegate
+    from ...queues.redis import RedisQueueEndpointResourceDelegate
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
 
     config = InfraConfig(cloud_provider="onprem", celery_backend_protocol="redis")
 
     def make_worker_app() -> Celery:
         return worker_app(config, redis=url, broker_transport_options={"polling_interval": 0.05})
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="redis",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config, redis=url),
         delegate=RedisQueueEndpointResourceDelegate(async_client),
         worker_app=make_worker_app,
         unreachable=lambda: CeleryTaskQueueGateway.from_config(config, redis=unreachable_url),
-        max_message_bytes=None,
     )
 
 
-def sqs_backend(*, endpoint_url: str | None, bucket: str) -> TaskQueueBackend:
+def sqs_task_queue_target(*, endpoint_url: str | None, bucket: str) -> TaskQueueTarget:
     """SQS with S3 results (the aws defaults); ``endpoint_url`` None means in-process moto."""
     import boto3
 
-    from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
+    from ...queues.sqs import SQSQueueEndpointResourceDelegate
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
 
     boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint_url).create_bucket(Bucket=bucket)
     config = InfraConfig(
@@ -321,7 +339,7 @@ def sqs_backend(*, endpoint_url: str | None, bucket: str) -> TaskQueueBackend:
     # a worker without long polling: a 20 s receive would hold its shutdown
     worker_options: dict[str, Any] = {"region": "us-east-1", "wait_time_seconds": 0, "polling_interval": 0.1}
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="sqs",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config, sqs_endpoint_url=endpoint_url),
@@ -332,49 +350,4 @@ def sqs_backend(*, endpoint_url: str | None, bucket: str) -> TaskQueueBackend:
             sqs_endpoint_url=f"http://127.0.0.1:{closed_port()}",
             broker_transport_options={"region": "us-east-1", "client-config": {"retries": {"max_attempts": 1}}},
         ),
-        max_message_bytes=256 * KIB,
     )
-
-
-@pytest.fixture
-def fake_redis_url() -> Iterator[str]:
-    """fakeredis behind a real socket in this process, so kombu's poller, Celery's Redis backend and
-    the asyncio delegate all reach it as they reach a server (Lua, which kombu's worker uses, needs lupa)."""
-    server = fakeredis.TcpFakeServer(("127.0.0.1", 0), server_type="redis")
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fakeredis-tcp", daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"redis://{host!s}:{port}/0"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture(params=["local", "servicebus", "redis", "sqs"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskQueueBackend]:
-    async with AsyncExitStack() as stack:
-        if request.param == "local":
-            built = local_backend(tmp_path)
-        elif request.param == "servicebus":
-            built = servicebus_backend(tmp_path, stack)
-        elif request.param == "redis":
-            url = request.getfixturevalue("fake_redis_url")
-            async_client = redis.asyncio.Redis.from_url(url)
-            stack.push_async_callback(async_client.aclose)
-            built = redis_backend(
-                url=url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{closed_port()}/0"
-            )
-        else:
-            from moto import mock_aws
-
-            stack.enter_context(mock_aws())
-            built = sqs_backend(endpoint_url=None, bucket="contract-results")
-        yield built
-        built.gateway.close()
-        await built.delegate.close()
-
-
-class TestTaskQueueContract(TaskQueueContract):
-    """The contract on in-process brokers."""

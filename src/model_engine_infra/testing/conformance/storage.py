@@ -213,6 +213,52 @@ class StoreConformance:
         with pytest.raises(ValueError, match="mode"):
             store_target.fs.open(store_target.uri("x"), "a")
 
+    # --- parallel uploads ------------------------------------------------------------------------
+    def test_upload_files_round_trip(self, store_target: StoreTarget, tmp_path: Path, out: Path) -> None:
+        local = tmp_path / "to-upload"
+        blobs = {f"shard-{i:02d}.bin": os.urandom(1000 + i) for i in range(12)}
+        blobs.update({"nested/dir with space/ünï €.json": b'{"a": 1}', "empty.bin": b"", "big/multi.bin": MULTI_CHUNK})
+        for name, data in blobs.items():
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(data)
+        (local / "link.bin").symlink_to(local / "empty.bin")  # links are skipped, as rclone does
+        seen: list[int] = []
+        target = store_target.uri("uploaded")
+        uris = store_target.artifacts.upload_files(local, target, max_concurrency=4, progress=seen.append)
+        assert sorted(uris) == sorted(store_target.uri(f"uploaded/{name}") for name in blobs)
+        assert sum(seen) == sum(len(data) for data in blobs.values())
+        assert sorted(o.key for o in store_target.artifacts.list_objects(target)) == sorted(blobs)
+        store_target.artifacts.download_files(target, out)
+        assert files_under(out) == sorted(blobs)
+        for name, data in blobs.items():
+            assert (out / name).read_bytes() == data, name
+
+    def test_upload_a_single_file_to_a_name_or_into_a_folder(self, store_target: StoreTarget, tmp_path: Path) -> None:
+        source = tmp_path / "weights.bin"
+        source.write_bytes(b"w" * 5000)
+        named = store_target.uri("one/renamed.bin")
+        assert store_target.artifacts.upload_files(source, named) == [named]
+        into = store_target.uri("two") + "/"
+        assert store_target.artifacts.upload_files(source, into) == [store_target.uri("two/weights.bin")]
+        for uri in (named, store_target.uri("two/weights.bin")):
+            with store_target.fs.open(uri, "rb") as stream:
+                assert stream.read() == b"w" * 5000
+        with pytest.raises(ObjectNotFoundError, match="nothing to upload"):
+            store_target.artifacts.upload_files(tmp_path / "missing", named)
+
+    def test_failed_upload_leaves_no_object(self, store_target: StoreTarget, tmp_path: Path) -> None:
+        source = tmp_path / "big.bin"
+        source.write_bytes(MULTI_CHUNK)
+        uri = store_target.uri("failed/big.bin")
+
+        def fail(_: int) -> None:
+            raise RuntimeError("stop the upload")
+
+        with pytest.raises(RuntimeError, match="stop the upload"):
+            store_target.artifacts.upload_files(source, uri, max_concurrency=2, progress=fail)
+        assert store_target.fs.exists(uri) is False
+        assert store_target.fs.list(store_target.uri("failed")) == []
+
     # --- writes: overwrite, failure, abandonment -------------------------------------------------
     def test_overwrite_replaces_and_failed_write_keeps_old(self, store_target: StoreTarget) -> None:
         uri = write(store_target, "cfg.json", b"version 1")

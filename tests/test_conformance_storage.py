@@ -25,7 +25,6 @@ class TestLocalFileURIs(StoreConformance):
     @pytest.fixture
     def store_target(self, tmp_path: Path) -> Iterator[StoreTarget]:
         target = local_store_target(tmp_path, "file")
-        target.foreign_uri = "s3://bucket/x"
         yield target
         target.infra.close()
 
@@ -34,7 +33,6 @@ class TestLocalPaths(StoreConformance):
     @pytest.fixture
     def store_target(self, tmp_path: Path) -> Iterator[StoreTarget]:
         target = local_store_target(tmp_path, "path")
-        target.foreign_uri = "s3://bucket/x"
         yield target
         target.infra.close()
 

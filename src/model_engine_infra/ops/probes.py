@@ -152,41 +152,21 @@ def check_config(
 # --- dependencies ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SdkMinimum:
-    """An SDK version below which a broker misbehaves in a way no test of ours would show."""
-
-    package: str
-    minimum: tuple[int, ...]
-    why: str
-    extra: str
-
-
-SDK_MINIMUMS: dict[str, SdkMinimum] = {
-    "servicebus": SdkMinimum(
-        "azure-servicebus",
-        (7, 14, 3),
-        "whose idle-connection regression (azure-sdk-for-python#34212) causes 503s after idle periods",
-        extra="azure",
-    ),
-}
-
-
 def check_dependencies(config: InfraConfig) -> str:
-    """The selected broker's SDK is installed and recent enough (offline)."""
+    """The selected broker's SDK is installed and recent enough (offline); the broker declares the minimum."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from ..tasks.broker import broker_type_for
+    from ..brokers import broker_for
 
-    need = SDK_MINIMUMS.get(broker_type_for(config).value)
-    if need is None:
+    unit = broker_for(config)
+    need = unit.sdk_minimum if unit is not None else None
+    if unit is None or need is None:
         raise Skip("no version-sensitive SDK for this broker")
+    install = f"pip install 'model-engine-infra[{unit.extras[0]}]'" if unit.extras else f"pip install {need.package}"
     try:
         found = version(need.package)
     except PackageNotFoundError:
-        raise ProbeFailed(
-            f"{need.package} is not installed", fix=f"pip install 'model-engine-infra[{need.extra}]'"
-        ) from None
+        raise ProbeFailed(f"{need.package} is not installed", fix=install) from None
     wanted = ".".join(map(str, need.minimum))
     if version_tuple(found) < need.minimum:
         raise ProbeFailed(f"{need.package} {found} is older than {wanted}, {need.why}", fix=f"upgrade it to {wanted}+")
@@ -234,17 +214,13 @@ def check_broker(ctx: ProbeContext) -> str:
 
 
 def broker_fix(config: InfraConfig) -> str:
-    from ..tasks.broker import broker_type_for
+    """The broker choice, the keys the selected broker reads, and the permission it needs."""
+    from ..brokers import broker_for
 
-    keys = {
-        "sqs": "default_region (and sqs_endpoint_url, the SQS templates)",
-        "servicebus": "servicebus_namespace (SERVICEBUS_NAMESPACE) and the identity's access to it",
-        "redis": "the Redis keys (redis_host/REDIS_HOST or a cache_redis_* URL)",
-        "redis_24h": "the Redis keys (redis_host/REDIS_HOST or a cache_redis_* URL)",
-        "local": "local_data_dir",
-    }.get(broker_type_for(config).value, "the broker's keys")
+    unit = broker_for(config)
+    keys = f"the keys the {unit.label} broker reads ({', '.join(unit.keys)})" if unit and unit.keys else "its keys"
     return (
-        f"check the broker choice (celeryBrokerType, celery_broker_type_redis), {keys}, "
+        f"check the broker choice (broker, celeryBrokerType, celery_broker_type_redis), {keys}, "
         "and that this identity may create queues"
     )
 

@@ -41,7 +41,7 @@ class StoreTarget:
     put_raw: Callable[[str, bytes], None]  # (key relative to root, bytes)
     hostile_keys: tuple[str, ...] = HOSTILE_KEYS  # the escaping keys this store can hold
     put_headers: dict[str, str] = field(default_factory=dict)  # what a signed PUT needs (Azure blob type)
-    foreign_uri: str = "gs://elsewhere/x"  # a URI this store cannot serve
+    foreign_uri: str = "nosuch://elsewhere/x"  # a URI no store serves (every installed scheme is served)
 
     def uri(self, relative: str) -> str:
         if self.root.startswith("file:"):  # file URIs are percent-encoded; object keys are not

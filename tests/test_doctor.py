@@ -272,3 +272,19 @@ def test_cli_doctor_shows_the_fix(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["doctor", "--config", str(path)], env={"COLUMNS": "400"})
     assert result.exit_code == 1, result.output
     assert "Fix: check that cache_redis_onprem_url points at a reachable Redis server" in result.output
+
+
+def test_inside_a_cluster_an_unchosen_local_provider_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_engine_infra.doctor import diagnose
+
+    monkeypatch.chdir(tmp_path)
+    report = diagnose(None, env={"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, timeout=30)
+    assert [r.name for r in report.results] == ["config"]  # nothing else is judged against the wrong cloud
+    config = report.result("config")
+    assert config.verdict == "fail"
+    assert "KUBERNETES_SERVICE_HOST" in config.message
+    assert "ML_INFRA_SERVICES_CONFIG_PATH" in config.message
+    assert report.provider == "local"
+    assert report.exit_code == 1
+    chosen = diagnose(None, env={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "local"})
+    assert chosen.result("config").verdict == "ok"  # local on purpose is fine

@@ -149,13 +149,14 @@ class Doctor:
 
     # --- config ------------------------------------------------------------------------------------
     def _config_check(self) -> InfraConfig | None:
+        """`probes.check_config`; on an error the run stops there (nothing else can be judged)."""
         started = time.perf_counter()
         check = probes.check_config(self.source, env=self.env)
         self._describe_sources(check.config)
         verdict, message = check.verdict()
         fix = "correct the key named above, in the file or variable named" if check.errors else None
         self._add(CheckResult("config", verdict, message, fix, time.perf_counter() - started))
-        return check.config
+        return None if check.errors else check.config
 
     def _describe_sources(self, config: InfraConfig | None) -> None:
         report = self.report

@@ -125,28 +125,58 @@ class ConfigCheck:
         return ("fail" if any(f["severity"] == "high" for f in serious) else "warn"), message
 
 
+IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
+IMPLICIT_LOCAL_FIX = (
+    "point ML_INFRA_SERVICES_CONFIG_PATH (or DEPLOY_SERVICE_CONFIG_PATH) at the deployment's config file, pass "
+    "it explicitly, or set MODEL_ENGINE_INFRA_CLOUD_PROVIDER (to local, if local is meant)"
+)
+
+
 def check_config(
     source: InfraConfig | str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None
 ) -> ConfigCheck:
-    """Load (unless given an `InfraConfig`) and validate; collect the load warnings and the findings."""
+    """Load (unless given an `InfraConfig`) and validate; collect the load warnings and the findings.
+
+    ``env`` (default: the process environment) is what `load_config` reads, and says whether this
+    runs inside a cluster, where a provider that fell back to local because nothing named one is an
+    error: it would judge the wrong infrastructure.
+    """
     from ..config.findings import Severity
     from ..config.loader import ConfigWarning, load_config
 
+    environ = os.environ if env is None else env
     if isinstance(source, InfraConfig):
-        return ConfigCheck(source, findings=[f.as_dict() for f in source.findings()])
-    check = ConfigCheck(None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConfigWarning)
-        try:
-            check.config = load_config(source, env=env)
-        except ConfigError as err:
-            check.errors.append({"key": err.key, "message": str(err)})
-    for warning in caught:
-        if issubclass(warning.category, ConfigWarning):
-            check.findings.append({"severity": Severity.WARNING.value, "key": "-", "message": str(warning.message)})
+        check = ConfigCheck(source)
+    else:
+        check = ConfigCheck(None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
+            try:
+                check.config = load_config(source, env=environ)
+            except ConfigError as err:
+                check.errors.append({"key": err.key, "message": str(err)})
+        for warning in caught:
+            if issubclass(warning.category, ConfigWarning):
+                check.findings.append({"severity": Severity.WARNING.value, "key": "-", "message": str(warning.message)})
     if check.config is not None:
+        problem = implicit_local_in_cluster(check.config, environ)
+        if problem is not None:
+            check.errors.append(
+                {"key": "cloud_provider", "message": f"cloud_provider: {problem}. Fix: {IMPLICIT_LOCAL_FIX}"}
+            )
         check.findings.extend(f.as_dict() for f in check.config.findings())
     return check
+
+
+def implicit_local_in_cluster(config: InfraConfig, env: Mapping[str, str]) -> str | None:
+    """What is wrong with a local provider nobody chose, inside a Kubernetes cluster; None elsewhere."""
+    if config.cloud_provider != "local" or config.is_set("cloud_provider") or not env.get(IN_CLUSTER_ENV):
+        return None
+    return (
+        "no config file and no cloud_provider, so the provider fell back to local; but this runs inside a "
+        f"Kubernetes cluster ({IN_CLUSTER_ENV} is set), where local is almost certainly not the deployment's "
+        "infrastructure"
+    )
 
 
 # --- dependencies ----------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from model_engine_infra.redis.connection import ManagedRedisConnection
+from model_engine_infra.redis.sources import from_url
 from model_engine_infra.testing.conformance.queues import (
     QueueTarget,
     RedisQueueDelegateConformance,
@@ -46,12 +48,12 @@ class TestSQSOnMotoServer(SQSQueueDelegateConformance):
 class TestRedisOnRedisServer(RedisQueueDelegateConformance):
     @pytest.fixture
     async def queue_target(self, redis_server: RunningServer) -> AsyncIterator[QueueTarget]:
-        async_client = redis.asyncio.Redis.from_url(redis_server.url)
+        managed = ManagedRedisConnection(from_url(redis_server.url, origin="redis_server"))  # one client per loop
         with ExitStack() as stack:
             connection = kombu.Connection(redis_server.url)
             stack.callback(connection.release)
             target = redis_queue_target(
-                async_client=async_client,
+                async_client=managed.async_client,
                 kombu_connection=connection,
                 unreachable=lambda: redis.asyncio.Redis(
                     host="127.0.0.1",
@@ -63,4 +65,4 @@ class TestRedisOnRedisServer(RedisQueueDelegateConformance):
             )
             yield target
             await target.delegate.close()
-        await async_client.aclose()
+        await managed.aclose()

@@ -28,6 +28,7 @@ from model_engine_infra.testing.conformance.queues import (
     servicebus_queue_target,
     sqs_queue_target,
 )
+from model_engine_infra.testing.redis import InMemoryRedisConnection
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ class TestRedisQueueDelegate(RedisQueueDelegateConformance):
     async def queue_target(self, fake_redis_server: fakeredis.FakeServer) -> AsyncIterator[QueueTarget]:
         with ExitStack() as stack:
             target = redis_queue_target(
-                async_client=fakeredis.FakeAsyncRedis(server=fake_redis_server),
+                async_client=InMemoryRedisConnection(fake_redis_server).async_client,  # one client per event loop
                 kombu_connection=kombu.Connection("redis://fake-redis:6379/0"),
                 unreachable=_unreachable_fake_redis,
                 stack=stack,

@@ -22,6 +22,7 @@ from typing import Any
 from ..config.model import InfraConfig
 from ..errors import ProviderUnavailableError
 from ..infra import Infra, build_infra
+from ..redact import redact_text, scrub_exception_chain
 from . import probes
 from .probes import LIVE_PROBES, Probe, ProbeContext, ProbeFailed, Skip, Verdict, Warn
 
@@ -229,9 +230,10 @@ def _outcome(name: str, check: Callable[[], str], fix: str | None, started: floa
         # itself would fail here, so the doctor must too.
         verdict, message = ("fail" if err.extra or err.missing_module else "skip"), str(err)
     except Exception as err:
+        scrub_exception_chain(err)  # an SDK's message may quote a URL with its password
         verdict, message = "fail", f"{type(err).__name__}: {err}"
     shown_fix = (own_fix or fix) if verdict == "fail" else None
-    return CheckResult(name, verdict, message, shown_fix, time.perf_counter() - started)
+    return CheckResult(name, verdict, redact_text(message), shown_fix, time.perf_counter() - started)
 
 
 def _bounded(action: Callable[[], object], seconds: float) -> None:

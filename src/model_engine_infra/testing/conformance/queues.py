@@ -196,6 +196,29 @@ class QueueDelegateConformance:
         assert attributes.endpoint_created_by == (CREATOR if self.keeps_creator else None)
 
     @pytest.mark.asyncio
+    async def test_works_from_any_event_loop(self, queue_target: QueueTarget) -> None:
+        """``asyncio.run`` twice, a loop per thread, and this test's own loop all use one delegate."""
+        delegate = queue_target.delegate
+        endpoint_id = new_endpoint_id()
+        await self._create(queue_target, endpoint_id)
+
+        async def count() -> int:
+            return (await delegate.get_queue_attributes(endpoint_id)).approximate_message_count
+
+        def two_runs() -> list[int]:
+            return [asyncio.run(count()), asyncio.run(count())]
+
+        assert await asyncio.to_thread(two_runs) == [0, 0]
+        assert await asyncio.gather(*(asyncio.to_thread(asyncio.run, count()) for _ in range(3))) == [0, 0, 0]
+        other = new_endpoint_id()
+        await asyncio.to_thread(asyncio.run, self._create(queue_target, other))
+        assert await count() == 0
+        await delegate.delete_queue(other)
+        with pytest.raises(QueueNotFoundError):
+            await asyncio.to_thread(asyncio.run, delegate.get_queue_attributes(other))
+        await delegate.delete_queue(endpoint_id)
+
+    @pytest.mark.asyncio
     async def test_bulk_read_answers_what_single_reads_do(self, queue_target: QueueTarget) -> None:
         ids = [new_endpoint_id() for _ in range(3)]
         for endpoint_id in ids:
@@ -385,8 +408,13 @@ def sqs_queue_target(*, endpoint_url: str | None) -> QueueTarget:
 def redis_queue_target(
     *, async_client: Any, kombu_connection: Any, unreachable: Callable[[], Any], stack: ExitStack
 ) -> QueueTarget:
-    """Redis lists read by the delegate through ``async_client``, written and held by real kombu."""
+    """Redis lists read by the delegate, written and held by real kombu.
+
+    ``async_client`` is a client, or (as `build_delegate` passes) a callable giving the running loop's client.
+    """
     from ...queues.redis import META_SUFFIX, RedisQueueEndpointResourceDelegate
+
+    client_for_loop = async_client if callable(async_client) else (lambda: async_client)
 
     async def put(name: str, count: int) -> None:
         await asyncio.to_thread(kombu_put, kombu_connection, name, count)
@@ -395,7 +423,7 @@ def redis_queue_target(
         await asyncio.to_thread(kombu_hold_unacked, kombu_connection, name, count, stack)
 
     async def read_timeout(name: str) -> float | None:
-        value = await async_client.hget(name + META_SUFFIX, "queue_message_timeout_seconds")
+        value = await client_for_loop().hget(name + META_SUFFIX, "queue_message_timeout_seconds")
         return float(value)
 
     return QueueTarget(

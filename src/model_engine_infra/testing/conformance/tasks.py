@@ -27,7 +27,7 @@ from unittest import mock
 import pytest
 
 from ...config.model import InfraConfig
-from ...errors import BrokerUnavailableError, MessageTooLargeError
+from ...errors import BrokerUnavailableError, InvalidQueueNameError, MessageTooLargeError, QueueNotFoundError
 from ...queues.base import QueueEndpointResourceDelegate
 from ...tasks.base import TaskStatus
 
@@ -138,6 +138,12 @@ class TaskQueueConformance:
 
     #: the broker's documented payload limit after encoding, in bytes (None: no limit a task meets first)
     max_message_bytes: ClassVar[int | None] = None
+    #: names the broker rejects, would rewrite into another name's queue, or keeps for itself (refused, no call)
+    invalid_queue_names: ClassVar[tuple[str, ...]] = ()
+    #: names the broker's rule lets through unchanged
+    valid_queue_names: ClassVar[tuple[str, ...]] = ("q-1", "q_1")
+    #: a word every refusal of a name must contain (the broker's name), if any
+    invalid_name_names_broker: ClassVar[str | None] = None
 
     async def _queue(self, task_queue_target: TaskQueueTarget) -> tuple[str, str]:
         endpoint_id = new_endpoint_id()
@@ -214,10 +220,81 @@ class TaskQueueConformance:
         finally:
             gateway.close()
 
-    def test_close_is_idempotent(self, task_queue_target: TaskQueueTarget) -> None:
-        task_queue_target.gateway.send_task(PREDICT, "launch-endpoint-id-" + new_endpoint_id(), args=[1])
+    @pytest.mark.asyncio
+    async def test_close_is_idempotent(self, task_queue_target: TaskQueueTarget) -> None:
+        _, queue = await self._queue(task_queue_target)
+        task_queue_target.gateway.send_task(PREDICT, queue, args=[1])
         task_queue_target.gateway.close()
         task_queue_target.gateway.close()
+
+    # --- queues that do not exist: never created by a send (docs/queues.md) ---------------------------
+
+    @pytest.mark.asyncio
+    async def test_send_to_a_queue_that_does_not_exist(self, task_queue_target: TaskQueueTarget) -> None:
+        endpoint_id = new_endpoint_id()
+        queue = task_queue_target.delegate.queue_name(endpoint_id)
+        for _ in range(2):  # the first send and the next one alike
+            with pytest.raises(QueueNotFoundError, match="the task was not sent") as err:
+                task_queue_target.gateway.send_task(PREDICT, queue, args=[1])
+            assert queue in str(err.value)
+        with pytest.raises(QueueNotFoundError):  # the send created nothing
+            await task_queue_target.delegate.get_queue_attributes(endpoint_id)
+
+    @pytest.mark.asyncio
+    async def test_send_to_a_deleted_queue(self, task_queue_target: TaskQueueTarget) -> None:
+        endpoint_id, queue = await self._queue(task_queue_target)
+        task_queue_target.gateway.send_task(PREDICT, queue, args=[0])
+        await task_queue_target.delegate.delete_queue(endpoint_id)
+        for _ in range(2):
+            with pytest.raises(QueueNotFoundError, match=queue):
+                task_queue_target.gateway.send_task(PREDICT, queue, args=[1])
+        with pytest.raises(QueueNotFoundError):  # not recreated either
+            await task_queue_target.delegate.get_queue_attributes(endpoint_id)
+        await self._queue_again(task_queue_target, endpoint_id)
+        task_queue_target.gateway.send_task(PREDICT, queue, args=[2])  # created again: sends work again
+        assert await message_count(task_queue_target.delegate, endpoint_id) == 1
+
+    async def _queue_again(self, task_queue_target: TaskQueueTarget, endpoint_id: str) -> None:
+        deadline = time.monotonic() + 90  # SQS refuses to recreate a queue for 60 s after deleting it
+        while True:
+            try:
+                await task_queue_target.delegate.create_queue_if_not_exists(endpoint_id, "again", "contract", {})
+                return
+            except Exception as err:  # QueueError on SQS within the 60 s
+                if time.monotonic() > deadline or "60 s" not in str(err):
+                    raise
+                time.sleep(2)
+
+    def test_queue_declared_by_a_worker_exists(self, task_queue_target: TaskQueueTarget) -> None:
+        """A queue no delegate made (a builder service's queue) exists once a worker consumes it."""
+        queue = "worker-declared-" + new_endpoint_id()
+        with worker_thread(task_queue_target.worker_app(), queue):
+            sent = task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "b a"}])
+            wait_done(task_queue_target.gateway, sent.task_id)
+        assert task_queue_target.gateway.get_task(sent.task_id).status is TaskStatus.SUCCESS
+
+    # --- queue names: the broker's own rules, before any call -----------------------------------------
+
+    def test_invalid_queue_names_make_no_call(self, task_queue_target: TaskQueueTarget) -> None:
+        gateway = task_queue_target.unreachable()  # any call that goes out would fail differently
+        try:
+            no_connection(gateway)
+            for name in (*INVALID_EVERYWHERE, *self.invalid_queue_names):
+                with pytest.raises(InvalidQueueNameError) as err:
+                    gateway.send_task(PREDICT, name, args=[1])
+                assert self.invalid_name_names_broker is None or self.invalid_name_names_broker in str(err.value), name
+        finally:
+            gateway.close()
+
+    def test_valid_names_pass_the_rule(self, task_queue_target: TaskQueueTarget) -> None:
+        from ...queues.names import check_queue_name
+
+        for name in self.valid_queue_names:
+            assert check_queue_name(task_queue_target.gateway.broker.name, name) == name
+
+
+# Names no broker takes: empty, a newline, longer than every broker's limit.
+INVALID_EVERYWHERE = ("", "launch-endpoint-id-x\n", "x" * 300)
 
 
 # --- the project's own brokers: flags and target builders ------------------------------------------------
@@ -226,17 +303,35 @@ class TaskQueueConformance:
 class LocalTaskQueueConformance(TaskQueueConformance):
     """kombu's filesystem broker: no size limit."""
 
+    invalid_queue_names = ("a b", "a/b", ".hidden", "..", "x" * 201)
+    valid_queue_names = ("q-1", "q.1", "Q_1", "x" * 200)
+
 
 class ServiceBusTaskQueueConformance(TaskQueueConformance):
     max_message_bytes = 256 * KIB  # Standard tier
+    invalid_queue_names = ("a b", "Q1", "q:1", "q/1", "-q", "q-", "x" * 261)
+    valid_queue_names = ("q-1", "q.1", "q_1", "x" * 260)
 
 
 class RedisTaskQueueConformance(TaskQueueConformance):
     """Redis: 512 MB per value, never met first."""
 
+    invalid_queue_names = (
+        "unacked",
+        "unacked_index",
+        "unacked_mutex",
+        "_kombu.binding.celery",
+        "q:meta",
+        "celery-task-meta-1",
+    )
+    valid_queue_names = ("q.1", "q:1", "Q 1", "celery", "x" * 255)
+
 
 class SQSTaskQueueConformance(TaskQueueConformance):
     max_message_bytes = 256 * KIB
+    invalid_queue_names = ("a b", "x" * 81, "q.1", "q:1", "q/1", "é", ".fifo", "a.b.fifo")
+    valid_queue_names = ("q-1", "q_1", "Q1", "x" * 80, "jobs.fifo")
+    invalid_name_names_broker = "SQS"
 
 
 def local_task_queue_target(tmp_path: Path) -> TaskQueueTarget:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from ..registry import COMPONENTS, Component, available_providers, extra_installed, get_provider
+from . import exit_codes
+from .options import JsonOption
+from .output import Output, styled
+
+CellT = TypeVar("CellT", str, Text)
 
 MATRIX_HEADER = """# Support matrix
 
@@ -23,10 +27,10 @@ tested against a real cloud account here: "moto server", "Azurite", "fake-gcs-se
 """
 
 
-def matrix_rows(names: Sequence[str], cell: Callable[[Component], str]) -> list[tuple[str, list[str]]]:
+def matrix_rows(names: Sequence[str], cell: Callable[[Component], CellT]) -> list[tuple[str, list[CellT | str]]]:
     """One row per component: ``cell(component)`` for each provider, "—" where it has none."""
     specs = [get_provider(n) for n in names]
-    rows = []
+    rows: list[tuple[str, list[CellT | str]]] = []
     for component in COMPONENTS:
         found = [spec.components.get(component) for spec in specs]
         rows.append((component, ["—" if c is None else cell(c) for c in found]))
@@ -39,10 +43,35 @@ def _markdown_cell(c: Component) -> str:
     return c.backend + extras + tested
 
 
-def _installed_cell(c: Component) -> str:
-    missing = [e for e in c.extras if not extra_installed(e)]
-    mark = "[green]✓[/green]" if not missing else f"[red]✗ pip install 'model-engine-infra[{missing[0]}]'[/red]"
-    return f"{c.backend} {mark}"
+def _installed_cell(c: Component) -> Text:
+    missing = missing_extras(c)
+    if not missing:
+        return Text.assemble(c.backend + " ", styled("✓", "green"))
+    return Text.assemble(c.backend + " ", styled(f"✗ pip install 'model-engine-infra[{missing[0]}]'", "red"))
+
+
+def missing_extras(c: Component) -> list[str]:
+    return [e for e in c.extras if not extra_installed(e)]
+
+
+def providers_data(names: Sequence[str]) -> dict[str, Any]:
+    """Every provider's components: backend, extras, whether they are installed here, what it is tested with."""
+    result: dict[str, Any] = {}
+    for name in names:
+        spec = get_provider(name)
+        result[name] = {
+            component: {
+                "backend": c.backend,
+                "extras": list(c.extras),
+                "installed": not missing_extras(c),
+                "install": f"pip install 'model-engine-infra[{','.join(missing_extras(c))}]'"
+                if missing_extras(c)
+                else None,
+                "tested_with": c.tested_with or None,
+            }
+            for component, c in spec.components.items()
+        }
+    return result
 
 
 def support_matrix_markdown() -> str:
@@ -57,8 +86,13 @@ def support_matrix_markdown() -> str:
 def providers(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the support matrix as Markdown.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the Markdown to this file.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Providers x components: the backend, and whether its extra is installed here."""
+    """Providers x components: the backend, and whether its extra is installed here. Exit 0."""
+    if as_json:
+        data = {"ok": True, "exit_code": exit_codes.OK, "providers": providers_data(available_providers())}
+        Output(as_json=True).emit_json(data)
+        return
     if markdown or output:
         text = support_matrix_markdown()
         if output:
@@ -66,11 +100,6 @@ def providers(
         else:
             typer.echo(text, nl=False)
         return
-    table = Table(title="providers")
-    table.add_column("component")
     names = available_providers()
-    for name in names:
-        table.add_column(name)
-    for component, cells in matrix_rows(names, _installed_cell):
-        table.add_row(component, *cells)
-    Console(width=200).print(table)
+    rows = [(component, *cells) for component, cells in matrix_rows(names, _installed_cell)]
+    Output().table("providers", ("component", *names), rows)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..images.reference import is_relative_repository
+from .loader import HELM_DEFAULT_SOURCE
 from .model import PUBLIC_DEFAULT_REGISTRY
 
 if TYPE_CHECKING:
@@ -35,7 +36,15 @@ class Finding:
 
 def collect_findings(config: InfraConfig) -> list[Finding]:
     found: list[Finding] = []
-    for check in (_broker, _inference_images, _control_plane_images, _prometheus, _sha256, _redis_fallback):
+    for check in (
+        _implicit_cloud,
+        _broker,
+        _inference_images,
+        _control_plane_images,
+        _prometheus,
+        _sha256,
+        _redis_fallback,
+    ):
         found.extend(check(config))
     return sorted(found, key=lambda f: -f.severity.rank)
 
@@ -44,6 +53,66 @@ def _k(config: InfraConfig, name: str) -> str:
     from .validation import key_path
 
     return key_path(config, name)
+
+
+# Keys (or Helm blocks) that only one cloud reads: a file that sets them says which cloud it is for.
+CLOUD_HINTS: dict[str, tuple[str, ...]] = {
+    "azure": (
+        "abs_account_name",
+        "abs_container_name",
+        "abs_account_key",
+        "abs_endpoint_url",
+        "servicebus_namespace",
+        "cache_redis_azure_host",
+        "azure_object_id",
+        "azure_client_id",
+    ),
+    "gcp": ("gcp_project_id", "cache_redis_gcp_url", "gcs_endpoint_url"),
+    "onprem": ("cache_redis_onprem_url",),
+}
+REGISTRY_HINTS = ((".azurecr.io", "azure"), ("-docker.pkg.dev", "gcp"), ("gcr.io", "gcp"))
+
+
+def suggested_clouds(config: InfraConfig) -> dict[str, list[str]]:
+    """Clouds the set keys point at, each with the keys (as written) that point there."""
+    found: dict[str, list[str]] = {}
+    for cloud, names in CLOUD_HINTS.items():
+        keys = [_k(config, n) for n in names if config.is_set(n)]
+        if keys:
+            found[cloud] = keys
+    for name in ("keyvault_name",):
+        if config.is_set(name):
+            found.setdefault("azure", []).append(_k(config, name))
+    if config.celery_broker_type == "servicebus":
+        found.setdefault("azure", []).append(_k(config, "celery_broker_type"))
+    prefix = config.docker_repo_prefix.split("/", 1)[0].lower()
+    if config.is_set("docker_repo_prefix"):
+        for suffix, cloud in REGISTRY_HINTS:
+            if prefix.endswith(suffix):
+                found.setdefault(cloud, []).append(_k(config, "docker_repo_prefix"))
+    return found
+
+
+def implicit_cloud_note(config: InfraConfig) -> str | None:
+    """Why an implicit aws may be wrong and what to set, when the file left cloud_provider out."""
+    if not config.source_of("cloud_provider").startswith(HELM_DEFAULT_SOURCE):
+        return None
+    hints = suggested_clouds(config)
+    if hints:
+        told = "; ".join(f"{cloud} ({', '.join(keys)})" for cloud, keys in hints.items())
+        advice = f"this file's other settings suggest {told}: set cloud_provider to that cloud"
+    else:
+        advice = "set it explicitly (aws, azure, gcp or onprem), even to aws"
+    return (
+        "cloud_provider is not set, so the Helm chart's default, aws, applies and the AWS clients (SQS, S3, "
+        f"ECR, Secrets Manager) are used, and on another cloud nothing works; {advice}"
+    )
+
+
+def _implicit_cloud(config: InfraConfig) -> list[Finding]:
+    """A deployment file without cloud_provider gets the chart's aws: right only if that was meant."""
+    note = implicit_cloud_note(config)
+    return [] if note is None else [Finding(Severity.HIGH, "config.values.infra.cloud_provider", note)]
 
 
 def _broker(config: InfraConfig) -> list[Finding]:

@@ -15,7 +15,7 @@ from ..config.findings import Severity
 from ..config.schema import FIELDS
 from ..errors import ConfigError
 from . import exit_codes
-from .guard import GuardedGroup
+from .guard import GuardedGroup, UsageError
 from .options import (
     IMPLICIT_LOCAL_FIX,
     ConfigOption,
@@ -196,6 +196,8 @@ def reference(
     as_json: JsonOption = False,
 ) -> None:
     """Print the configuration reference (every key: type, default, Helm path, env var) as Markdown."""
+    if as_json and output:
+        raise UsageError("--json prints the reference on stdout; it does not combine with -o")
     if as_json:
         Output(as_json=True).emit_json({"ok": True, "exit_code": exit_codes.OK, "keys": config_reference_data()})
         return

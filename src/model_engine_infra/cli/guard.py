@@ -97,10 +97,10 @@ def report(err: BaseException, state: CliState) -> int:
     message = describe(err)
     console = make_console(sys.stderr)
     if state.debug:
-        console.print("".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip())
+        console.print("".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip(), soft_wrap=True)
     if state.json:
         _emit_json_error(code, type(err).__name__, message)
-    console.print(Text.assemble(styled("error: ", "red"), message))
+    console.print(Text.assemble(styled("error: ", "red"), message), soft_wrap=True)
     return code
 
 

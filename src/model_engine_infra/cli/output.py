@@ -70,16 +70,19 @@ class Output:
 
     # --- lines -----------------------------------------------------------------------------------------
     def print(self, *parts: Cell) -> None:
-        """A line of results. In JSON mode it goes to stderr, so stdout stays one JSON document."""
+        """A line of results, never broken by rich (the terminal may still fold it; copying keeps it whole).
+
+        In JSON mode it goes to stderr, so stdout stays one JSON document.
+        """
         console = self.stderr if self.as_json else self.stdout
-        console.print(_join(parts))
+        console.print(_join(parts), soft_wrap=True)
 
     def info(self, *parts: Cell) -> None:
         """A message about the run (not its result), on stderr."""
-        self.stderr.print(_join(parts))
+        self.stderr.print(_join(parts), soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self.stderr.print(Text.assemble(styled("warning: ", "yellow"), message))
+        self.stderr.print(Text.assemble(styled("warning: ", "yellow"), message), soft_wrap=True)
 
     # --- structured --------------------------------------------------------------------------------------
     def emit_json(self, data: Any) -> None:

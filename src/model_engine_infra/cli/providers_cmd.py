@@ -11,6 +11,7 @@ from rich.text import Text
 
 from ..registry import COMPONENTS, Component, available_providers, extra_installed, get_provider
 from . import exit_codes
+from .guard import UsageError
 from .options import JsonOption
 from .output import Output, styled
 
@@ -89,6 +90,8 @@ def providers(
     as_json: JsonOption = False,
 ) -> None:
     """Providers x components: the backend, and whether its extra is installed here. Exit 0."""
+    if as_json and (markdown or output):
+        raise UsageError("--json prints the matrix as JSON on stdout; it does not combine with --markdown or -o")
     if as_json:
         data = {"ok": True, "exit_code": exit_codes.OK, "providers": providers_data(available_providers())}
         Output(as_json=True).emit_json(data)

@@ -1,9 +1,11 @@
 """``storage ls``, ``storage cp`` and ``storage sign`` against the configured store (or local disk).
 
 ``cp`` into a local folder uses the artifact gateway's safe parallel download (temporary names,
-keys checked, complete files skipped); anything else streams object by object through the
-filesystem gateway. A URI argument that is malformed, or that the configured provider cannot
-serve, is a usage error (exit 2); a URI that names nothing is a failure (exit 1), for ``ls`` as for ``cp``.
+keys checked, complete files skipped); from local disk to a store, its parallel upload (files and
+parts at once, each object visible only when complete); store to store streams object by object
+through the filesystem gateway. A URI argument that is malformed, or that the configured provider
+cannot serve, is a usage error (exit 2); a URI that names nothing is a failure (exit 1), for ``ls``
+as for ``cp``.
 """
 
 from __future__ import annotations
@@ -172,7 +174,9 @@ def cp(
     src: Annotated[str, typer.Argument(metavar="SRC", help="Source object or folder (remote or local).")],
     dst: Annotated[str, typer.Argument(metavar="DST", help="Destination object or folder (remote or local).")],
     overwrite: Annotated[bool, typer.Option(help="Replace complete local files of the same size.")] = False,
-    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Files downloaded in parallel.")] = 8,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Files (and parts of large files) transferred in parallel.")
+    ] = 8,
     config_path: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -201,6 +205,9 @@ def cp(
                 target = Path(parse_uri(dst, accepts=("file",), store="local disk").key)
                 into = dst.endswith("/")  # Path() drops the slash that says "a folder"
                 _download(src_artifacts, target, objects, single, overwrite, concurrency, advance, into, report)
+            elif is_local(src):
+                source = Path(parse_uri(src, accepts=("file",), store="local disk").key)
+                _upload(stores.for_uri(dst)[1], source, dst, concurrency, advance, report)
             else:
                 _stream_copy(stores, objects, dst, single, advance, report)
     if as_json:
@@ -240,6 +247,18 @@ def _download(
     for obj, path in zip(objects, paths, strict=True):
         state = "copied" if obj.uri in fetched else "skipped"
         report.objects.append({"source": obj.uri, "destination": path, "size": obj.size, "state": state})
+
+
+def _upload(
+    artifacts: LLMArtifactGateway, source: Path, dst: str, concurrency: int, progress: Progress, report: CopyReport
+) -> None:
+    """The store's parallel upload; every planned file is sent (uploads skip nothing)."""
+    from ..storage.uploads import plan_uploads
+
+    planned = plan_uploads(source, dst)
+    artifacts.upload_files(source, dst, max_concurrency=concurrency, progress=progress)
+    for item in planned:
+        report.objects.append({"source": str(item.path), "destination": item.uri, "size": item.size, "state": "copied"})
 
 
 def _stream_copy(

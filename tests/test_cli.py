@@ -325,7 +325,7 @@ def test_ls_of_a_missing_s3_prefix_fails(tmp_path: Path) -> None:
         assert "Traceback" not in no_bucket.output
 
 
-@pytest.mark.parametrize("uri", ["s3:/typo", "S3:/typo", "gs:bucket/x", "file:/tmp/x", "ftp://host/x"])
+@pytest.mark.parametrize("uri", ["s3:/typo", "S3:/typo", "gs:bucket/x", "file:/tmp/x", "https:/host/x", "ftp://host/x"])
 def test_malformed_uris_are_usage_errors(uri: str, local: Path) -> None:
     for args in (("ls", uri), ("cp", uri, "/tmp/x"), ("cp", "/tmp", uri), ("sign", uri)):
         result = run("storage", *args, "-c", str(local))
@@ -333,10 +333,11 @@ def test_malformed_uris_are_usage_errors(uri: str, local: Path) -> None:
         assert "Traceback" not in result.output
 
 
-def test_a_scheme_the_provider_cannot_serve_is_a_usage_error(local: Path) -> None:
-    result = run("storage", "ls", "gs://bucket/x", "-c", str(local))
+@pytest.mark.parametrize("uri", ["ftp://host/x", "sftp://host/x", "s3:///no-bucket"])
+def test_a_uri_no_store_serves_is_a_usage_error(uri: str, local: Path) -> None:
+    result = run("storage", "ls", uri, "-c", str(local))
     assert result.exit_code == exit_codes.USAGE
-    assert "gs://bucket/x" in result.output
+    assert uri in result.output
 
 
 def test_cp_rerun_reports_skipped(local: Path, tmp_path: Path) -> None:

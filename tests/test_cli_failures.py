@@ -48,6 +48,7 @@ def files(tmp_path: Path) -> dict[str, str]:
         "local": str(local),
         "nodir": str(tmp_path / "no" / "such" / "dir" / "out.md"),
         "tmp": str(tmp_path),
+        "closed": CLOSED,
     }
 
 
@@ -87,7 +88,9 @@ CASES = [
     ("providers", ["--markdown", "-o", "{nodir}"], FAILURE),
     # bad URIs
     ("storage ls", ["-c", "{local}", "s3:/typo"], USAGE),
-    ("storage ls", ["-c", "{local}", "gs://bucket/not-on-local"], USAGE),
+    ("storage ls", ["-c", "{local}", "sftp://host/no-store-serves-this"], USAGE),
+    ("storage ls", ["-c", "{local}", "s3:///no-bucket"], USAGE),
+    ("storage cp", ["-c", "{local}", "https://{closed}/model.bin", "{tmp}/model.bin"], FAILURE),
     ("storage cp", ["-c", "{local}", "{tmp}", "ftp://host/x"], USAGE),
     ("storage sign", ["-c", "{local}", "az:/container/x"], USAGE),
     # bad flags and values

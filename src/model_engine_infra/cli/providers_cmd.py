@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.text import Text
 
-from ..registry import COMPONENTS, Component, available_providers, extra_installed, get_provider
+from ..registry import COMPONENTS, ComponentRow, available_providers, extra_installed, get_provider
 from . import exit_codes
 from .guard import UsageError
 from .options import JsonOption
@@ -28,30 +28,30 @@ tested against a real cloud account here: "moto server", "Azurite", "fake-gcs-se
 """
 
 
-def matrix_rows(names: Sequence[str], cell: Callable[[Component], CellT]) -> list[tuple[str, list[CellT | str]]]:
-    """One row per component: ``cell(component)`` for each provider, "—" where it has none."""
-    specs = [get_provider(n) for n in names]
+def matrix_rows(names: Sequence[str], cell: Callable[[ComponentRow], CellT]) -> list[tuple[str, list[CellT | str]]]:
+    """One row per component: ``cell(row)`` for each provider's profile, "—" where it has none."""
+    described = [{row.component: row for row in get_provider(n).describe()} for n in names]
     rows: list[tuple[str, list[CellT | str]]] = []
     for component in COMPONENTS:
-        found = [spec.components.get(component) for spec in specs]
-        rows.append((component, ["—" if c is None else cell(c) for c in found]))
+        found = [d.get(component) for d in described]
+        rows.append((component, ["—" if c is None or not c.label else cell(c) for c in found]))
     return rows
 
 
-def _markdown_cell(c: Component) -> str:
+def _markdown_cell(c: ComponentRow) -> str:
     extras = f" `[{','.join(c.extras)}]`" if c.extras else ""
     tested = f"<br>_tested: {c.tested_with}_" if c.tested_with else ""
-    return c.backend + extras + tested
+    return c.label + extras + tested
 
 
-def _installed_cell(c: Component) -> Text:
+def _installed_cell(c: ComponentRow) -> Text:
     missing = missing_extras(c)
     if not missing:
-        return Text.assemble(c.backend + " ", styled("✓", "green"))
-    return Text.assemble(c.backend + " ", styled(f"✗ pip install 'model-engine-infra[{missing[0]}]'", "red"))
+        return Text.assemble(c.label + " ", styled("✓", "green"))
+    return Text.assemble(c.label + " ", styled(f"✗ pip install 'model-engine-infra[{missing[0]}]'", "red"))
 
 
-def missing_extras(c: Component) -> list[str]:
+def missing_extras(c: ComponentRow) -> list[str]:
     return [e for e in c.extras if not extra_installed(e)]
 
 
@@ -59,18 +59,19 @@ def providers_data(names: Sequence[str]) -> dict[str, Any]:
     """Every provider's components: backend, extras, whether they are installed here, what it is tested with."""
     result: dict[str, Any] = {}
     for name in names:
-        spec = get_provider(name)
         result[name] = {
-            component: {
-                "backend": c.backend,
-                "extras": list(c.extras),
-                "installed": not missing_extras(c),
-                "install": f"pip install 'model-engine-infra[{','.join(missing_extras(c))}]'"
-                if missing_extras(c)
+            row.component: {
+                "backend": row.label,
+                "kind": row.kind,
+                "extras": list(row.extras),
+                "installed": not missing_extras(row),
+                "install": f"pip install 'model-engine-infra[{','.join(missing_extras(row))}]'"
+                if missing_extras(row)
                 else None,
-                "tested_with": c.tested_with or None,
+                "tested_with": row.tested_with or None,
             }
-            for component, c in spec.components.items()
+            for row in get_provider(name).describe()
+            if row.label
         }
     return result
 

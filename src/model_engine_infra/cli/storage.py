@@ -63,23 +63,40 @@ class _Stores:
 
 
 def is_local(uri: str) -> bool:
-    return parse_uri(uri, accepts=SCHEMES, store="the storage CLI").scheme == "file"
+    """A plain path or a ``file://`` URI: local disk, whatever the provider's default store is."""
+    from ..storage.routing import scheme_of
+
+    return scheme_of(uri) in (None, "file")
 
 
 def checked_uri(uri: str, what: str) -> str:
-    """``uri`` if it is a URI the storage CLI reads; a usage error (exit 2) otherwise.
+    """``uri`` if a store can take it; a usage error (exit 2) otherwise.
 
-    ``s3:/bucket`` (one slash) would otherwise be taken as a local path and list nothing.
+    ``s3:/bucket`` (one slash) would otherwise be taken as a local path and list nothing; a scheme no
+    store serves (``ftp://``) or a malformed bucket (``s3:///key``) is refused before any connection.
     """
+    from ..registry import available_backends
+    from ..storage.routing import scheme_of
+
     lowered = uri.lower()
     for scheme in TYPO_SCHEMES:
         if lowered.startswith(f"{scheme}:") and not lowered.startswith(f"{scheme}://"):
             rest = uri[len(scheme) + 1 :].lstrip("/")
             raise BadParameter(f"{uri!r} is not a URI: did you mean {scheme}://{rest}?", param_hint=what)
-    try:
-        parse_uri(uri, accepts=SCHEMES, store="the storage CLI")
-    except InvalidURIError as err:
-        raise BadParameter(str(err), param_hint=what) from None
+    scheme = scheme_of(uri)
+    if scheme is None:
+        return uri  # a local path
+    served = available_backends("store")
+    if scheme not in served:
+        accepted = ", ".join(f"{s}://" for s in served)
+        raise BadParameter(
+            f"no store serves {uri!r}: the accepted forms are {accepted} and local paths", param_hint=what
+        )
+    if scheme in SCHEMES:
+        try:
+            parse_uri(uri, accepts=SCHEMES, store="the storage CLI")
+        except InvalidURIError as err:
+            raise BadParameter(str(err), param_hint=what) from None
     return uri
 
 

@@ -412,3 +412,51 @@ def test_sub_apps_are_guarded_on_their_own(tmp_path: Path) -> None:
     result = runner.invoke(storage_app, ["ls", "/tmp", "-c", str(tmp_path / "nope.yaml")])
     assert result.exit_code == exit_codes.FAILURE
     assert "Traceback" not in result.output
+
+
+# --- advice that fits the provider ----------------------------------------------------------------------------
+def test_s3_credential_advice_fits_the_store() -> None:
+    import botocore.exceptions as bexc
+
+    from model_engine_infra.storage.s3 import translate
+
+    minio = str(translate(bexc.NoCredentialsError(), "s3://b/k", "http://minio.storage.svc:9000"))
+    assert "IRSA" not in minio
+    assert "AWS_ACCESS_KEY_ID" in minio
+    assert "minio.storage.svc" in minio
+    aws = str(translate(bexc.NoCredentialsError(), "s3://b/k", "https://s3.us-east-1.amazonaws.com"))
+    assert "IRSA" in aws
+
+
+@pytest.mark.parametrize(
+    ("credentials", "hint", "expected", "absent"),
+    [
+        (None, None, "registry_username/registry_password", "--to-username"),
+        (None, "--to-username/--to-password", "--to-username/--to-password", "registry_username"),
+        ("static", "--to-username/--to-password", "--to-username/--to-password", "registry_username"),
+        ("ecr", None, "IAM role", "registry_username"),
+    ],
+)
+def test_registry_advice_names_what_the_caller_can_change(
+    credentials: str | None, hint: str | None, expected: str, absent: str
+) -> None:
+    import httpx
+
+    from model_engine_infra.errors import RegistryAuthError
+    from model_engine_infra.images.distribution import Credentials, RegistryClient, StaticCredentials
+
+    class ECRCredentials:  # named like the real one: the advice follows the kind of identity
+        def __call__(self, challenge: object, http: object) -> Credentials:
+            return Credentials("AWS", "token", False)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="registry"'})
+
+    login = {"static": StaticCredentials("u", "wrong"), "ecr": ECRCredentials(), None: None}[credentials]
+    session = httpx.Client(transport=httpx.MockTransport(answer))
+    extra = {"credentials_hint": hint} if hint else {}
+    client = RegistryClient("registry.example.com", credentials=login, session=session, retries=0, **extra)
+    with pytest.raises(RegistryAuthError) as caught:
+        client.request("GET", "/v2/app/manifests/1", what="checking app:1")
+    assert expected in str(caught.value)
+    assert absent not in str(caught.value)

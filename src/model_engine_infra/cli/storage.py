@@ -79,10 +79,10 @@ def checked_uri(uri: str, what: str) -> str:
     from ..storage.routing import scheme_of
 
     lowered = uri.lower()
-    for scheme in TYPO_SCHEMES:
-        if lowered.startswith(f"{scheme}:") and not lowered.startswith(f"{scheme}://"):
-            rest = uri[len(scheme) + 1 :].lstrip("/")
-            raise BadParameter(f"{uri!r} is not a URI: did you mean {scheme}://{rest}?", param_hint=what)
+    for typo in TYPO_SCHEMES:
+        if lowered.startswith(f"{typo}:") and not lowered.startswith(f"{typo}://"):
+            rest = uri[len(typo) + 1 :].lstrip("/")
+            raise BadParameter(f"{uri!r} is not a URI: did you mean {typo}://{rest}?", param_hint=what)
     scheme = scheme_of(uri)
     if scheme is None:
         return uri  # a local path

@@ -146,7 +146,11 @@ def mirror_command(
     src_login = _login(from_username, from_password) or default_credentials(src_host, config)
     same = src_host == dst_host and to_username is None
     dst_login = None if same else (_login(to_username, to_password) or default_credentials(dst_host, config))
-    common: dict[str, Any] = {"insecure_registries": insecure, "ca_bundle": ca}
+    common: dict[str, Any] = {
+        "insecure_registries": insecure,
+        "ca_bundle": ca,
+        "trusted_auth_hosts": config.registry_trusted_auth_hosts if config else (),
+    }
     src_client = RegistryClient(src_host, credentials=src_login, credentials_hint=_flags_hint("from"), **common)
     dst_client = (
         src_client

@@ -43,10 +43,14 @@ class QueueInfo:
 
 @dataclass(frozen=True)
 class QueueAttributes:
-    """One normalised answer for every broker; ``raw`` keeps the broker's own."""
+    """One normalised answer for every broker; ``raw`` keeps the broker's own.
+
+    ``approximate_message_count`` is None where the broker cannot count (Pub/Sub: the count is a
+    Cloud Monitoring metric); a broker that cannot be reached raises instead, it never reports 0.
+    """
 
     name: str
-    approximate_message_count: int
+    approximate_message_count: int | None
     approximate_in_flight_count: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
     # What create_queue_if_not_exists was given, where the broker keeps it (None where it does not).
@@ -68,7 +72,12 @@ class QueueEndpointResourceDelegate(Closeable, ABC):
     max_queue_name_length: ClassVar[int] = 80
 
     def queue_name(self, endpoint_id: str) -> str:
-        return queue_name_for(endpoint_id, max_length=self.max_queue_name_length, broker=self.broker_name)
+        name = queue_name_for(endpoint_id, max_length=self.max_queue_name_length, broker=self.broker_name)
+        return self.check_queue_name(name)
+
+    def check_queue_name(self, name: str) -> str:
+        """The broker's own rule (`names`), so the task queue sends to exactly the names created here."""
+        return name
 
     @abstractmethod
     async def create_queue_if_not_exists(

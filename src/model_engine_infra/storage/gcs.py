@@ -8,6 +8,7 @@ writes use a resumable upload session finalised only on a successful close.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import threading
@@ -18,12 +19,14 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import google.auth
 import requests
+import urllib3.exceptions
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials, Signing
 from google.auth.transport.requests import AuthorizedSession
 from google.auth.transport.requests import Request as AuthRequest
 from google.cloud import storage
+from google.cloud.storage import exceptions as gcs_exc
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from ..errors import ObjectNotFoundError, StorageError, StoragePermissionError, StorageUnavailableError
@@ -89,10 +92,23 @@ def translate(err: BaseException, uri: str) -> StorageError | None:
         requests.ConnectionError,
         requests.Timeout,
         requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
         auth_exc.TransportError,
+        urllib3.exceptions.HTTPError,  # a body cut mid-read, below requests
+        ConnectionError,
+        TimeoutError,
     )
     if isinstance(err, transient):
         return StorageUnavailableError(f"{uri}: could not reach GCS ({type(err).__name__}); retry later")
+    if isinstance(err, gcs_exc.DataCorruption):
+        return StorageUnavailableError(f"{uri}: the download arrived corrupted (checksum mismatch); retry")
+    if isinstance(err, gcs_exc.InvalidResponse):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if status == 404:
+            return ObjectNotFoundError(f"{uri}: no such object or bucket")
+        if status in (401, 403):
+            return StoragePermissionError(f"{uri}: access denied; check the service account's storage roles")
+        return StorageUnavailableError(f"{uri}: GCS answered {status} mid-transfer; retry later")
     if isinstance(err, (gexc.GoogleAPICallError, requests.RequestException)):
         return StorageError(f"{uri}: GCS refused the request ({type(err).__name__})")
     return None
@@ -127,7 +143,9 @@ class _Objects:
         with _errors(folder_uri):
             for item in self.client.list_blobs(loc.bucket, prefix=prefix or None, retry=self.retry):
                 version = str(item.generation) if item.generation is not None else None
-                yield ObjectInfo(f"gs://{loc.bucket}/{item.name}", item.name[len(prefix) :], item.size, version)
+                yield ObjectInfo(
+                    f"gs://{loc.bucket}/{item.name}", item.name[len(prefix) :], item.size, version, item.updated
+                )
 
 
 class _RangeReads:
@@ -278,6 +296,19 @@ class GCSFilesystem(FilesystemGateway):
     def list(self, uri: str) -> list[str]:
         folder = uri.rstrip("/") + "/" if self._objects.location(uri).key else uri
         return [obj.uri for obj in self._objects.iter_objects(folder)]
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        blob = self._objects.blob(uri)
+        try:
+            with _errors(uri):
+                blob.reload(retry=self._objects.retry)
+        except ObjectNotFoundError:
+            return None
+        version = str(blob.generation) if blob.generation is not None else None
+        return ObjectInfo(uri, blob.name.rsplit("/", 1)[-1], blob.size, version, blob.updated)
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return list(self._objects.iter_objects(uri.rstrip("/") + "/" if self._objects.location(uri).key else uri))
 
     def delete(self, uri: str) -> None:
         with contextlib.suppress(ObjectNotFoundError), _errors(uri):

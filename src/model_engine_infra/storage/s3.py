@@ -8,6 +8,7 @@ upload so that a failed or abandoned write is aborted, and so that SHA-256 part 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions as bexc
+import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config as BotoConfig
 from s3transfer.exceptions import RetriesExceededError  # type: ignore[import-untyped]
@@ -114,12 +116,23 @@ def translate(err: BaseException, uri: str, endpoint: str | None = None) -> Stor
         return StorageError(f"{uri}: S3 refused the request ({code or status})")
     if isinstance(err, (bexc.NoCredentialsError, bexc.PartialCredentialsError)):
         return StoragePermissionError(f"{uri}: no credentials found for {credentials_hint(endpoint)}")
-    if isinstance(err, (bexc.ConnectionError, bexc.HTTPClientError, RetriesExceededError, ConnectionError)) or (
-        isinstance(err, bexc.BotoCoreError) and "stream" in type(err).__name__.lower()
-    ):
+    if isinstance(err, _CUT) or (isinstance(err, bexc.BotoCoreError) and "stream" in type(err).__name__.lower()):
+        # IncompleteReadError, ResponseStreamingError, urllib3's errors: a connection cut mid-body.
         where = f" at {redact_url(endpoint)}" if endpoint else ""
         return StorageUnavailableError(f"{uri}: could not reach S3{where} ({type(err).__name__}); retry later")
     return None
+
+
+# Everything a dropped or stalled connection raises, while connecting or while reading a body.
+_CUT = (
+    bexc.ConnectionError,
+    bexc.HTTPClientError,
+    bexc.IncompleteReadError,
+    RetriesExceededError,
+    ConnectionError,
+    TimeoutError,
+    urllib3.exceptions.HTTPError,
+)
 
 
 @contextlib.contextmanager
@@ -144,7 +157,13 @@ def _list(client: Any, folder_uri: str) -> Iterator[ObjectInfo]:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                yield ObjectInfo(f"s3://{loc.bucket}/{key}", key[len(prefix) :], item["Size"], item.get("ETag"))
+                yield ObjectInfo(
+                    f"s3://{loc.bucket}/{key}",
+                    key[len(prefix) :],
+                    item["Size"],
+                    item.get("ETag"),
+                    item.get("LastModified"),
+                )
 
 
 class _S3Upload:
@@ -253,6 +272,19 @@ class S3Filesystem(FilesystemGateway):
     def list(self, uri: str) -> list[str]:
         folder = uri.rstrip("/") + "/" if _location(uri).key else uri
         return [obj.uri for obj in _list(self.client, folder)]
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        loc = _location(uri)
+        try:
+            with _errors(uri, self.client):
+                head = self.client.head_object(Bucket=loc.bucket, Key=loc.key)
+        except ObjectNotFoundError:
+            return None
+        name = loc.key.rsplit("/", 1)[-1]
+        return ObjectInfo(uri, name, head.get("ContentLength"), head.get("ETag"), head.get("LastModified"))
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return list(_list(self.client, uri.rstrip("/") + "/" if _location(uri).key else uri))
 
     def delete(self, uri: str) -> None:
         loc = _location(uri)

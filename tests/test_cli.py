@@ -460,3 +460,48 @@ def test_registry_advice_names_what_the_caller_can_change(
         client.request("GET", "/v2/app/manifests/1", what="checking app:1")
     assert expected in str(caught.value)
     assert absent not in str(caught.value)
+
+
+# --- doctor and demo --------------------------------------------------------------------------------------------
+def test_doctor_names_what_it_judged_and_exits_by_the_scheme(local: Path) -> None:
+    healthy = run("doctor", "-c", str(local), "--offline")
+    assert healthy.exit_code == exit_codes.OK, healthy.output
+    assert f"provider: local ({local}:cloud_provider)" in healthy.stdout
+    assert f"config: {local} (from --config)" in healthy.stdout
+    local.write_text(local.read_text() + "celery_enable_sha256: true\n")
+    warned = run("doctor", "-c", str(local), "--offline", "--json")
+    assert warned.exit_code == exit_codes.WARNINGS
+    report = json_of(warned)
+    assert report["exit_code"] == 3
+    assert report["provider"] == {"name": "local", "source": f"{local}:cloud_provider"}
+    assert report["config_source"]["files"] == [str(local)]
+    assert {c["name"]: c["verdict"] for c in report["checks"]}["config"] == "warn"
+
+
+def test_doctor_fails_an_implicit_local_inside_a_cluster() -> None:
+    result = run("doctor", "--offline", "--json", env={"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+    assert result.exit_code == exit_codes.FAILURE
+    config = json_of(result)["checks"][0]
+    assert config["name"] == "config"
+    assert config["verdict"] == "fail"
+    assert "KUBERNETES_SERVICE_HOST" in config["message"]
+
+
+def test_doctor_output_keeps_brackets(tmp_path: Path) -> None:
+    path = tmp_path / "risky.yaml"  # findings are shown as "[high] key: message"
+    path.write_text("cloud_provider: onprem\ncelery_broker_type_redis: true\nredis_host: r\n")
+    result = run("doctor", "-c", str(path), "--offline")
+    assert result.exit_code == exit_codes.FAILURE
+    assert "[high] config.values.infra.prometheus_server_address" in result.stdout
+
+
+def test_demo_json(tmp_path: Path) -> None:
+    config = tmp_path / "local.yaml"
+    config.write_text(f"cloud_provider: local\nlocal_data_dir: {tmp_path / 'state'}\n")
+    result = run("demo", "-c", str(config), "--tasks", "1", "--json")
+    assert result.exit_code == 0, result.output
+    report = json_of(result)
+    assert report["ok"] is True
+    assert report["provider"] == "local"
+    assert report["steps"]
+    assert all(step["ok"] for step in report["steps"])

@@ -2,40 +2,56 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ..doctor import Doctor
+from . import exit_codes
+from .images import TagOption, tag_options
+from .options import ConfigOption, JsonOption, describe_source
+from .output import Output, verdict
 
 
 def doctor(
-    config_path: Annotated[Path | None, typer.Option("--config", "-c", help="Config file to check.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config_path: ConfigOption = None,
     offline: Annotated[bool, typer.Option("--offline", help="Only the checks that need no network.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds each live probe may take.")] = 15.0,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Image tags to check, NAME=TAG (vllm=0.6.3); repeatable.")
-    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds each live probe may take.")] = 15.0,
+    tag: TagOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Preflight: exit 0 healthy, 1 failing, 2 warnings. Each failure says what to change."""
-    from ..images.check import parse_tag_options
+    """Preflight: the config check, then live probes; each failure says what to change.
 
-    report = Doctor(config_path, offline=offline, timeout=timeout, image_tags=parse_tag_options(tag or [])).run()
+    Exit 0 healthy, 1 when a check fails, 2 for a bad command line, 3 when checks pass with warnings.
+    """
+    from ..doctor import Doctor
+    from .config_cmd import check_report
+
+    out = Output(as_json=as_json)
+    image_tags = tag_options(tag)  # a malformed --tag is a usage error before any probe runs
+    judged = check_report(config_path)  # offline and quick: which provider and files the verdicts are about
+    report = Doctor(config_path, offline=offline, timeout=timeout, image_tags=image_tags).run()
+    code = exit_codes.from_verdicts(r.verdict for r in report.results)
     if as_json:
-        typer.echo(
-            json.dumps({"exit_code": report.exit_code, "checks": [r.as_dict() for r in report.results]}, indent=2)
-        )
-        raise typer.Exit(report.exit_code)
-    table = Table(title="model-engine-infra doctor")
-    for column in ("check", "verdict", "details", "seconds"):
-        table.add_column(column, overflow="fold")
-    colours = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
-    for r in report.results:
-        table.add_row(r.name, f"[{colours[r.verdict]}]{r.verdict}[/]", r.message, f"{r.seconds:.2f}")
-    Console().print(table)
-    raise typer.Exit(report.exit_code)
+        document: dict[str, Any] = {
+            "ok": code == exit_codes.OK,
+            "exit_code": code,
+            "provider": judged["provider"],
+            "config_source": judged["config_source"],
+            "checks": [{**r.as_dict(), "fix": _fix_of(r.message)} for r in report.results],
+        }
+        out.emit_json(document)
+        raise typer.Exit(code)
+    provider = judged["provider"]
+    out.print("provider: ", f"{provider['name']} ({provider['source']})" if provider else "unknown (config error)")
+    out.print("config: ", describe_source(judged["config_source"]))
+    rows = [(r.name, verdict(r.verdict), r.message, f"{r.seconds:.2f}") for r in report.results]
+    out.table("model-engine-infra doctor", ("check", "verdict", "details", "seconds"), rows)
+    raise typer.Exit(code)
+
+
+def _fix_of(message: str) -> str | None:
+    """The advice a failing check carries after ``Fix:`` (or ``Config:``), for scripts."""
+    for marker in (". Fix: ", ". Config: "):
+        if marker in message:
+            return message.split(marker, 1)[1]
+    return None

@@ -6,6 +6,8 @@ line itself was wrong, and 3 means it passed but left something for a person to 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 OK = 0
 """Everything checked out, or the command did what it was asked."""
 
@@ -30,4 +32,11 @@ ALL = {
     INTERRUPTED: "interrupted",
 }
 
-__all__ = ["ALL", "FAILURE", "INTERRUPTED", "OK", "USAGE", "WARNINGS"]
+
+def from_verdicts(verdicts: Iterable[str]) -> int:
+    """A report's code: any ``fail`` is a failure, else any ``warn`` is warnings, else ok."""
+    seen = set(verdicts)
+    return FAILURE if "fail" in seen else WARNINGS if "warn" in seen else OK
+
+
+__all__ = ["ALL", "FAILURE", "INTERRUPTED", "OK", "USAGE", "WARNINGS", "from_verdicts"]

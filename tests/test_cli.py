@@ -505,3 +505,15 @@ def test_demo_json(tmp_path: Path) -> None:
     assert report["provider"] == "local"
     assert report["steps"]
     assert all(step["ok"] for step in report["steps"])
+
+
+@pytest.mark.parametrize(
+    ("provider", "present", "absent"), [("onprem", "REDIS_AUTH_TOKEN", "Entra"), ("azure", "Entra", "")]
+)
+def test_doctor_redis_advice_fits_the_provider(provider: str, present: str, absent: str) -> None:
+    from model_engine_infra.config import InfraConfig
+    from model_engine_infra.doctor import probe_fix
+
+    fix = probe_fix("redis", InfraConfig(cloud_provider=provider))
+    assert present in fix
+    assert not absent or absent not in fix

@@ -33,13 +33,32 @@ PROBE_FIXES = {
     "storage": "check that the bucket or container in hf_user_fine_tuned_weights_prefix exists and that this "
     "identity may write, read and sign there",
     "redis": "check the Redis source (cache_redis_* keys, REDIS_HOST/REDIS_PORT) points at a reachable server "
-    "and that its credentials are current (the password or secret; for Entra ID or IAM tokens, the workload "
-    "identity — AZURE_CLIENT_ID / AZURE_OBJECT_ID — and its access to the cache)",
+    "and that its credentials are current",
     "registry": "check docker_repo_prefix and the registry credentials",
     "secrets": "check the secret names in the config (and secrets_backend) and that this identity may read them",
     "file_storage": "check that the bucket or folder of file_storage_prefix (default {store}://{s3_bucket}) exists "
     "and that this identity may write, read, list, sign and delete there",
 }
+
+
+# What each provider's Redis credentials are, so the advice names only what exists there.
+REDIS_CREDENTIALS = {
+    "azure": "for Entra ID tokens, the workload identity (AZURE_CLIENT_ID / AZURE_OBJECT_ID) and its access to "
+    "the cache",
+    "aws": "the password or Secrets Manager secret, or for IAM auth the pod's role and redis_iam_user",
+    "gcp": "the password, or for IAM auth the service account's access to the Memorystore instance",
+}
+
+
+def probe_fix(name: str, config: InfraConfig) -> str:
+    """The probe's advice, fitted to the provider (an onprem Redis has no Entra ID, an S3 on MinIO no IRSA)."""
+    fix = PROBE_FIXES[name]
+    if name == "redis":
+        credentials = REDIS_CREDENTIALS.get(
+            config.cloud_provider, "the password (REDIS_AUTH_TOKEN, redis.auth or the URL)"
+        )
+        fix = f"{fix}: {credentials}"
+    return fix
 
 
 @dataclass
@@ -111,7 +130,7 @@ class Doctor:
                     name,
                     lambda probe=probe: probe(config, infra),  # type: ignore[misc]
                     limit=self.timeout,
-                    fix=PROBE_FIXES[name],
+                    fix=probe_fix(name, config),
                 )
         finally:
             try:

@@ -453,6 +453,29 @@ def test_cli_check_and_mirror(registry_server: RunningServer, basic_registry: Ru
     assert "missing" not in found.output
 
 
+def test_cli_mirror_401_names_its_own_flags(registry_server: RunningServer, basic_registry: RunningServer) -> None:
+    """The advice on a 401 is the command's --to-username/--to-password, not config keys it never reads."""
+    from model_engine_infra.cli.images import app
+
+    src_host, dst_host = registry_server.extra["registry"], basic_registry.extra["registry"]
+    pusher = Pusher(registry_server.url)
+    pusher.image("auth-src/app", "1", created=T0)
+    pusher.close()
+    argv = ["mirror", "--from", f"{src_host}/auth-src", "--to", f"{dst_host}/auth", "--image", "app:1"]
+    env = {"MODEL_ENGINE_INFRA_MIRROR_TO_USERNAME": None, "MODEL_ENGINE_INFRA_MIRROR_TO_PASSWORD": None}
+    runner = CliRunner()
+    anonymous = runner.invoke(app, argv, env=env)
+    assert anonymous.exit_code == 1, anonymous.output
+    assert "--to-username/--to-password" in anonymous.stderr
+    assert "registry_username" not in anonymous.output
+    assert "Traceback" not in anonymous.output
+    wrong = runner.invoke(app, [*argv, "--to-username", USER, "--to-password", "wrong-pw"], env=env)
+    assert wrong.exit_code == 1, wrong.output
+    assert "rejected our credentials" in wrong.stderr
+    assert "--to-username/--to-password" in wrong.stderr
+    assert "wrong-pw" not in wrong.output
+
+
 def test_digest_mismatch_is_refused(registry_server: RunningServer, basic_registry: RunningServer) -> None:
     """A source that serves different bytes than the manifest promises never lands in the target."""
     host = registry_server.extra["registry"]

@@ -497,7 +497,9 @@ def import_graph() -> dict[str, set[str]]:
                 if node.level:
                     parts = here.split(".")
                     base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
-                targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+                subs = [f"{base}.{alias.name}" for alias in node.names]
+                # `from . import sub` loads the submodule; its package is its parent, loaded first anyway
+                targets = subs if node.module is None and all(t in modules for t in subs) else [base, *subs]
             graph[name].update(t for t in targets if t in modules and t != name)
     return graph
 

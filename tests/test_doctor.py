@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,13 @@ def test_config_error_stops_with_exit_1(tmp_path: Path) -> None:
     assert "did you mean 'local'" in report.results[0].message
 
 
-def test_findings_give_exit_2(tmp_path: Path) -> None:
+def test_findings_give_exit_3_as_the_cli_does(tmp_path: Path) -> None:
+    from model_engine_infra.cli import exit_codes
+
     report = Doctor(local_config(tmp_path, "celery_enable_sha256: true\n"), env={}, offline=True).run()
     assert verdicts(report)["config"] == "warn"
-    assert report.exit_code == 2
+    assert report.exit_code == exit_codes.WARNINGS == 3
+    assert report.exit_code == exit_codes.from_verdicts(r.verdict for r in report.results)
 
 
 def test_redis_pointing_nowhere_fails_with_a_fix(tmp_path: Path) -> None:
@@ -298,10 +302,11 @@ def test_cli_doctor_names_the_provider_and_the_config_source(tmp_path: Path) -> 
     path = local_config(tmp_path)
     result = CliRunner().invoke(app, ["doctor", "--config", str(path), "--offline"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
-    assert f"provider: local (from {path}:cloud_provider); config: {path}" in result.output
+    assert f"provider: local ({path}:cloud_provider)\nconfig: {path} (from --config)\n" in result.output
     as_json = CliRunner().invoke(app, ["doctor", "--config", str(path), "--offline", "--json"])
-    assert '"provider": "local"' in as_json.output
-    assert str(path) in as_json.output
+    document = json.loads(as_json.stdout)
+    assert document["provider"] == {"name": "local", "source": f"{path}:cloud_provider"}
+    assert document["config_source"] == {"files": [str(path)], "found_by": "--config"}
 
 
 def test_cli_doctor_shows_the_fix(tmp_path: Path) -> None:

@@ -278,6 +278,10 @@ class Profile:
     cluster: bool = True
     # True when the chart's docker_repo_prefix default means nothing here and it must be set.
     registry_prefix_required: bool = False
+    # Keys only deployments on this cloud set, and the host suffixes of its registries: a file that
+    # leaves cloud_provider out but sets one of these says it is meant for this cloud.
+    hint_keys: tuple[str, ...] = ()
+    registry_hosts: tuple[str, ...] = ()
     # Defaults of path keys, ``{local_data_dir}`` replaced by that folder (resolved).
     path_defaults: Mapping[str, str] = field(default_factory=dict)
     # Values that make a minimal valid config of this profile (test fakes, examples).

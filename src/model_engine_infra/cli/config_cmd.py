@@ -1,94 +1,123 @@
-"""``config show`` and ``config check``: the effective configuration and what is wrong with it."""
+"""``config show``, ``config check`` and ``config reference``: the effective configuration and what is wrong with it."""
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ..config import load_config
-from ..config.findings import Severity
 from ..config.schema import FIELDS
-from ..errors import ConfigError
+from . import exit_codes
+from .guard import GuardedGroup, UsageError
+from .options import (
+    IMPLICIT_LOCAL_FIX,
+    ConfigOption,
+    JsonOption,
+    config_source,
+    describe_source,
+    implicit_local_in_cluster,
+    load_cli_config,
+    provider_of,
+)
+from .output import Output, styled, verdict
 from .render import config_rows
 
-app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Config file (default: ML_INFRA_SERVICES_CONFIG_PATH / DEPLOY_SERVICE_CONFIG_PATH).",
-    ),
-]
+app = typer.Typer(
+    cls=GuardedGroup, help="Show and check the effective configuration.", no_args_is_help=True, rich_markup_mode=None
+)
 
-EXIT_CLEAN, EXIT_ERRORS, EXIT_FINDINGS = 0, 1, 2
+# Kept for callers of the old names; the scheme itself lives in exit_codes.
+EXIT_CLEAN, EXIT_ERRORS, EXIT_FINDINGS = exit_codes.OK, exit_codes.FAILURE, exit_codes.WARNINGS
 
 
 @app.command("show")
 def show(
     config_path: ConfigOption = None,
     only_set: Annotated[bool, typer.Option("--only-set", help="Hide keys left at their default.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """The effective configuration: every key, its value (secrets redacted) and where it came from."""
-    console = Console()
-    try:
-        config = load_config(config_path)
-    except ConfigError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(EXIT_ERRORS) from None
-    table = Table(title=f"model-engine-infra config ({config.cloud_provider})")
-    for column in ("key", "value", "source"):
-        table.add_column(column, overflow="fold")
-    for row in config_rows(config, only_set=only_set):
-        table.add_row(*row)
-    console.print(table)
+    """The effective configuration: every key, its value (secrets redacted) and where it came from.
+
+    Exit 0, or 1 when the configuration cannot be loaded.
+    """
+    out = Output(as_json=as_json)
+    config = load_cli_config(config_path, implicit_local_ok=True)  # showing it is how one finds out
+    source, provider = config_source(config_path), provider_of(config)
+    problem = implicit_local_in_cluster(config)
+    rows = config_rows(config, only_set=only_set)
+    if as_json:
+        out.emit_json(
+            {
+                "ok": True,
+                "exit_code": exit_codes.OK,
+                "provider": provider,
+                "config_source": source,
+                "warnings": [problem] if problem else [],
+                "keys": [{"key": k, "value": v, "source": s} for k, v, s in rows],
+            }
+        )
+        return
+    out.info(f"provider: {provider['name']} ({provider['source']})")
+    out.info(f"config: {describe_source(source)}")
+    if problem:
+        out.warn(f"{problem}. Fix: {IMPLICIT_LOCAL_FIX}")
+    out.table(None, ("key", "value", "source"), rows)
 
 
 def check_report(config_path: Path | None, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Errors and findings as plain data, with the exit code ``config check`` uses."""
+    """Errors and findings as plain data, with the provider and files judged and the exit code.
+
+    The checking is `ops.probes.check_config`, the doctor's config check (so the two cannot
+    disagree, and the in-cluster implicit-local rule lives there). Exit code: 1 on an error or a
+    high finding (the deployment would break), 3 when the worst is a warning, else 0. ``env``
+    defaults to the process environment.
+    """
     from ..ops.probes import check_config
 
-    checked = check_config(config_path, env=env)
-    errors, findings = checked.errors, checked.findings
-    serious = [f for f in findings if f["severity"] in (Severity.WARNING.value, Severity.HIGH.value)]
-    code = EXIT_ERRORS if errors else EXIT_FINDINGS if serious else EXIT_CLEAN
-    return {"ok": code == EXIT_CLEAN, "exit_code": code, "errors": errors, "findings": findings}
+    environ = os.environ if env is None else env
+    checked = check_config(config_path, env=environ)
+    code = exit_codes.from_verdicts([checked.verdict()[0]])
+    return {
+        "ok": code == exit_codes.OK,
+        "exit_code": code,
+        "provider": provider_of(checked.config) if checked.config is not None else None,
+        "config_source": config_source(config_path, environ),
+        "errors": checked.errors,
+        "findings": checked.findings,
+    }
 
 
 @app.command("check")
-def check(
-    config_path: ConfigOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Validate offline. Exit 0 when clean, 1 on errors, 2 when only findings (warning or above)."""
+def check(config_path: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Validate offline. Exit 0 clean, 1 on errors or high findings, 3 when the worst finding is a warning."""
     report = check_report(config_path)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        Output(as_json=True).emit_json(report)
     else:
         _print_report(report)
     raise typer.Exit(report["exit_code"])
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    console = Console()
+    out = Output()
+    provider = report["provider"]
+    judged = f"{provider['name']} ({provider['source']})" if provider else "unknown (the config did not load)"
+    out.print("provider: ", judged)
+    out.print("config: ", describe_source(report["config_source"]))
     for error in report["errors"]:
-        console.print(f"[red]error[/red] {error['message']}")
+        out.print(styled("error ", "red"), error["message"])
     if report["findings"]:
-        table = Table(title="findings")
-        for column in ("severity", "key", "message"):
-            table.add_column(column, overflow="fold")
-        colours = {"high": "red", "warning": "yellow", "info": "cyan"}
-        for f in report["findings"]:
-            table.add_row(f"[{colours[f['severity']]}]{f['severity']}[/]", f["key"], f["message"])
-        console.print(table)
-    verdict = {EXIT_CLEAN: "[green]config OK[/green]", EXIT_ERRORS: "[red]config has errors[/red]"}
-    console.print(verdict.get(report["exit_code"], "[yellow]config valid, with findings to review[/yellow]"))
+        rows = [(verdict(f["severity"]), f["key"], f["message"]) for f in report["findings"]]
+        out.table("findings", ("severity", "key", "message"), rows)
+    verdicts = {
+        exit_codes.OK: styled("config OK", "green"),
+        exit_codes.WARNINGS: styled("config valid, with warnings to review", "yellow"),
+    }
+    failed = "config has errors" if report["errors"] else "config valid, but a high finding will break the deployment"
+    out.print(verdicts.get(report["exit_code"], styled(failed, "red")))
 
 
 REFERENCE_HEADER = """# Configuration reference
@@ -122,11 +151,32 @@ def config_reference_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def config_reference_data() -> list[dict[str, Any]]:
+    return [
+        {
+            "key": name,
+            "type": info.type_name,
+            "default": None if info.secret else info.default,
+            "helm": list(info.helm),
+            "env": list(info.all_env),
+            "secret": info.secret,
+            "description": info.doc,
+        }
+        for name, info in FIELDS.items()
+    ]
+
+
 @app.command("reference")
 def reference(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Print the configuration reference (every key: type, default, Helm path, env var) as Markdown."""
+    if as_json and output:
+        raise UsageError("--json prints the reference on stdout; it does not combine with -o")
+    if as_json:
+        Output(as_json=True).emit_json({"ok": True, "exit_code": exit_codes.OK, "keys": config_reference_data()})
+        return
     text = config_reference_markdown()
     if output:
         output.write_text(text, encoding="utf-8")

@@ -1,78 +1,87 @@
-"""``doctor``: config check plus live probes of broker, storage, Redis, registry and secrets."""
+"""``doctor``: config check plus live probes of broker, storage, Redis, registry, secrets and user files.
+
+The checking is `ops.doctor.diagnose`; this module only renders its report: live progress on
+stderr in a terminal, then the provider, the config source and the table (plain lines in a pipe),
+or one JSON document with ``--json``. The exit code is `exit_codes.from_verdicts` of the checks.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
-from ..doctor import CHECKS, CheckResult, DoctorReport, diagnose
-from ..errors import InvalidImageReferenceError
-
-COLOURS = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+from ..ops.doctor import CHECKS, CheckResult, DoctorReport, diagnose
+from . import exit_codes
+from .images import TagOption, tag_options
+from .options import ConfigOption, JsonOption, config_source, describe_source, provider_json
+from .output import Output, is_terminal, styled, verdict
 
 
 def doctor(
-    config_path: Annotated[Path | None, typer.Option("--config", "-c", help="Config file to check.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config_path: ConfigOption = None,
     offline: Annotated[bool, typer.Option("--offline", help="Only the checks that need no network.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds the live probes may take (they run at once).")] = 15.0,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Image tags to check, NAME=TAG (vllm=0.6.3); repeatable.")
-    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds the live probes may take (they run at once).")
+    ] = 15.0,
+    tag: TagOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Preflight: exit 0 healthy, 1 failing, 2 warnings. Each failure says what to change."""
-    from ..images.check import parse_tag_options
+    """Preflight: the config check, then live probes; each failure says what to change.
 
-    try:
-        image_tags = parse_tag_options(tag or [])
-    except InvalidImageReferenceError as err:
-        raise typer.BadParameter(str(err), param_hint="--tag") from None
+    Exit 0 healthy, 1 when a check fails, 2 for a bad command line, 3 when checks pass with warnings.
+    """
+    out = Output(as_json=as_json)
+    image_tags = tag_options(tag)  # a malformed --tag is a usage error before any probe runs
+    report = _diagnose(out, config_path, offline=offline, timeout=timeout, image_tags=image_tags)
+    code = exit_codes.from_verdicts(r.verdict for r in report.results)
+    provider = provider_json(report.provider, report.provider_source or "") if report.provider else None
+    source = config_source(config_path)
     if as_json:
-        report = diagnose(config_path, offline=offline, timeout=timeout, image_tags=image_tags)
-        typer.echo(json.dumps(report.as_dict(), indent=2))
-        raise typer.Exit(report.exit_code)
-    console = Console()
+        document: dict[str, Any] = {
+            "ok": code == exit_codes.OK,
+            "exit_code": code,
+            "provider": provider,
+            "config_source": source,
+            "checks": [r.as_dict() for r in report.results],
+        }
+        out.emit_json(document)
+        raise typer.Exit(code)
+    out.print("provider: ", f"{provider['name']} ({provider['source']})" if provider else "unknown (config error)")
+    out.print("config: ", describe_source(source))
+    rows = [(r.name, verdict(r.verdict), _details(r), f"{r.seconds:.2f}") for r in report.results]
+    out.table("model-engine-infra doctor", ("check", "verdict", "details", "seconds"), rows)
+    raise typer.Exit(code)
+
+
+def _diagnose(
+    out: Output, config_path: Path | None, *, offline: bool, timeout: float, image_tags: dict[str, str]
+) -> DoctorReport:
+    """`diagnose`, with a live check list on stderr when it is a terminal (and not for ``--json``)."""
+    if out.as_json or not is_terminal(out.stderr.file):
+        return diagnose(config_path, offline=offline, timeout=timeout, image_tags=image_tags)
     expected = CHECKS[:2] if offline else CHECKS
     seen: dict[str, CheckResult] = {}
-    with Live(_progress(expected, seen), console=console, transient=True, auto_refresh=False) as live:
+    with Live(_progress(expected, seen), console=out.stderr, transient=True, auto_refresh=False) as live:
 
-        def show(result: CheckResult) -> None:
+        def show(result: CheckResult) -> None:  # called in this thread, as each result arrives
             seen[result.name] = result
             live.update(_progress(expected, seen), refresh=True)
 
-        report = diagnose(config_path, offline=offline, timeout=timeout, image_tags=image_tags, on_result=show)
-    console.print(_judged(report), soft_wrap=True)
-    console.print(_final_table(report))
-    raise typer.Exit(report.exit_code)
+        return diagnose(config_path, offline=offline, timeout=timeout, image_tags=image_tags, on_result=show)
 
 
 def _progress(expected: tuple[str, ...], seen: dict[str, CheckResult]) -> Table:
     table = Table(title="model-engine-infra doctor", show_header=False, box=None)
     for name in expected:
         result = seen.get(name)
-        mark = f"[{COLOURS[result.verdict]}]{result.verdict}[/]" if result else "[dim]…[/]"
-        table.add_row(name, mark)
+        table.add_row(name, verdict(result.verdict) if result else styled("…", "dim"))
     return table
 
 
-def _judged(report: DoctorReport) -> str:
-    """Which provider and which configuration the verdicts are about."""
-    provider = f"{report.provider} (from {report.provider_source})" if report.provider else "unknown (config error)"
-    return escape(f"provider: {provider}; config: {', '.join(report.config_sources)}")
-
-
-def _final_table(report: DoctorReport) -> Table:
-    table = Table(title="model-engine-infra doctor")
-    for column in ("check", "verdict", "details", "seconds"):
-        table.add_column(column, overflow="fold")
-    for r in report.results:
-        details = f"{r.message}\nFix: {r.fix}" if r.fix else r.message
-        table.add_row(r.name, f"[{COLOURS[r.verdict]}]{r.verdict}[/]", escape(details), f"{r.seconds:.2f}")
-    return table
+def _details(result: CheckResult) -> str:
+    """The message, and on a failure what to change (one line in a pipe, two in a terminal table)."""
+    return f"{result.message}\nFix: {result.fix}" if result.fix else result.message

@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
-from rich.table import Table
+from rich.progress import DownloadColumn, SpinnerColumn, TransferSpeedColumn
 
-from ..config import load_config
 from ..config.model import PUBLIC_DEFAULT_REGISTRY
-from ..errors import InfraError
+from . import exit_codes
+from .guard import BadParameter, GuardedGroup, UsageError
+from .options import ConfigOption, JsonOption, load_cli_config
+from .output import Output, description_column, styled, verdict
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
     from ..images.distribution import CredentialSource
     from ..images.mirror import MirrorProgress
 
-app = typer.Typer(help="Check and mirror the deployment's images.", no_args_is_help=True)
+app = typer.Typer(
+    cls=GuardedGroup,
+    help="Check and mirror the deployment's images.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
-ConfigOption = Annotated[
-    Optional[Path],  # noqa: UP045  (typer reads the annotation at run time)
-    typer.Option(
-        "--config", "-c", help="Config file (default: ML_INFRA_SERVICES_CONFIG_PATH / DEPLOY_SERVICE_CONFIG_PATH)."
-    ),
-]
 TagOption = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Option(
@@ -36,43 +34,56 @@ TagOption = Annotated[
         "model-engine overrides the chart's tag. Repeatable.",
     ),
 ]
-EXIT_OK, EXIT_MISSING, EXIT_ERROR = 0, 1, 2
-STATUS_STYLE = {"found": "[green]found[/green]", "missing": "[red]missing[/red]", "error": "[yellow]error[/yellow]"}
+
+
+def tag_options(tag: list[str] | None) -> dict[str, str]:
+    """``--tag`` values parsed; a malformed one is a usage error (exit 2)."""
+    from ..errors import InvalidImageReferenceError
+    from ..images.check import parse_tag_options
+
+    try:
+        return parse_tag_options(tag or [])
+    except InvalidImageReferenceError as err:
+        raise BadParameter(str(err), param_hint="--tag") from None
 
 
 @app.command("check")
-def check(config_path: ConfigOption = None, tag: TagOption = None) -> None:
-    """Ask the registry for every image the deployment refers to. Exit 1 if any is missing, 2 on errors."""
-    from ..images.check import (
-        check_images,
-        deployment_images,
-        parse_tag_options,
-        repository_factory,
-        summary_exit_code,
-    )
+def check(config_path: ConfigOption = None, tag: TagOption = None, as_json: JsonOption = False) -> None:
+    """Ask the registry for every image the deployment refers to.
+
+    Exit 0 when all are found, 1 when any is missing or could not be checked, 2 for a bad --tag.
+    """
+    from ..images.check import check_images, deployment_images, repository_factory
     from ..infra import build_infra
 
-    console = Console()
-    try:
-        config = load_config(config_path)
-        tags = parse_tag_options(tag or [])
-        with build_infra(config) as infra:
-            rows = check_images(deployment_images(config, tags), infra.docker_repository, repository_factory(config))
-    except InfraError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(EXIT_ERROR) from None
-    table = Table(title=f"images for {config.cloud_provider} (docker_repo_prefix {config.docker_repo_prefix})")
-    for column in ("used by", "image", "status", "detail"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(", ".join(row.roles), row.reference, STATUS_STYLE[row.status], row.detail)
-    console.print(table)
-    code = summary_exit_code(rows)
-    if code == EXIT_MISSING:
-        console.print(
-            "[red]Missing images make endpoints hang in INITIALIZING.[/red] Mirror them first: "
-            "model-engine-infra images mirror --from-config --tag NAME=TAG ..."
+    out = Output(as_json=as_json)
+    tags = tag_options(tag)
+    config = load_cli_config(config_path)
+    with build_infra(config) as infra:
+        rows = check_images(deployment_images(config, tags), infra.docker_repository, repository_factory(config))
+    code = exit_codes.FAILURE if any(row.status != "found" for row in rows) else exit_codes.OK
+    if as_json:
+        images = [{"roles": list(r.roles), "image": r.reference, "status": r.status, "detail": r.detail} for r in rows]
+        out.emit_json(
+            {
+                "ok": code == exit_codes.OK,
+                "exit_code": code,
+                "provider": config.cloud_provider,
+                "docker_repo_prefix": config.docker_repo_prefix,
+                "images": images,
+            }
         )
+        raise typer.Exit(code)
+    title = f"images for {config.cloud_provider} (docker_repo_prefix {config.docker_repo_prefix})"
+    table_rows = [(", ".join(r.roles), r.reference, verdict(r.status), r.detail) for r in rows]
+    out.table(title, ("used by", "image", "status", "detail"), table_rows)
+    if any(row.status == "missing" for row in rows):
+        out.print(
+            styled("Missing images make endpoints hang in INITIALIZING. ", "red"),
+            "Mirror them first: model-engine-infra images mirror --from-config --tag NAME=TAG ...",
+        )
+    elif code != exit_codes.OK:
+        out.print(styled("Some images could not be checked; ", "yellow"), "the detail column says why.")
     raise typer.Exit(code)
 
 
@@ -108,62 +119,95 @@ def mirror_command(
     ] = None,
     ca_bundle: Annotated[Optional[str], typer.Option(help="PEM CA bundle for private registries.")] = None,  # noqa: UP045
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Blobs copied in parallel.")] = 6,
+    as_json: JsonOption = False,
 ) -> None:
-    """Copy images (multi-platform indexes included) registry to registry; a second run copies nothing."""
+    """Copy images (multi-platform indexes included) registry to registry; a second run copies nothing.
+
+    Exit 0 when every image is at the target, 1 when one could not be copied, 2 for a bad command line.
+    """
+    from ..images.distribution import RegistryClient
     from ..images.mirror import default_credentials, mirror
 
-    console = Console()
+    out = Output(as_json=as_json)
+    tags = tag or []
+    tag_options(tags)  # a malformed --tag is a usage error before anything is contacted
+    config = load_cli_config(config_path) if (config_path is not None or from_config) else None
+    images = list(image or [])
+    if from_config:
+        assert config is not None
+        source = source or PUBLIC_DEFAULT_REGISTRY
+        target = target or config.docker_repo_prefix
+        images += config_images(config, tags, (source, target))
+    if not source or not target or not images:
+        raise UsageError("give --from, --to and at least one --image (or --from-config)")
+    insecure = (*(config.insecure_registries if config else ()), *(insecure_registry or ()))
+    ca = ca_bundle or (config.registry_ca_bundle if config else None)
+    src_host, dst_host = _host(source), _host(target)
+    src_login = _login(from_username, from_password) or default_credentials(src_host, config)
+    same = src_host == dst_host and to_username is None
+    dst_login = None if same else (_login(to_username, to_password) or default_credentials(dst_host, config))
+    common: dict[str, Any] = {
+        "insecure_registries": insecure,
+        "ca_bundle": ca,
+        "trusted_auth_hosts": config.registry_trusted_auth_hosts if config else (),
+    }
+    src_client = RegistryClient(src_host, credentials=src_login, credentials_hint=_flags_hint("from"), **common)
+    dst_client = (
+        src_client
+        if same
+        else RegistryClient(dst_host, credentials=dst_login, credentials_hint=_flags_hint("to"), **common)
+    )
     try:
-        config = load_config(config_path) if (config_path is not None or from_config) else None
-        images = list(image or [])
-        if from_config:
-            assert config is not None
-            source = source or PUBLIC_DEFAULT_REGISTRY
-            target = target or config.docker_repo_prefix
-            images += config_images(config, tag or [], (source, target))
-        if not source or not target or not images:
-            console.print("[red]error:[/red] give --from, --to and at least one --image (or --from-config)")
-            raise typer.Exit(EXIT_ERROR)
-        insecure = (*(config.insecure_registries if config else ()), *(insecure_registry or ()))
-        ca = ca_bundle or (config.registry_ca_bundle if config else None)
-        src_host, dst_host = _host(source), _host(target)
-        src_login = _login(from_username, from_password) or default_credentials(src_host, config)
-        same = src_host == dst_host and to_username is None
-        dst_login = None if same else (_login(to_username, to_password) or default_credentials(dst_host, config))
-        prepare = _prepare_target(target, config)
-        with _progress(console) as (progress, on_event):
+        with _progress(out) as on_event:
             results = mirror(
                 images,
                 source=source,
                 target=target,
-                source_credentials=src_login,
-                target_credentials=dst_login,
-                insecure_registries=insecure,
-                trusted_auth_hosts=config.registry_trusted_auth_hosts if config else (),
-                ca_bundle=ca,
                 progress=on_event,
                 concurrency=concurrency,
-                prepare_target=prepare,
+                prepare_target=_prepare_target(target, config),
+                source_client=src_client,
+                target_client=dst_client,
             )
-            progress.stop()
-    except InfraError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(EXIT_ERROR) from None
-    table = Table(title=f"mirrored {source} -> {target}")
-    for column in ("image", "digest", "state", "blobs copied", "skipped", "mounted", "bytes"):
-        table.add_column(column, overflow="fold")
-    for result in results:
-        state = "up to date" if result.up_to_date else "copied"
-        table.add_row(
-            result.target,
-            result.digest[:19],
-            state,
-            str(result.blobs_copied),
-            str(result.blobs_skipped),
-            str(result.blobs_mounted),
-            f"{result.bytes_copied:,}",
+    finally:
+        src_client.close()
+        if dst_client is not src_client:
+            dst_client.close()
+    if as_json:
+        listed = [
+            {
+                "image": r.target,
+                "digest": r.digest,
+                "state": "up to date" if r.up_to_date else "copied",
+                "blobs_copied": r.blobs_copied,
+                "blobs_skipped": r.blobs_skipped,
+                "blobs_mounted": r.blobs_mounted,
+                "bytes_copied": r.bytes_copied,
+            }
+            for r in results
+        ]
+        out.emit_json({"ok": True, "exit_code": exit_codes.OK, "source": source, "target": target, "images": listed})
+        return
+    rows = [
+        (
+            r.target,
+            r.digest[:19],
+            "up to date" if r.up_to_date else "copied",
+            str(r.blobs_copied),
+            str(r.blobs_skipped),
+            str(r.blobs_mounted),
+            f"{r.bytes_copied:,}",
         )
-    console.print(table)
+        for r in results
+    ]
+    columns = ("image", "digest", "state", "blobs copied", "skipped", "mounted", "bytes")
+    out.table(f"mirrored {source} -> {target}", columns, rows)
+
+
+def _flags_hint(side: str) -> str:
+    """Where ``images mirror`` takes this side's login: its own flags, not config keys."""
+    var = f"MODEL_ENGINE_INFRA_MIRROR_{side.upper()}"
+    return f"--{side}-username/--{side}-password (or {var}_USERNAME/{var}_PASSWORD)"
 
 
 def config_images(config: InfraConfig, tag_options: list[str], prefixes: tuple[str, str]) -> list[str]:
@@ -221,23 +265,18 @@ def _prepare_target(target: str, config: InfraConfig | None) -> Callable[[str], 
 
 
 class _progress:
-    """A rich progress bar fed by mirror events (called from worker threads; rich is thread-safe)."""
+    """A progress display fed by mirror events (called from worker threads; rich is thread-safe)."""
 
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=console,
-            transient=True,
+    def __init__(self, out: Output) -> None:
+        self.progress = out.progress(
+            SpinnerColumn(), description_column(), DownloadColumn(), TransferSpeedColumn(), transient=True
         )
         self.task = self.progress.add_task("mirroring", total=None)
         self.counts = {"copied": 0, "skipped": 0, "mounted": 0}
 
-    def __enter__(self) -> tuple[Progress, Callable[[MirrorProgress], None]]:
+    def __enter__(self) -> Callable[[MirrorProgress], None]:
         self.progress.start()
-        return self.progress, self.on_event
+        return self.on_event
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()

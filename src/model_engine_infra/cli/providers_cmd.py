@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from ..registry import BUILTIN_PROVIDERS, COMPONENTS, ComponentRow, available_providers, extra_installed, get_provider
+from . import exit_codes
+from .guard import UsageError
+from .options import JsonOption
+from .output import Output, styled
+
+CellT = TypeVar("CellT", str, Text)
 
 MATRIX_HEADER = """# Support matrix
 
@@ -23,10 +28,10 @@ tested against a real cloud account here: "moto server", "Azurite", "fake-gcs-se
 """
 
 
-def matrix_rows(names: Sequence[str], cell: Callable[[ComponentRow], str]) -> list[tuple[str, list[str]]]:
+def matrix_rows(names: Sequence[str], cell: Callable[[ComponentRow], CellT]) -> list[tuple[str, list[CellT | str]]]:
     """One row per component: ``cell(row)`` for each provider's profile, "—" where it has none."""
     described = [{row.component: row for row in get_provider(n).describe()} for n in names]
-    rows = []
+    rows: list[tuple[str, list[CellT | str]]] = []
     for component in COMPONENTS:
         found = [d.get(component) for d in described]
         rows.append((component, ["—" if c is None or not c.label else cell(c) for c in found]))
@@ -39,10 +44,36 @@ def _markdown_cell(c: ComponentRow) -> str:
     return c.label + extras + tested
 
 
-def _installed_cell(c: ComponentRow) -> str:
-    missing = [e for e in c.extras if not extra_installed(e)]
-    mark = "[green]✓[/green]" if not missing else f"[red]✗ pip install 'model-engine-infra[{missing[0]}]'[/red]"
-    return f"{c.label} {mark}"
+def _installed_cell(c: ComponentRow) -> Text:
+    missing = missing_extras(c)
+    if not missing:
+        return Text.assemble(c.label + " ", styled("✓", "green"))
+    return Text.assemble(c.label + " ", styled(f"✗ pip install 'model-engine-infra[{missing[0]}]'", "red"))
+
+
+def missing_extras(c: ComponentRow) -> list[str]:
+    return [e for e in c.extras if not extra_installed(e)]
+
+
+def providers_data(names: Sequence[str]) -> dict[str, Any]:
+    """Every provider's components: backend, extras, whether they are installed here, what it is tested with."""
+    result: dict[str, Any] = {}
+    for name in names:
+        result[name] = {
+            row.component: {
+                "backend": row.label,
+                "kind": row.kind,
+                "extras": list(row.extras),
+                "installed": not missing_extras(row),
+                "install": f"pip install 'model-engine-infra[{','.join(missing_extras(row))}]'"
+                if missing_extras(row)
+                else None,
+                "tested_with": row.tested_with or None,
+            }
+            for row in get_provider(name).describe()
+            if row.label
+        }
+    return result
 
 
 def support_matrix_markdown() -> str:
@@ -57,8 +88,15 @@ def support_matrix_markdown() -> str:
 def providers(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the support matrix as Markdown.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the Markdown to this file.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Providers x components: the backend, and whether its extra is installed here."""
+    """Providers x components: the backend, and whether its extra is installed here. Exit 0."""
+    if as_json and (markdown or output):
+        raise UsageError("--json prints the matrix as JSON on stdout; it does not combine with --markdown or -o")
+    if as_json:
+        data = {"ok": True, "exit_code": exit_codes.OK, "providers": providers_data(available_providers())}
+        Output(as_json=True).emit_json(data)
+        return
     if markdown or output:
         text = support_matrix_markdown()
         if output:
@@ -66,11 +104,6 @@ def providers(
         else:
             typer.echo(text, nl=False)
         return
-    table = Table(title="providers")
-    table.add_column("component")
     names = available_providers()
-    for name in names:
-        table.add_column(name)
-    for component, cells in matrix_rows(names, _installed_cell):
-        table.add_row(component, *cells)
-    Console(width=200).print(table)
+    rows = [(component, *cells) for component, cells in matrix_rows(names, _installed_cell)]
+    Output().table("providers", ("component", *names), rows)

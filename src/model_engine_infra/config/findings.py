@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..image_reference import PUBLIC_DEFAULT_REGISTRY, is_relative_repository
 from ..rules import Finding, Rule, Severity, finding_rule
-from .keys import key_path
+from .keys import HELM_DEFAULT_SOURCE, key_path
 
 if TYPE_CHECKING:
     from ..registry import Profile
@@ -24,6 +24,54 @@ def _profile(config: InfraConfig) -> Profile:
     from ..selection import profile_of
 
     return profile_of(config)
+
+
+def suggested_clouds(config: InfraConfig) -> dict[str, list[str]]:
+    """Other providers the set keys point at, each with the keys (as written) that point there.
+
+    What points where is each profile's: its ``hint_keys``, its ``registry_hosts``, and a broker
+    that only it lists (Service Bus).
+    """
+    from ..registry import available_providers, get_provider
+
+    profiles = [get_provider(name) for name in available_providers()]
+    host = config.docker_repo_prefix.split("/", 1)[0].lower()
+    broker_owners = [p.name for p in profiles if config.celery_broker_type in p.brokers]
+    found: dict[str, list[str]] = {}
+    for profile in profiles:
+        if profile.name == config.cloud_provider:
+            continue
+        keys = [key_path(config, n) for n in profile.hint_keys if config.is_set(n)]
+        if broker_owners == [profile.name]:
+            keys.append(key_path(config, "celery_broker_type"))
+        if config.is_set("docker_repo_prefix") and any(host.endswith(s) for s in profile.registry_hosts):
+            keys.append(key_path(config, "docker_repo_prefix"))
+        if keys:
+            found[profile.name] = keys
+    return found
+
+
+def implicit_cloud_note(config: InfraConfig) -> str | None:
+    """Why an implicit aws may be wrong and what to set, when a file left cloud_provider out."""
+    if not config.source_of("cloud_provider").startswith(HELM_DEFAULT_SOURCE):
+        return None
+    hints = suggested_clouds(config)
+    if hints:
+        told = "; ".join(f"{cloud} ({', '.join(keys)})" for cloud, keys in hints.items())
+        advice = f"this file's other settings suggest {told}: set cloud_provider to that cloud"
+    else:
+        advice = "set it explicitly (aws, azure, gcp or onprem), even to aws"
+    return (
+        "cloud_provider is not set, so the Helm chart's default, aws, applies and the AWS clients (SQS, S3, "
+        f"ECR, Secrets Manager) are used, and on another cloud nothing works; {advice}"
+    )
+
+
+@finding_rule("implicit-cloud", "cloud_provider")
+def _implicit_cloud(config: InfraConfig) -> list[Finding]:
+    """A deployment file without cloud_provider gets the chart's aws: right only if that was meant."""
+    note = implicit_cloud_note(config)
+    return [] if note is None else [Finding(Severity.HIGH, "config.values.infra.cloud_provider", note)]
 
 
 @finding_rule("inference-images", "vllm_repository", "tensorrt_llm_repository")
@@ -125,4 +173,11 @@ def _redis_fallback(config: InfraConfig) -> list[Finding]:
     ]
 
 
-CONFIG_RULES: tuple[Rule, ...] = (_inference_images, _control_plane_images, _prometheus, _sha256, _redis_fallback)
+CONFIG_RULES: tuple[Rule, ...] = (
+    _implicit_cloud,
+    _inference_images,
+    _control_plane_images,
+    _prometheus,
+    _sha256,
+    _redis_fallback,
+)

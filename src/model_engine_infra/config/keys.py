@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 
+HELM_DEFAULT_SOURCE = "default (Helm chart)"
+"""The source ``load_config`` records for ``cloud_provider`` when a file leaves it out (the chart's aws)."""
+
 if TYPE_CHECKING:
     from .model import InfraConfig
 

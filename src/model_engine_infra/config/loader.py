@@ -21,7 +21,7 @@ from pydantic import SecretStr, ValidationError
 
 from ..errors import ConfigError, UnknownProviderError, quote
 from ..providers import HELM_DEFAULT_PROVIDER
-from .keys import edit_distance, nearest
+from .keys import HELM_DEFAULT_SOURCE, edit_distance, nearest
 from .model import ENV_PREFIX, SECRET_ENV_PREFIX, InfraConfig
 from .schema import FIELDS, FieldInfo, helm_index, known_names_by_namespace
 
@@ -58,14 +58,29 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
     for file in files:
         settings.update(_settings_from_file(file))
     if files and "cloud_provider" not in settings:
-        settings["cloud_provider"] = Setting(HELM_DEFAULT_PROVIDER, "cloud_provider", "default (Helm chart)")
+        settings["cloud_provider"] = Setting(HELM_DEFAULT_PROVIDER, "cloud_provider", HELM_DEFAULT_SOURCE)
     settings.update(_settings_from_env(environ))
     _profile_path_defaults(settings)
     config = _build(settings, _env_secrets(environ))
     from .validation import validate
 
-    validate(config)
+    try:
+        validate(config)
+    except ConfigError as err:
+        raise _with_implicit_cloud_note(err, config) from None
     return config
+
+
+def _with_implicit_cloud_note(err: ConfigError, config: InfraConfig) -> ConfigError:
+    """An error judged against the chart's implicit aws says so: the real fix may be cloud_provider."""
+    from .findings import implicit_cloud_note
+
+    note = implicit_cloud_note(config)
+    if note is None:
+        return err
+    noted = ConfigError(f"{err}. Note: {note}")
+    noted.key, noted.value, noted.source, noted.fix = err.key, err.value, err.source, err.fix
+    return noted
 
 
 def _profile_path_defaults(settings: dict[str, Setting]) -> None:
@@ -178,11 +193,15 @@ def _env_secrets(environ: Mapping[str, str]) -> dict[str, SecretStr]:
 
 def _build(settings: dict[str, Setting], env_secrets: dict[str, SecretStr]) -> InfraConfig:
     values = {name: _normalise(s.value, FIELDS[name]) for name, s in settings.items()}
+    sources = {name: s.where for name, s in settings.items()}
+    if env_secrets:  # passed only when present, so an empty store does not count as set
+        values["env_secrets"] = env_secrets
+        sources["env_secrets"] = f"env:{SECRET_ENV_PREFIX}*"
     try:
-        config = InfraConfig(**values, env_secrets=env_secrets)
+        config = InfraConfig(**values)
     except ValidationError as err:
         raise _config_error_from(err, settings) from None
-    return config.with_sources({name: s.where for name, s in settings.items()})
+    return config.with_sources(sources)
 
 
 def _normalise(value: Any, info: FieldInfo) -> Any:

@@ -180,6 +180,15 @@ class _Token:
     expires: float = 0.0
 
 
+CONFIG_CREDENTIALS_HINT = "registry_username/registry_password or registry_auth_file in the config"
+IDENTITY_HINTS = {
+    "ECRCredentials": "the AWS identity (the pod's IAM role or AWS_PROFILE) and its ECR permissions",
+    "ACRExchangeCredentials": "the Azure identity (workload identity, AZURE_CLIENT_ID) and its AcrPull role",
+    "GARCredentials": "the Google credentials (Workload Identity or ADC) and their Artifact Registry role",
+    "DockerConfigCredentials": "the login for this registry in registry_auth_file",
+}
+
+
 class RegistryClient:
     """One registry's ``/v2`` API over one reused HTTP session, with auth handled.
 
@@ -202,8 +211,11 @@ class RegistryClient:
         retries: int = 2,
         backoff: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        credentials_hint: str = CONFIG_CREDENTIALS_HINT,
     ) -> None:
         self.host = host.lower()
+        # How a caller gives this client a login: config keys for services, flags for `images mirror`.
+        self.credentials_hint = credentials_hint
         self.insecure_registries = tuple(insecure_registries)
         self.trusted_auth_hosts = tuple(h.strip().lower() for h in trusted_auth_hosts if h.strip())
         self.base_url = (base_url or registry_base_url(self.host, self.insecure_registries)).rstrip("/")
@@ -378,13 +390,12 @@ class RegistryClient:
                 "add it to registry_trusted_auth_hosts"
             )
         if self._challenge is not None and self._credentials is None:
-            return (
-                f"registry {self.host} requires credentials ({status}) for {what}: configure "
-                "registry_username/registry_password or registry_auth_file"
-            )
+            return f"registry {self.host} requires credentials ({status}) for {what}: provide {self.credentials_hint}"
+        # A cloud identity's fix is its role, not a username: name what was actually used.
+        login = IDENTITY_HINTS.get(type(self._credentials).__name__, f"the login ({self.credentials_hint})")
         return (
-            f"registry {self.host} rejected our credentials ({status}) for {what}: check the login and "
-            "that it may pull (and push, for mirroring) this repository"
+            f"registry {self.host} rejected our credentials ({status}) for {what}: check {login} and that it "
+            "may pull (and push, for mirroring) this repository"
         )
 
     # --- auth ---------------------------------------------------------------------------------

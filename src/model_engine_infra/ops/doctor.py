@@ -29,6 +29,8 @@ from .probes import LIVE_PROBES, Probe, ProbeContext, ProbeFailed, Skip, Verdict
 CHECKS = ("config", "dependencies", *(p.name for p in LIVE_PROBES))
 DEFAULT_TIMEOUT = 5.0
 CLOSE_SECONDS = 5.0  # closing the components after a hung probe must not hang the doctor
+# The CLI's exit codes (cli/exit_codes.py; not imported: this module runs without the CLI)
+EXIT_OK, EXIT_FAILURE, EXIT_WARNINGS = 0, 1, 3
 
 
 @dataclass
@@ -62,8 +64,9 @@ class DoctorReport:
 
     @property
     def exit_code(self) -> int:
+        """The command line's scheme (docs/cli.md): 1 when a check failed, 3 when one warned, else 0."""
         verdicts = {r.verdict for r in self.results}
-        return 1 if "fail" in verdicts else 2 if "warn" in verdicts else 0
+        return EXIT_FAILURE if "fail" in verdicts else EXIT_WARNINGS if "warn" in verdicts else EXIT_OK
 
     def result(self, name: str) -> CheckResult:
         for result in self.results:

@@ -128,7 +128,8 @@ class ConfigCheck:
 IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
 IMPLICIT_LOCAL_FIX = (
     "point ML_INFRA_SERVICES_CONFIG_PATH (or DEPLOY_SERVICE_CONFIG_PATH) at the deployment's config file, pass "
-    "it explicitly, or set MODEL_ENGINE_INFRA_CLOUD_PROVIDER (to local, if local is meant)"
+    "it explicitly (--config on the command line), or set MODEL_ENGINE_INFRA_CLOUD_PROVIDER (to local, if local "
+    "is meant)"
 )
 
 

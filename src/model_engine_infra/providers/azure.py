@@ -12,6 +12,18 @@ PROVIDER = Profile(
     result_backend="abs",
     brokers=("servicebus", "redis"),
     cache_redis_key="cache_redis_azure_host",
+    hint_keys=(
+        "abs_account_name",
+        "abs_container_name",
+        "abs_account_key",
+        "abs_endpoint_url",
+        "servicebus_namespace",
+        "cache_redis_azure_host",
+        "azure_object_id",
+        "azure_client_id",
+        "keyvault_name",
+    ),
+    registry_hosts=(".azurecr.io",),
     sample_config={
         "servicebus_namespace": "fake-namespace",
         "keyvault_name": "fake-vault",

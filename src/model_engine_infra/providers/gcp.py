@@ -12,6 +12,8 @@ PROVIDER = Profile(
     secrets="kubernetes",
     result_backend="gcs",
     brokers=("redis", "pubsub"),  # Pub/Sub when `broker: pubsub` says so
+    hint_keys=("gcp_project_id", "cache_redis_gcp_url", "gcs_endpoint_url"),
+    registry_hosts=("-docker.pkg.dev", "gcr.io"),
     sample_config={"gcp_project_id": "fake-project"},
     labels={
         "queue_delegate": "Redis lists; Pub/Sub with `broker: pubsub`",

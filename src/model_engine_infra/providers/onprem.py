@@ -13,6 +13,7 @@ PROVIDER = Profile(
     brokers=("redis",),
     redis_visibility="VISIBILITY_24H",
     registry_prefix_required=True,
+    hint_keys=("cache_redis_onprem_url",),
     sample_config={"s3_endpoint_url": "http://minio.fake.internal:9000"},
     labels={
         "queue_delegate": "Redis lists",

@@ -12,6 +12,7 @@ import builtins
 import contextlib
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions as bexc
@@ -81,6 +82,20 @@ def make_client(config: InfraConfig) -> Any:
         ) from None
 
 
+def credentials_hint(endpoint: str | None) -> str:
+    """Where credentials come from, for the store actually in use: IRSA exists only on AWS (EKS)."""
+    host = (urlsplit(endpoint).hostname or "") if endpoint else ""
+    if endpoint is None or host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+        return (
+            "S3: use the pod's IAM role (IRSA on EKS), AWS_PROFILE/aws_profile, or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
+    return (
+        f"the S3-compatible store at {redact_url(endpoint)}: set its access key as AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (or a profile in AWS_PROFILE/aws_profile)"
+    )
+
+
 def translate(err: BaseException, uri: str, endpoint: str | None = None) -> StorageError | None:
     """The storage error for a botocore/s3transfer error, or None if it is not one of theirs."""
     if isinstance(err, StorageError):
@@ -100,9 +115,7 @@ def translate(err: BaseException, uri: str, endpoint: str | None = None) -> Stor
             return StorageUnavailableError(f"{uri}: S3 is unavailable ({code or status}); retry later")
         return StorageError(f"{uri}: S3 refused the request ({code or status})")
     if isinstance(err, (bexc.NoCredentialsError, bexc.PartialCredentialsError)):
-        return StoragePermissionError(
-            f"{uri}: no AWS credentials found; use IRSA, AWS_PROFILE/aws_profile or AWS_ACCESS_KEY_ID"
-        )
+        return StoragePermissionError(f"{uri}: no credentials found for {credentials_hint(endpoint)}")
     if isinstance(err, _CUT) or (isinstance(err, bexc.BotoCoreError) and "stream" in type(err).__name__.lower()):
         # IncompleteReadError, ResponseStreamingError, urllib3's errors: a connection cut mid-body.
         where = f" at {redact_url(endpoint)}" if endpoint else ""

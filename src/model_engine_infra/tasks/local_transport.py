@@ -51,6 +51,11 @@ class Channel(filesystem.Channel):  # type: ignore[misc]
 class Transport(filesystem.Transport):  # type: ignore[misc]
     Channel = Channel
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        """Folders, not a host: without this kombu warns "No hostname was supplied" on every start."""
+        return {}
+
     def drain_events(self, connection: Any, timeout: Any = None, **kwargs: Any) -> Any:
         if timeout is not None:
             timeout = min(timeout, MAX_DRAIN_SECONDS)

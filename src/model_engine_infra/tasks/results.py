@@ -37,7 +37,11 @@ class ChecksummedS3Backend(S3Backend):  # type: ignore[misc]
             region_name=self.aws_region,
         )
         if session.get_credentials() is None:
-            raise ImproperlyConfigured("no AWS credentials for the s3 result backend (IRSA, env or profile)")
+            from ..storage.s3 import credentials_hint  # IRSA advice on AWS only, the access key on MinIO
+
+            raise ImproperlyConfigured(
+                f"no credentials for the s3 result backend: none found for {credentials_hint(self.endpoint_url)}"
+            )
         options: dict[str, Any] = {"retries": {"mode": "standard"}}
         if self.addressing_style:
             options["s3"] = {"addressing_style": self.addressing_style}

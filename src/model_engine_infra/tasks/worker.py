@@ -1,6 +1,9 @@
 """Run a Celery worker for a configuration: demos, tests, and a local stand-in for an endpoint.
 
-    python -m model_engine_infra.tasks.worker --config PATH --queues Q1,Q2 [--include module]
+    model-engine-infra worker -c PATH --queues Q1,Q2 [--include module]
+
+(``python -m model_engine_infra.tasks.worker`` still works, with the same options; there too
+``-c`` is the config file and the thread count is ``--concurrency``.)
 
 The worker uses the same `celery_app()` as the gateway, so both agree on broker, encoding and
 result backend. Gossip, mingle, heartbeats and remote control are off: they need broker features
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,9 +66,11 @@ def worker_argv(
     concurrency: int = 2,
     loglevel: str = "INFO",
     hostname: str | None = None,
+    quiet: bool = False,
 ) -> list[str]:
-    """Arguments for ``app.worker_main``: fast start, no fanout features."""
+    """Arguments for ``app.worker_main``: fast start, no fanout features; ``quiet`` drops the banner."""
     argv = [
+        *(["--quiet"] if quiet else []),
         "worker",
         "--queues",
         ",".join(queues),
@@ -84,6 +89,56 @@ def worker_argv(
     return argv
 
 
+def is_quiet(loglevel: str) -> bool:
+    """WARNING and above: no banner, no start-up chatter, only what needs attention."""
+    import logging
+
+    level = logging.getLevelName(loglevel.upper())
+    return isinstance(level, int) and level >= logging.WARNING
+
+
+def run_worker(
+    config: InfraConfig,
+    queues: Sequence[str],
+    *,
+    include: Sequence[str] = (),
+    pool: str = "threads",
+    concurrency: int = 2,
+    loglevel: str = "INFO",
+    hostname: str | None = None,
+    ready_file: str | os.PathLike[str] | None = None,
+    redis_url: str | None = None,
+    sqs_endpoint_url: str | None = None,
+    on_started: Callable[[], None] | None = None,
+    quiet: bool | None = None,
+) -> int:
+    """Consume ``queues`` until stopped (SIGTERM or Ctrl-C); returns Celery's exit code.
+
+    At ``loglevel`` WARNING or above the worker is quiet: no banner, and no SecurityWarning about
+    running as root (containers often do; it is not something the user can act on here).
+    ``quiet`` forces that either way; ``on_started`` runs once the worker consumes.
+    """
+    import warnings
+
+    quiet = is_quiet(loglevel) if quiet is None else quiet
+    if quiet:
+        from celery.exceptions import SecurityWarning
+
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+    app = worker_app(config, include=include, redis=redis_url, sqs_endpoint_url=sqs_endpoint_url)
+    if ready_file:
+        on_ready(ready_file)
+    if on_started is not None:
+        from celery.signals import worker_ready
+
+        worker_ready.connect(lambda **_: on_started(), weak=False)
+    argv = worker_argv(
+        [q for q in queues if q], pool=pool, concurrency=concurrency, loglevel=loglevel, hostname=hostname, quiet=quiet
+    )
+    code = app.start(argv)
+    return code if isinstance(code, int) else 0
+
+
 def on_ready(path: str | os.PathLike[str]) -> None:
     """Touch ``path`` when the worker starts consuming."""
     from celery.signals import worker_ready
@@ -95,14 +150,15 @@ def on_ready(path: str | os.PathLike[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The ``python -m`` entry, kept for existing scripts; ``model-engine-infra worker`` is the same."""
     parser = argparse.ArgumentParser(
         prog="python -m model_engine_infra.tasks.worker", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--config", help="config YAML (default: DEPLOY_SERVICE_CONFIG_PATH, then env only)")
+    parser.add_argument("--config", "-c", help="config YAML (default: the config-path variables, then env only)")
     parser.add_argument("--queues", "-Q", required=True, help="comma-separated queue names to consume")
     parser.add_argument("--include", "-I", action="append", default=[], help="extra task module (repeatable)")
     parser.add_argument("--pool", default="threads", choices=("threads", "solo", "prefork"))
-    parser.add_argument("--concurrency", "-c", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2, help="tasks run at once")
     parser.add_argument("--loglevel", "-l", default="INFO")
     parser.add_argument("--hostname", "-n", default=None)
     parser.add_argument("--ready-file", default=None, help="file to write the pid to once consuming")
@@ -111,17 +167,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from ..config import load_config
+    from ..errors import InfraError
 
-    config = load_config(args.config)
-    app = worker_app(config, include=args.include, redis=args.redis_url, sqs_endpoint_url=args.sqs_endpoint_url)
-    if args.ready_file:
-        on_ready(args.ready_file)
-    queues = [q for q in args.queues.split(",") if q]
-    app.worker_main(
-        worker_argv(
-            queues, pool=args.pool, concurrency=args.concurrency, loglevel=args.loglevel, hostname=args.hostname
-        )
+    try:
+        config = load_config(args.config)
+    except InfraError as err:  # one line, like the model-engine-infra command
+        parser.exit(1, f"error: {err}\n")
+    code = run_worker(
+        config,
+        args.queues.split(","),
+        include=args.include,
+        pool=args.pool,
+        concurrency=args.concurrency,
+        loglevel=args.loglevel,
+        hostname=args.hostname,
+        ready_file=args.ready_file,
+        redis_url=args.redis_url,
+        sqs_endpoint_url=args.sqs_endpoint_url,
     )
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ from model_engine_infra.testing.netsim import netsim  # noqa: E402
 from model_engine_infra.testing.servers import start_registry  # noqa: E402
 from registry_fakes import Pusher  # noqa: E402
 
-NETSIM = ROOT.parent / "shared" / "tools" / "netsim.py"
-
 
 def naive_copy(src: RegistryClient, dst: RegistryClient, repo: str, tag: str, target_repo: str) -> int:
     """Baseline: every blob downloaded and uploaded again, no HEAD, no skip (docker pull/tag/push minus cache)."""
@@ -58,7 +56,7 @@ def main() -> None:
         layers = [os.urandom(args.layer_mib << 20) for _ in range(args.layers)]
         pusher.image("bench/app", "1", created=dt.datetime.now(dt.timezone.utc), layers=layers)
         pusher.close()
-        conditions = {"latency_ms": args.latency_ms, "rate_mbps": args.rate_mbps, "script": NETSIM}
+        conditions = {"latency_ms": args.latency_ms, "rate_mbps": args.rate_mbps}
         with netsim(source.port, **conditions) as src_port, netsim(target.port, **conditions) as dst_port:
             src_host, dst_host = f"127.0.0.1:{src_port}", f"127.0.0.1:{dst_port}"
             timings = {}

@@ -2,7 +2,7 @@
 
     python benchmarks/queue_delegates.py [--endpoints 40] [--latency-ms 20]
 
-A moto server behind ``../shared/tools/netsim.py`` (first-byte latency per request) holds one queue
+A moto server behind ``model_engine_infra.testing.netsim`` (first-byte latency per request) holds one queue
 per endpoint. Two ways to read every queue's attributes from one event loop, measured in the same run:
 
 - baseline: what the reference system did — synchronous boto3 calls inside ``async`` functions
@@ -29,8 +29,6 @@ import boto3
 from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
 from model_engine_infra.testing.netsim import netsim
 from model_engine_infra.testing.servers import start_moto
-
-NETSIM = Path(__file__).resolve().parents[2] / "shared" / "tools" / "netsim.py"
 
 
 async def with_loop_lag(start_work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
@@ -65,7 +63,7 @@ async def main() -> None:
     with (
         tempfile.TemporaryDirectory() as folder,
         start_moto(Path(folder)) as server,
-        netsim(server.port, latency_ms=args.latency_ms, script=NETSIM) as port,
+        netsim(server.port, latency_ms=args.latency_ms) as port,
     ):
         url = f"http://127.0.0.1:{port}"
         delegate = SQSQueueEndpointResourceDelegate(region="us-east-1", endpoint_url=url)

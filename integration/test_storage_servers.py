@@ -2,7 +2,7 @@
 
 The suite is `StorageContract` from ``tests/contract/test_storage_contract.py``, imported (not
 copied). Below it, what only a real network shows: downloads cut mid-object by
-``../shared/tools/netsim.py --reset-after N`` and a server that refuses connections.
+``model_engine_infra.testing.netsim`` (``reset_after``) and a server that refuses connections.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-NETSIM = ROOT.parent / "shared" / "tools" / "netsim.py"
 MIB = 1024 * 1024
 
 
@@ -190,8 +188,8 @@ class TestStorageOnServers(StorageContract):
 
 @contextlib.contextmanager
 def proxied(target: RunningServer, **conditions: Any) -> Iterator[str]:
-    """netsim.py between us and ``target``; yields the proxy's base URL."""
-    with netsim(target.port, script=NETSIM, **conditions) as port:
+    """The network simulator between us and ``target``; yields the proxy's base URL."""
+    with netsim(target.port, **conditions) as port:
         yield f"http://127.0.0.1:{port}"
 
 

@@ -135,16 +135,3 @@ def test_require_server_skips_or_fails_with_the_hint(
     monkeypatch.setitem(servers.SERVERS, "redis", _not_installed)
     with pytest.raises(outcome, match="apt-get install -y redis-server"):
         require_server("redis", tmp_path_factory)
-
-
-def test_find_netsim_walks_up_to_shared_tools(tmp_path: Path) -> None:
-    from model_engine_infra.testing.netsim import find_netsim
-
-    script = tmp_path / "shared" / "tools" / "netsim.py"
-    script.parent.mkdir(parents=True)
-    script.write_text("")
-    nested = tmp_path / "repo" / "deep"
-    nested.mkdir(parents=True)
-    assert find_netsim(nested) == script.resolve()
-    with pytest.raises(FileNotFoundError, match="script="):
-        find_netsim(tmp_path / "repo" / "deep" / ".." / ".." / "..")

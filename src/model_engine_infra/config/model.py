@@ -1,6 +1,6 @@
 """`InfraConfig`: every key the library honours, its type, default, Helm path and env var.
 
-Defaults are the Helm chart's documented defaults (../shared/reference/helm-values-reference.txt)
+Defaults are the Helm chart's documented defaults (the llm-engine chart's values reference)
 except where the library adds a key of its own. Each field's ``json_schema_extra`` records where it
 lives in the Helm values (``helm``) and which environment variables override it (``env``); the
 loader, the CLI and the generated configuration reference all read that one table.

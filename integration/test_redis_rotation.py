@@ -24,6 +24,7 @@ from model_engine_infra.redis.celery import celery_settings_for
 from model_engine_infra.redis.connection import ManagedRedisConnection, PoolSettings
 from model_engine_infra.redis.credentials import RefreshingCredentialProvider, clear_shared_providers
 from model_engine_infra.redis.sources import RedisSource, RedisTarget
+from model_engine_infra.tasks.settings import REDIS_TRANSPORT_TARGET
 from model_engine_infra.testing.redis import ScriptedTokenSource, rotate_acl_password
 from model_engine_infra.testing.servers import RunningServer
 
@@ -304,6 +305,7 @@ def _celery_app(url: str, options: dict[str, Any]) -> Any:
     app = Celery(f"rotation-{uuid.uuid4().hex[:6]}", set_as_current=False)
     app.conf.update(
         broker_url=url,
+        broker_transport=REDIS_TRANSPORT_TARGET,  # as the library's Celery apps do: see tasks/redis_transport.py
         result_backend=url,
         broker_transport_options=options,
         redis_backend_credential_provider=options["credential_provider"],
@@ -322,7 +324,7 @@ def _celery_app(url: str, options: dict[str, Any]) -> Any:
 def test_celery_producer_and_worker_survive_rotation(
     redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
-    from celery.contrib.testing.worker import start_worker
+    from model_engine_infra.testing.celery_worker import worker_thread
 
     source = Rotating(user, "tok-1")
     conn = connect(redis_server, user, source)
@@ -330,14 +332,19 @@ def test_celery_producer_and_worker_survive_rotation(
     assert "tok-1" not in url
     assert "credential_provider=" in url
     app = _celery_app(url, options)
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        assert app.send_task("add", args=(1, 2)).get(timeout=10) == 3
-        add_password(admin, user, "tok-2")
-        source.current = "tok-2"
-        assert conn.credential_provider is not None
-        conn.credential_provider.refresh_now()
-        killed = rotate_acl_password(admin, user, "tok-2")
-        assert killed >= 2  # the worker's and the producer's connections were dropped
-        assert app.send_task("add", args=(2, 3)).get(timeout=20) == 5
-        assert app.send_task("add", args=(3, 4)).get(timeout=20) == 7
-    conn.close()
+    try:
+        with worker_thread(app):
+            assert app.send_task("add", args=(1, 2)).get(timeout=60) == 3
+            # Several rotations: each kill once had a fair chance of leaving the worker blocked in a
+            # pub/sub read for ever (see tasks/redis_transport.py).
+            for n, token in enumerate(("tok-2", "tok-3", "tok-4")):
+                add_password(admin, user, token)
+                source.current = token
+                assert conn.credential_provider is not None
+                conn.credential_provider.refresh_now()
+                killed = rotate_acl_password(admin, user, token)
+                assert killed >= 2  # the worker's and the producer's connections were dropped
+                assert app.send_task("add", args=(n, 3)).get(timeout=60) == n + 3
+                assert app.send_task("add", args=(n, 4)).get(timeout=60) == n + 4
+    finally:
+        conn.close()

@@ -21,6 +21,7 @@ from .broker import BrokerType, broker_type_for
 SERVICEBUS_TRANSPORT_ALIAS = "mei-azureservicebus"
 SERVICEBUS_TRANSPORT_TARGET = "model_engine_infra.tasks.servicebus_transport:Transport"
 LOCAL_TRANSPORT_TARGET = "model_engine_infra.tasks.local_transport:Transport"
+REDIS_TRANSPORT_TARGET = "model_engine_infra.tasks.redis_transport:Transport"
 SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
 LOCAL_POLLING_INTERVAL = 0.05
 # Payload limits the broker enforces, after the transport's encoding (see `encoded_size`).
@@ -247,7 +248,7 @@ def _redis(
     ssl_options = redis_ssl_options(config, source)
     if ssl_options is not None:
         conf["broker_use_ssl"] = ssl_options
-    return BrokerSettings(broker_type, source.url, None, options, conf, None, "base64")
+    return BrokerSettings(broker_type, source.url, REDIS_TRANSPORT_TARGET, options, conf, None, "base64")
 
 
 def _local(config: InfraConfig) -> BrokerSettings:

@@ -1,7 +1,7 @@
 """Storage benchmarks: parallel and ranged downloads vs the SDK used one stream at a time.
 
 On loopback a local server answers at memory speed, so downloads go through
-``model_engine_infra.testing.netsim`` (20 ms first-byte latency, 50 MB/s per connection by default).
+``model_engine_infra.testing.netsim`` (20 ms per request, 50 MB/s per connection by default).
 
 1. ``download_files`` of N objects vs the same reused SDK client fetching them one after another
    (moto server, Azurite, fake-gcs-server). Target: >= 4x.

@@ -103,6 +103,12 @@ class InfraConfig(BaseModel):
         "endpoint or proxy; tests). Image references keep docker_repo_prefix.",
         helm=INFRA + "registry_endpoint_url",
     )
+    ecr_endpoint_url: str | None = key(
+        None,
+        "ECR API endpoint override (moto, LocalStack, a VPC endpoint); unset for AWS.",
+        helm=INFRA + "ecr_endpoint_url",
+        env="AWS_ENDPOINT_URL_ECR",
+    )
     registry_username: str | None = key(
         None,
         "User for an OCI registry with basic or token auth (on-prem, local); cloud registries use IAM.",
@@ -174,6 +180,18 @@ class InfraConfig(BaseModel):
         None,
         "S3 addressing style; path-style is used when s3_endpoint_url is set and this is unset.",
         helm=INFRA + "s3_addressing_style",
+    )
+    s3_access_key_id: str | None = key(
+        None,
+        "Access key of an S3-compatible store (MinIO); unset uses the AWS credential chain (IRSA, profile, env).",
+        helm=INFRA + "s3_access_key_id",
+        env="S3_ACCESS_KEY_ID",
+    )
+    s3_secret_access_key: SecretStr | None = key(
+        None,
+        "Secret key paired with s3_access_key_id; inject it from a Kubernetes secret.",
+        env="S3_SECRET_ACCESS_KEY",
+        secret=True,
     )
     hf_user_fine_tuned_weights_prefix: str = key(
         "s3://llm-engine/fine_tuned_weights",
@@ -346,6 +364,12 @@ class InfraConfig(BaseModel):
         None,
         "Folder of mounted Kubernetes secret files (one file per secret).",
         helm=INFRA + "secrets_dir",
+    )
+    secretsmanager_endpoint_url: str | None = key(
+        None,
+        "Secrets Manager endpoint override (moto, LocalStack, a VPC endpoint); unset for AWS.",
+        helm=INFRA + "secretsmanager_endpoint_url",
+        env="AWS_ENDPOINT_URL_SECRETS_MANAGER",
     )
     secret_cache_ttl_seconds: float = key(
         300.0, "How long a fetched secret is cached.", helm=INFRA + "secret_cache_ttl_seconds"

@@ -62,7 +62,14 @@ def make_client(config: InfraConfig) -> Any:
         raise ConfigError(
             "no such AWS profile", key="aws_profile", value=config.aws_profile, fix="name a profile in ~/.aws/config"
         ) from err
-    return session.client("s3", endpoint_url=config.s3_endpoint_url, config=boto_config)
+    return session.client(
+        "s3",
+        endpoint_url=config.s3_endpoint_url,
+        config=boto_config,
+        # a static key pair (MinIO) when configured; else the session's chain (IRSA, profile, env)
+        aws_access_key_id=config.s3_access_key_id,
+        aws_secret_access_key=config.secret("s3_secret_access_key"),
+    )
 
 
 def translate(err: BaseException, uri: str, endpoint: str | None = None) -> StorageError | None:

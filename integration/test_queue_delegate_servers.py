@@ -1,4 +1,4 @@
-"""The endpoint-queue contract against real servers: SQS on moto_server, Redis lists on redis-server.
+"""The endpoint-queue contract against real servers: SQS on mei_moto_server, Redis lists on redis-server.
 
 The tests are `QueueDelegateContract` from tests/contract/test_queue_delegate_contract.py, imported
 (not copied); only the ``backend`` fixture differs. On redis-server, messages are published and
@@ -31,13 +31,13 @@ contract = load_contract("test_queue_delegate_contract.py", "queue_delegate_cont
 async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     with ExitStack() as stack:
         if request.param == "sqs-moto-server":
-            server: RunningServer = request.getfixturevalue("moto_server")
-            for name, value in server.env.items():
+            server: RunningServer = request.getfixturevalue("mei_moto_server")
+            for name, value in server.sdk_env.items():
                 if name != "AWS_ENDPOINT_URL":  # the delegate gets the URL explicitly
                     monkeypatch.setenv(name, value)
             built = contract.sqs_backend(endpoint_url=server.url)
         else:
-            server = request.getfixturevalue("redis_server")
+            server = request.getfixturevalue("mei_redis_server")
             async_client = redis.asyncio.Redis.from_url(server.url)
             connection = kombu.Connection(server.url)
             stack.callback(connection.release)
@@ -59,4 +59,4 @@ async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
 
 class TestQueueDelegateContractOnServers(contract.QueueDelegateContract):  # type: ignore[misc,name-defined]
-    """The same contract, on moto_server and redis-server."""
+    """The same contract, on mei_moto_server and redis-server."""

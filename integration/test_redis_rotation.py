@@ -40,8 +40,8 @@ class Rotating(ScriptedTokenSource):
 
 
 @pytest.fixture
-def admin(redis_server: RunningServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+def admin(mei_redis_server: RunningServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(host=mei_redis_server.host, port=mei_redis_server.port)
     yield client
     client.close()
 
@@ -72,9 +72,9 @@ def add_password(admin: redis.Redis, user: str, password: str) -> None:
     admin.execute_command("ACL", "SETUSER", user, f">{password}")
 
 
-def test_client_keeps_working_across_a_rotation(redis_server: RunningServer, admin: redis.Redis, user: str) -> None:
+def test_client_keeps_working_across_a_rotation(mei_redis_server: RunningServer, admin: redis.Redis, user: str) -> None:
     source = Rotating(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.client()
     client.set(f"{user}:k", "v1")
     add_password(admin, user, "tok-2")  # the new token becomes valid
@@ -89,10 +89,10 @@ def test_client_keeps_working_across_a_rotation(redis_server: RunningServer, adm
 
 
 def test_client_recovers_when_the_server_revokes_the_token_first(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     source = Rotating(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.client()
     client.set(f"{user}:k", "v1")
     source.current = "tok-2"
@@ -103,10 +103,10 @@ def test_client_recovers_when_the_server_revokes_the_token_first(
 
 
 async def test_async_client_keeps_working_across_a_rotation(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     source = Rotating(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.async_client()
     await client.set(f"{user}:a", "v1")
     source.current = "tok-2"
@@ -116,10 +116,10 @@ async def test_async_client_keeps_working_across_a_rotation(
 
 
 def test_a_token_baked_into_the_url_breaks_on_rotation(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     """The control: the reference system's approach fails after the same rotation."""
-    baked = redis.Redis.from_url(f"redis://{user}:tok-1@{redis_server.host}:{redis_server.port}/0")
+    baked = redis.Redis.from_url(f"redis://{user}:tok-1@{mei_redis_server.host}:{mei_redis_server.port}/0")
     baked.set(f"{user}:k", "v1")
     rotate_acl_password(admin, user, "tok-2")
     with pytest.raises(redis.AuthenticationError):
@@ -127,9 +127,9 @@ def test_a_token_baked_into_the_url_breaks_on_rotation(
     baked.close()
 
 
-def test_wrong_token_surfaces_as_redis_auth_error(redis_server: RunningServer, user: str) -> None:
+def test_wrong_token_surfaces_as_redis_auth_error(mei_redis_server: RunningServer, user: str) -> None:
     source = Rotating(user, "canary-wrong")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     with pytest.raises(RedisAuthError) as info:
         conn.client().ping()
     assert "canary" not in str(info.value)
@@ -148,11 +148,13 @@ class Switching(ScriptedTokenSource):
         self.username, self.token = username, token
 
 
-def test_live_connections_reauthenticate_in_place(redis_server: RunningServer, admin: redis.Redis, user: str) -> None:
+def test_live_connections_reauthenticate_in_place(
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
+) -> None:
     other = f"{user}-b"
     admin.execute_command("ACL", "SETUSER", other, "on", ">tok-b", "~*", "&*", "+@all")
     source = Switching(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.client()
     pool = client.connection_pool
     busy = pool.get_connection()  # held by "another thread" during the refresh
@@ -178,12 +180,12 @@ def test_live_connections_reauthenticate_in_place(redis_server: RunningServer, a
 
 
 async def test_async_connections_reauthenticate_on_release(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     other = f"{user}-b"
     admin.execute_command("ACL", "SETUSER", other, "on", ">tok-b", "~*", "&*", "+@all")
     source = Switching(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.async_client()
     first_id = await client.client_id()
     source.switch(other, "tok-b")
@@ -201,11 +203,11 @@ async def test_async_connections_reauthenticate_on_release(
 
 
 def test_fifty_threads_reconnecting_at_expiry_fetch_once(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     source = Rotating(user, "tok-1", lifetime=1.0)
     source.delay = 0.05
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     provider = conn.credential_provider
     assert provider is not None
     provider.close()  # no background refresh: every caller arrives with the token truly expired
@@ -237,11 +239,11 @@ def test_fifty_threads_reconnecting_at_expiry_fetch_once(
 
 
 async def test_fifty_tasks_reconnecting_at_expiry_fetch_once(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     source = Rotating(user, "tok-1", lifetime=1.0)
     source.delay = 0.05
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     assert conn.credential_provider is not None
     conn.credential_provider.close()
     client = conn.async_client()
@@ -259,11 +261,11 @@ async def test_fifty_tasks_reconnecting_at_expiry_fetch_once(
 
 @pytest.mark.parametrize("fault", ["hang", "fail"])
 def test_broken_token_source_only_matters_once_the_token_expires(
-    redis_server: RunningServer, user: str, fault: str
+    mei_redis_server: RunningServer, user: str, fault: str
 ) -> None:
     source = Rotating(user, "tok-1", lifetime=1.5)
     provider = RefreshingCredentialProvider(source, refresh_ratio=0.2, fetch_timeout=0.3, backoff_base=0.05)
-    target = RedisTarget("redis", redis_server.host, redis_server.port, 0)
+    target = RedisTarget("redis", mei_redis_server.host, mei_redis_server.port, 0)
     conn = ManagedRedisConnection(
         RedisSource(target, source, f"test:{user}", "test"),
         PoolSettings(socket_timeout=2.0, health_check_interval=0, retries=2),
@@ -322,12 +324,12 @@ def _celery_app(url: str, options: dict[str, Any]) -> Any:
 
 
 def test_celery_producer_and_worker_survive_rotation(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     from model_engine_infra.testing.celery_worker import worker_thread
 
     source = Rotating(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     url, options = celery_settings_for(conn)
     assert "tok-1" not in url
     assert "credential_provider=" in url

@@ -73,7 +73,7 @@ def s3_config(moto: RunningServer, style: str, root: str, endpoint: str | None =
 
 
 def aws_env(monkeypatch: pytest.MonkeyPatch, moto: RunningServer, with_endpoint: bool) -> None:
-    for name, value in moto.env.items():
+    for name, value in moto.sdk_env.items():
         if name != "AWS_ENDPOINT_URL" or with_endpoint:
             monkeypatch.setenv(name, value)
     if not with_endpoint:
@@ -170,15 +170,17 @@ class TestStorageOnServers(StorageContract):
     ) -> Iterator[Any]:
         kind = request.param
         if kind in ("moto-server", "minio-path"):
-            moto = request.getfixturevalue("moto_server")
+            moto = request.getfixturevalue("mei_moto_server")
             aws_env(monkeypatch, moto, with_endpoint=kind == "moto-server")
             root = contract.fresh_root("s3", "contract-bucket")
             chosen = contract.s3_backend(kind, s3_config(moto, "minio" if kind == "minio-path" else "aws", root), root)
         elif kind == "azurite":
-            chosen = azure_backend(request.getfixturevalue("azurite_server"), contract.fresh_root("az", "contract"))
+            chosen = azure_backend(request.getfixturevalue("mei_azurite_server"), contract.fresh_root("az", "contract"))
         else:
             monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcp_signing_key))
-            chosen = gcs_backend(request.getfixturevalue("gcs_server"), contract.fresh_root("gs", "contract-bucket"))
+            chosen = gcs_backend(
+                request.getfixturevalue("mei_gcs_server"), contract.fresh_root("gs", "contract-bucket")
+            )
         yield chosen
         chosen.infra.close()
 
@@ -218,7 +220,7 @@ def proxied_artifacts(kind: str, server: RunningServer, proxy: str, root: str) -
     return GCSArtifacts(make_client(config), fine_tuned_weights_prefix=f"{root}/ft", retry=quick, owns_client=True)
 
 
-SERVERS = {"s3": "moto_server", "azure": "azurite_server", "gcs": "gcs_server"}
+SERVERS = {"s3": "mei_moto_server", "azure": "mei_azurite_server", "gcs": "mei_gcs_server"}
 
 
 def direct_backend(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, root: str) -> Any:

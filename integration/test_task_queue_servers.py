@@ -27,7 +27,7 @@ contract = load_contract("test_task_queue_contract.py", "task_queue_contract")
 async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     async_client = None
     if request.param == "redis-server":
-        server: RunningServer = request.getfixturevalue("redis_server")
+        server: RunningServer = request.getfixturevalue("mei_redis_server")
         async_client = redis.asyncio.Redis.from_url(server.url)
         built = contract.redis_backend(
             url=server.url,
@@ -35,8 +35,8 @@ async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
             unreachable_url=f"redis://127.0.0.1:{contract.closed_port()}/0",
         )
     else:
-        server = request.getfixturevalue("moto_server")
-        for name, value in server.env.items():
+        server = request.getfixturevalue("mei_moto_server")
+        for name, value in server.sdk_env.items():
             if name != "AWS_ENDPOINT_URL":  # every client gets the endpoint explicitly
                 monkeypatch.setenv(name, value)
         built = contract.sqs_backend(endpoint_url=server.url, bucket=f"tq-{uuid.uuid4().hex[:12]}")

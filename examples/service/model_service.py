@@ -51,7 +51,7 @@ Route = Callable[..., Awaitable[Response]]
 
 
 class ModelService:
-    """The API. ``infra`` is whatever `build_infra` (or the testing kit's ``fake_infra``) returned."""
+    """The API. ``infra`` is whatever `build_infra` (or the testing kit's ``mei_fake_infra``) returned."""
 
     def __init__(self, infra: Infra) -> None:
         self.infra = infra

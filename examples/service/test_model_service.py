@@ -63,7 +63,7 @@ async def test_refusals_send_nothing(service: ModelService, mei_fake_infra: Fake
     assert (await service.handle("POST", "/endpoints", {"name": "x", "image_tag": "0.6.3"})).status == 401
     missing_image = await service.handle("POST", "/endpoints", {"name": "tgi", "image_tag": "9.9"}, AUTH)
     assert missing_image.status == 409
-    assert "mirror it first" in missing_image.body["error"]
+    assert "mirror it first" in str(missing_image.body["error"])
     assert (await service.handle("POST", "/endpoints/nope/predict", {"prompt": "hi"}, AUTH)).status == 404
     endpoint_id = await _endpoint(service)
     too_long = {"prompt": "x" * 20_000}

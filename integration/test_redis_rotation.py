@@ -19,12 +19,12 @@ import pytest
 import redis
 import redis.asyncio
 
+from model_engine_infra.brokers.redis import REDIS_TRANSPORT_TARGET
 from model_engine_infra.errors import CredentialFetchError, RedisAuthError
 from model_engine_infra.redis.celery import celery_settings_for
 from model_engine_infra.redis.connection import ManagedRedisConnection, PoolSettings
 from model_engine_infra.redis.credentials import RefreshingCredentialProvider, clear_shared_providers
 from model_engine_infra.redis.sources import RedisSource, RedisTarget
-from model_engine_infra.tasks.settings import REDIS_TRANSPORT_TARGET
 from model_engine_infra.testing.redis import ScriptedTokenSource, rotate_acl_password
 from model_engine_infra.testing.servers import RunningServer
 

@@ -113,7 +113,7 @@ def test_deployment_env_vars_override_files() -> None:
         "ABS_CONTAINER_NAME": "cont",
         "AZURE_OBJECT_ID": "oid",
         "AZURE_CLIENT_ID": "cid",
-        "KEYVAULT_NAME": "kv",
+        "KEYVAULT_NAME": "my-kv",
         "S3_ENDPOINT_URL": "http://minio:9000",
         "REDIS_HOST": "redis.internal",
         "REDIS_PORT": "6380",
@@ -126,7 +126,7 @@ def test_deployment_env_vars_override_files() -> None:
     assert config.servicebus_namespace == "from-env"
     assert config.servicebus_keep_alive_interval == 45
     assert (config.abs_account_name, config.abs_container_name) == ("acct", "cont")
-    assert (config.azure_object_id, config.azure_client_id, config.keyvault_name) == ("oid", "cid", "kv")
+    assert (config.azure_object_id, config.azure_client_id, config.keyvault_name) == ("oid", "cid", "my-kv")
     assert config.s3_endpoint_url == "http://minio:9000"
     assert (config.redis_host, config.redis_port) == ("redis.internal", 6380)
     assert config.secret("redis_auth_token") == "tok"
@@ -293,7 +293,7 @@ def test_gcp_with_explicit_oci_registry_is_allowed(tmp_path: Path) -> None:
 def test_template_not_json(tmp_path: Path, name: str) -> None:
     path = write(
         tmp_path,
-        "config:\n  values:\n    infra: {cloud_provider: onprem}\n    launch:\n"
+        "config:\n  values:\n    infra: {cloud_provider: aws, redis_host: r}\n    launch:\n"
         f"      {name}: '{{\"a\": ${{queue_name}}}}'\n",
     )
     with pytest.raises(ConfigError) as info:
@@ -303,11 +303,19 @@ def test_template_not_json(tmp_path: Path, name: str) -> None:
 
 
 def test_template_unknown_placeholder(tmp_path: Path) -> None:
-    path = write(tmp_path, 'cloud_provider: onprem\nsqs_queue_tag_template: \'{"a": "${account_id}"}\'\n')
+    path = write(tmp_path, 'cloud_provider: aws\nredis_host: r\nsqs_queue_tag_template: \'{"a": "${account_id}"}\'\n')
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert_config_error(info.value, "sqs_queue_tag_template", "account_id")
     assert "${queue_name}" in str(info.value)
+
+
+def test_sqs_templates_are_the_sqs_brokers_rule(tmp_path: Path) -> None:
+    """The rule runs where SQS is the broker; a deployment on Redis does not read the templates."""
+    broken = 'sqs_queue_tag_template: \'{"a": "${account_id}"}\'\n'
+    assert load_config(write(tmp_path, "cloud_provider: onprem\n" + broken), env={}).cloud_provider == "onprem"
+    with pytest.raises(ConfigError, match="account_id"):
+        load_config(write(tmp_path, "cloud_provider: onprem\nbroker: sqs\n" + broken, "b.yaml"), env={})
 
 
 def test_templates_of_the_examples_render_with_hostile_values() -> None:
@@ -337,7 +345,7 @@ def test_templates_of_the_examples_render_with_hostile_values() -> None:
 def test_bad_ports_and_intervals(env_var: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(env={env_var: value})
-    assert_config_error(info.value, env_var, int(value) if value.lstrip("-").isdigit() else value)
+    assert_config_error(info.value, env_var, value)  # the value as written, from pydantic's range check
 
 
 def test_bad_port_in_file_names_helm_path(tmp_path: Path) -> None:

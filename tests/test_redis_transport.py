@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from kombu.transport import redis as kombu_redis
 
+from model_engine_infra.brokers.redis import REDIS_TRANSPORT_TARGET
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.tasks.app import celery_app
 from model_engine_infra.tasks.redis_transport import Channel, Transport
-from model_engine_infra.tasks.settings import REDIS_TRANSPORT_TARGET
 
 
 def test_every_redis_broker_app_uses_it() -> None:

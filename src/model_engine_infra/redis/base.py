@@ -9,9 +9,13 @@ if TYPE_CHECKING:  # redis is an extra; the interface names its types without im
     import redis
     import redis.asyncio
 
+from ..lifecycle import Closeable
 
-class RedisConnection(ABC):
+
+class RedisConnection(Closeable, ABC):
     """Hands out the process's Redis clients; never bakes a token into a URL it uses itself."""
+
+    usable_after_close = frozenset({"redacted_url"})  # reprs and error messages show it
 
     @abstractmethod
     def client(self) -> redis.Redis:

@@ -84,10 +84,13 @@ class SecretsManagerStore(CachedSecretStore):
             raise SecretError(f"secret {name!r} in {self.store_name} is binary, not UTF-8 text") from None
 
 
-def build_store(config: InfraConfig, infra: Infra) -> SecretsManagerStore:
+def build_store(config: InfraConfig, infra: Infra | None = None) -> SecretsManagerStore:
     """The provider factory: one boto3 client for the configured region, profile and endpoint."""
     import boto3
 
+    from ..config.first_use import check_sdk_endpoint
+
+    check_sdk_endpoint(config, "secretsmanager_endpoint_url")
     session = boto3.Session(profile_name=config.aws_profile) if config.aws_profile else boto3.Session()
     client = session.client(
         "secretsmanager", region_name=config.default_region, endpoint_url=config.secretsmanager_endpoint_url

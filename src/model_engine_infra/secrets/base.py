@@ -11,9 +11,10 @@ from typing import Any, cast
 
 from ..errors import SecretError
 from ..json_types import JSONObject
+from ..lifecycle import Closeable
 
 
-class SecretStore(ABC):
+class SecretStore(Closeable, ABC):
     store_name: str = "secret store"
 
     @abstractmethod

@@ -21,6 +21,7 @@ from typing import IO, Any, BinaryIO, Literal, cast, overload
 
 from ..errors import ObjectNotFoundError, StorageError
 from ..json_types import JSONObject
+from ..lifecycle import Closeable
 from .paths import safe_join
 from .uploads import DEFAULT_UPLOAD_CONCURRENCY, UploadItem, plan_uploads, run_uploads
 
@@ -44,13 +45,15 @@ class ObjectInfo:
     version: str | None = None
 
 
-class FilesystemGateway(ABC):
+class FilesystemGateway(Closeable, ABC):
     """Streaming open, signed URLs and the few file operations the control plane needs."""
 
     @overload
     def open(self, uri: str, mode: OpenBinaryMode = "rb", **kwargs: Any) -> IO[bytes]: ...
     @overload
     def open(self, uri: str, mode: OpenTextMode, **kwargs: Any) -> IO[str]: ...
+    @overload
+    def open(self, uri: str, mode: str, **kwargs: Any) -> IO[Any]: ...  # a mode known only at run time
     @abstractmethod
     def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
         """A stream; a write that fails or is abandoned leaves nothing under ``uri``.
@@ -76,7 +79,7 @@ class FilesystemGateway(ABC):
         """Release clients; the default holds none."""
 
 
-class LLMArtifactGateway(ABC):
+class LLMArtifactGateway(Closeable, ABC):
     """Model artifacts: listing, safe parallel downloads, fine-tuned weights, model config."""
 
     def __init__(self, *, fine_tuned_weights_prefix: str) -> None:

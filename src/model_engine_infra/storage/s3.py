@@ -26,16 +26,16 @@ from ..errors import (
     StoragePermissionError,
     StorageUnavailableError,
 )
-from ..redact import redact_url
+from ..redact import redact_text, redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .local import check_signing
+from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
 
 STORE = "S3"
 MIB = 1024 * 1024
@@ -47,7 +47,14 @@ _CHECKSUM_FIELDS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "Che
 
 
 def make_client(config: InfraConfig) -> Any:
-    """The one S3 client: region ``default_region``, ``s3_endpoint_url`` with path-style addressing."""
+    """The one S3 client: region ``default_region``, ``s3_endpoint_url`` with path-style addressing.
+
+    The endpoint is checked first (no user-info, a host botocore accepts), so a URL with a password
+    never reaches botocore, its errors or its DEBUG log.
+    """
+    from ..config.first_use import check_sdk_endpoint
+
+    check_sdk_endpoint(config, "s3_endpoint_url")
     style = config.s3_addressing_style or ("path" if config.s3_endpoint_url else None)
     boto_config = BotoConfig(
         region_name=config.default_region,
@@ -62,14 +69,21 @@ def make_client(config: InfraConfig) -> Any:
         raise ConfigError(
             "no such AWS profile", key="aws_profile", value=config.aws_profile, fix="name a profile in ~/.aws/config"
         ) from err
-    return session.client(
-        "s3",
-        endpoint_url=config.s3_endpoint_url,
-        config=boto_config,
-        # a static key pair (MinIO) when configured; else the session's chain (IRSA, profile, env)
-        aws_access_key_id=config.s3_access_key_id,
-        aws_secret_access_key=config.secret("s3_secret_access_key"),
-    )
+    try:
+        return session.client(
+            "s3",
+            endpoint_url=config.s3_endpoint_url,
+            config=boto_config,
+            # a static key pair (MinIO) when configured; else the session's chain (IRSA, profile, env)
+            aws_access_key_id=config.s3_access_key_id,
+            aws_secret_access_key=config.secret("s3_secret_access_key"),
+        )
+    except ValueError as err:  # botocore's own endpoint and region checks (InvalidRegionError is one)
+        raise ConfigError(
+            f"botocore refused the S3 client settings: {redact_text(str(err))}",
+            key="s3_endpoint_url" if config.s3_endpoint_url else "default_region",
+            fix="set s3_endpoint_url to http(s)://host[:port] with a DNS host name, and default_region like us-east-1",
+        ) from None
 
 
 def translate(err: BaseException, uri: str, endpoint: str | None = None) -> StorageError | None:
@@ -347,14 +361,9 @@ class S3Artifacts(LLMArtifactGateway):
             self.client.close()
 
 
-def build_filesystem(config: InfraConfig, infra: Infra) -> S3Filesystem:
-    return S3Filesystem(make_client(config), sha256=bool(config.celery_enable_sha256))
+def build_store(config: InfraConfig) -> Store:
+    """The ``s3`` store: one client (``s3_endpoint_url`` for MinIO) shared by files and artifacts."""
+    from .routing import weights_prefix
 
-
-def build_artifacts(config: InfraConfig, infra: Infra) -> S3Artifacts:
-    """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
-    filesystem = infra.filesystem
-    prefix = config.hf_user_fine_tuned_weights_prefix
-    if isinstance(filesystem, S3Filesystem):
-        return S3Artifacts(filesystem.client, fine_tuned_weights_prefix=prefix)
-    return S3Artifacts(make_client(config), fine_tuned_weights_prefix=prefix, owns_client=True)
+    filesystem = S3Filesystem(make_client(config), sha256=bool(config.celery_enable_sha256))
+    return Store(filesystem, S3Artifacts(filesystem.client, fine_tuned_weights_prefix=weights_prefix(config)))

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..json_types import JSONValue
+from ..lifecycle import Closeable
 
 
 class TaskStatus(str, enum.Enum):
@@ -33,7 +34,7 @@ class TaskState:
     traceback: str | None = None
 
 
-class TaskQueueGateway(ABC):
+class TaskQueueGateway(Closeable, ABC):
     @abstractmethod
     def send_task(
         self,

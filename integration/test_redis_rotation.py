@@ -316,7 +316,7 @@ def _celery_app(url: str, options: dict[str, Any]) -> Any:
         worker_hijack_root_logger=False,
     )
 
-    @app.task(name="add")
+    @app.task(name="add", shared=False)
     def add(x: int, y: int) -> int:
         return x + y
 

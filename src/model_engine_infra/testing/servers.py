@@ -124,13 +124,13 @@ class RunningServer:
         """
         from ..config.schema import FIELDS
 
-        variables = dict(self.extra_env)
+        variables = dict(self._credential_env)
         for name, value in self.config(**overrides).items():
             variables[FIELDS[name].all_env[0]] = _env_text(value)
         return variables
 
     @property
-    def extra_env(self) -> dict[str, str]:
+    def _credential_env(self) -> dict[str, str]:
         return {k: v for k, v in self.sdk_env.items() if k in _CREDENTIAL_ENV}
 
     def create_bucket(self, name: str) -> str:

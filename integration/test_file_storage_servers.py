@@ -56,7 +56,7 @@ def bucket_name() -> str:
 
 
 def moto_target(moto: RunningServer, monkeypatch: pytest.MonkeyPatch, *, minio: bool) -> object:
-    for name, value in moto.env.items():
+    for name, value in moto.sdk_env.items():
         if name != "AWS_ENDPOINT_URL" or not minio:
             monkeypatch.setenv(name, value)
     if minio:
@@ -122,11 +122,11 @@ class TestFileStorageOnServers(FileStorageContract):
     ) -> Iterator[object]:
         kind = request.param
         if kind in ("moto-server", "minio-path"):
-            chosen = moto_target(request.getfixturevalue("moto_server"), monkeypatch, minio=kind == "minio-path")
+            chosen = moto_target(request.getfixturevalue("mei_moto_server"), monkeypatch, minio=kind == "minio-path")
         elif kind == "azurite":
-            chosen = azurite_target(request.getfixturevalue("azurite_server"))
+            chosen = azurite_target(request.getfixturevalue("mei_azurite_server"))
         else:
             monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(signing_key))
-            chosen = gcs_target(request.getfixturevalue("gcs_server"))
+            chosen = gcs_target(request.getfixturevalue("mei_gcs_server"))
         yield chosen
         chosen.infra.close()  # type: ignore[attr-defined]

@@ -35,6 +35,7 @@ __all__ = [
     "StorageError",
     "StoragePermissionError",
     "StorageUnavailableError",
+    "TaskTimeoutError",
     "UnknownProviderError",
     "UnsafeObjectKeyError",
 ]
@@ -117,6 +118,19 @@ class BrokerUnavailableError(QueueError, ConnectionError):
 
 class MessageTooLargeError(QueueError, ValueError):
     """A task payload is larger than the broker accepts."""
+
+
+class TaskTimeoutError(QueueError, TimeoutError):
+    """``wait`` gave up: the task had not finished within the timeout (it may still run)."""
+
+    def __init__(self, task_id: str, timeout: float, status: str) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(
+            f"task {task_id!r} is still {status} after {timeout:g} s. Fix: wait longer (timeout=...), or check "
+            "that a worker consumes its queue (a PENDING task was never picked up)"
+        )
 
 
 # --- storage ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigError",
     "CredentialFetchError",
+    "EndpointLabelsError",
     "ImageBuildNotSupportedError",
     "ImageNotFoundError",
     "InfraError",
@@ -106,6 +107,10 @@ class QueueError(InfraError):
 
 class InvalidQueueNameError(QueueError, ValueError):
     """An endpoint id would make a queue name the broker rejects."""
+
+
+class EndpointLabelsError(QueueError, ValueError):
+    """An endpoint's labels lack what the queue templates need (``team`` for a ``${team}`` placeholder)."""
 
 
 class QueueNotFoundError(QueueError, LookupError):

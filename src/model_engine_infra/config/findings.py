@@ -174,24 +174,34 @@ def _sha256(config: InfraConfig) -> list[Finding]:
 
 
 def _redis_fallback(config: InfraConfig) -> list[Finding]:
-    if config.cloud_provider not in ("aws", "azure"):
-        return []
-    chosen = [
-        n
-        for n in (
-            "cache_redis_aws_url",
-            "cache_redis_aws_secret_name",
-            "cache_redis_azure_host",
-            "cache_redis_onprem_url",
-        )
-        if getattr(config, n) is not None
-    ]
-    if chosen:
-        return []
-    return [
+    from .cache_redis import choose_cache_redis
+
+    choice = choose_cache_redis(config)
+    found = [
         Finding(
-            Severity.INFO,
-            "config.values.launch.cache_redis_aws_url",
-            "no cache Redis key is set; the cache falls back to redis_host / redis_aws_secret_name",
+            Severity.WARNING,
+            _k(config, name),
+            f"{name} is set but not used: {choice.key or 'redis_host'} wins, in llm-engine's order "
+            "(cache_redis_onprem_url; on onprem the aws URL; on gcp the gcp URL; the aws URL over the aws "
+            "secret; the azure host). Remove it so the file says what runs",
         )
+        for name in choice.ignored
     ]
+    if choice.key is None and config.cloud_provider == "gcp":
+        found.append(
+            Finding(
+                Severity.WARNING,
+                "config.values.launch.cache_redis_gcp_url",
+                "cache_redis_gcp_url is not set: llm-engine's own services require it on gcp (this library uses "
+                "redis_host). Set it to the Memorystore URL, redis://HOST:6379/0",
+            )
+        )
+    if choice.key is None and config.cloud_provider in ("aws", "azure"):
+        found.append(
+            Finding(
+                Severity.INFO,
+                "config.values.launch.cache_redis_aws_url",
+                "no cache Redis key is set; the cache falls back to redis_host / redis_aws_secret_name",
+            )
+        )
+    return found

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 if TYPE_CHECKING:
     from .findings import Finding
@@ -22,6 +22,8 @@ SECRET_ENV_PREFIX = "MODEL_ENGINE_SECRET_"
 
 BUILTIN_PROVIDERS = ("aws", "azure", "gcp", "onprem", "local")
 PUBLIC_DEFAULT_REGISTRY = "public.ecr.aws/b2z8n5q1"
+# llm-engine's docker_registry_type values for a plain Distribution-API registry
+UPSTREAM_OCI_REGISTRY_TYPES = ("onprem", "generic")
 
 
 def key(
@@ -86,7 +88,8 @@ class InfraConfig(BaseModel):
     )
     docker_registry_type: Literal["ecr", "acr", "gar", "oci"] | None = key(
         None,
-        "Registry type; inferred from docker_repo_prefix when unset.",
+        "Registry type; inferred from docker_repo_prefix when unset. llm-engine's `onprem` and `generic` "
+        "read as `oci` (any Distribution-API registry; images are checked, not assumed present).",
         helm=INFRA + "docker_registry_type",
     )
     insecure_registries: tuple[str, ...] = key(
@@ -374,6 +377,12 @@ class InfraConfig(BaseModel):
     )
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("docker_registry_type", mode="before")
+    @classmethod
+    def _upstream_registry_types(cls, value: Any) -> Any:
+        """llm-engine names a plain Distribution-API registry ``onprem`` or ``generic``; here it is ``oci``."""
+        return "oci" if isinstance(value, str) and value.strip().lower() in UPSTREAM_OCI_REGISTRY_TYPES else value
 
     def __repr_args__(self) -> Any:
         """Plain URL values may still carry a password (``http://user:pw@prom``): mask it here too."""

@@ -11,7 +11,6 @@ from ..redact import redact_url
 from .model import InfraConfig
 from .schema import FIELDS
 
-EXCLUSIVE_CACHE_REDIS = ("cache_redis_aws_url", "cache_redis_aws_secret_name", "cache_redis_azure_host")
 URL_SCHEMES = {
     "s3_endpoint_url": ("http", "https"),
     "sqs_endpoint_url": ("http", "https"),
@@ -124,29 +123,14 @@ def _check_urls(config: InfraConfig) -> None:
 
 
 def _check_cache_redis(config: InfraConfig) -> None:
-    chosen = [name for name in EXCLUSIVE_CACHE_REDIS if getattr(config, name) is not None]
-    if len(chosen) > 1:
-        raise _fail(
-            config,
-            chosen[1],
-            f"{' and '.join(key_path(config, n) for n in chosen)} are both set; exactly one may be",
-            "keep exactly one of cache_redis_aws_url, cache_redis_aws_secret_name, cache_redis_azure_host "
-            "(cache_redis_onprem_url may accompany them and wins)",
-            value="(set)",
-        )
-    if config.cloud_provider not in ("aws", "azure") or chosen:
+    """Fail only where llm-engine's ``cache_redis_url`` fails too; keys it ignores are a finding."""
+    from .cache_redis import choose_cache_redis, fails_without_fallback
+
+    choice = choose_cache_redis(config)
+    if not fails_without_fallback(config, choice):
         return
-    fallbacks = ("cache_redis_onprem_url", "redis_aws_secret_name", "redis_host")
-    if any(getattr(config, name) is not None for name in fallbacks):
-        return  # the infra file alone (flat shape) names Redis through redis_host or its secret
-    wanted = "cache_redis_azure_host" if config.cloud_provider == "azure" else "cache_redis_aws_secret_name"
-    raise ConfigError(
-        f"no cache Redis is configured for {config.cloud_provider}",
-        key="config.values.launch." + wanted,
-        value=None,
-        fix=f"set exactly one of cache_redis_aws_url, cache_redis_aws_secret_name, cache_redis_azure_host "
-        f"(on {config.cloud_provider}: {wanted})",
-    )
+    name = choice.problem_key or "cache_redis_aws_url"
+    raise _fail(config, name, choice.problem or "", choice.fix or "", value="(set)" if choice.key else "(unset)")
 
 
 def effective_registry_type(config: InfraConfig) -> str:

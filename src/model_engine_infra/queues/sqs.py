@@ -22,9 +22,9 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
+from ..errors import BrokerUnavailableError, ConfigError, EndpointLabelsError, QueueError, QueueNotFoundError
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
-from .templates import PLACEHOLDERS, SAMPLE_VALUES, render_template
+from .templates import PLACEHOLDERS, SAMPLE_VALUES, placeholders_in, render_template
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
@@ -163,6 +163,18 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         except botocore.exceptions.BotoCoreError as err:
             raise BrokerUnavailableError(f"SQS client failed to {action} {queue_name!r}: {type(err).__name__}") from err
 
+    def _check_no_team_placeholder(self, endpoint_id: str) -> None:
+        """``${team}`` is filled from the endpoint's ``team`` label; without one the queue cannot be tagged."""
+        for key, template in (
+            ("sqs_queue_policy_template", self.policy_template),
+            ("sqs_queue_tag_template", self.tag_template),
+        ):
+            if template and "team" in placeholders_in(template):
+                raise EndpointLabelsError(
+                    f"endpoint {endpoint_id!r} has no 'team' label, and {key} uses ${{team}}. Fix: give the "
+                    "endpoint a team label (llm-engine always sets one), or remove ${team} from the template"
+                )
+
     def _queue_url(self, client: Any, name: str) -> str | None:
         try:
             return str(client.get_queue_url(QueueName=name)["QueueUrl"])
@@ -193,6 +205,10 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             "endpoint_name": endpoint_name,
             "endpoint_created_by": endpoint_created_by,
         }
+        if "team" in endpoint_labels:
+            values["team"] = str(endpoint_labels["team"])
+        else:
+            self._check_no_team_placeholder(endpoint_id)
         attributes = {"VisibilityTimeout": str(min(timeout, MAX_VISIBILITY_TIMEOUT_SECONDS))}
         if self.policy_template:
             policy = render_template(self.policy_template, values, key="sqs_queue_policy_template")

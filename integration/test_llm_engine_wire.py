@@ -52,7 +52,7 @@ def wait_final(gateway: llm_engine.LLMEngineTaskQueueGateway, task_id: str) -> A
 
 
 def waiting(infra: Infra, endpoint_id: str) -> int:
-    """What upstream's resource gateway reads: ``Attributes.ApproximateNumberOfMessages`` or ``active_message_count``."""
+    """What upstream's resource gateway reads: ``ApproximateNumberOfMessages`` or ``active_message_count``."""
     answer = asyncio.run(llm_engine.queue_delegate(infra).get_queue_attributes(endpoint_id))
     if "Attributes" in answer:
         return int(answer["Attributes"]["ApproximateNumberOfMessages"])

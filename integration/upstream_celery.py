@@ -78,7 +78,8 @@ def broker_url(settings: UpstreamSettings) -> tuple[str, dict[str, Any]]:
         return "sqs://", options
     if settings.broker == "servicebus":
         options.update(uamqp_keep_alive_interval=30, retry_total=3, retry_backoff_factor=0.8, retry_backoff_max=120)
-        return f"azureservicebus://DefaultAzureCredential@{settings.servicebus_namespace}.servicebus.windows.net", options
+        host = f"{settings.servicebus_namespace}.servicebus.windows.net"
+        return f"azureservicebus://DefaultAzureCredential@{host}", options
     raise ValueError(f"unknown broker {settings.broker!r}")
 
 
@@ -96,7 +97,10 @@ def backend_conf(settings: UpstreamSettings) -> dict[str, Any]:
             conf["s3_endpoint_url"] = settings.s3_endpoint_url
         return conf
     if settings.backend == "abs":
-        connection = settings.abs_connection_string or f"DefaultAzureCredential@https://{settings.abs_account_name}.blob.core.windows.net"
+        connection = (
+            settings.abs_connection_string
+            or f"DefaultAzureCredential@https://{settings.abs_account_name}.blob.core.windows.net"
+        )
         return {"result_backend": f"azureblockblob://{connection}"}  # container: Celery's default, "celery"
     raise ValueError(f"unknown backend {settings.backend!r}")
 

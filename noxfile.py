@@ -37,8 +37,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Every benchmark script; each prints its own figures and ratios."""
+    """Every benchmark script; each prints its own figures and ratios against the anchor tools."""
     import pathlib
+    import sys
+
+    session.run("bash", "scripts/install-bench-tools.sh", env={"PYTHON": sys.executable}, external=True)
 
     for script in sorted(pathlib.Path("benchmarks").glob("*.py")):
         if not script.name.startswith("_"):

@@ -1,7 +1,7 @@
 """Storage benchmarks: parallel and ranged downloads vs the SDK used one stream at a time.
 
 On loopback a local server answers at memory speed, so downloads go through
-``../shared/tools/netsim.py`` (20 ms first-byte latency, 50 MB/s per connection by default).
+``model_engine_infra.testing.netsim`` (20 ms per request, 50 MB/s per connection by default).
 
 1. ``download_files`` of N objects vs the same reused SDK client fetching them one after another
    (moto server, Azurite, fake-gcs-server). Target: >= 4x.
@@ -34,7 +34,6 @@ from model_engine_infra.infra import Infra
 from model_engine_infra.testing.netsim import netsim
 from model_engine_infra.testing.servers import RunningServer, start_azurite, start_fake_gcs, start_moto
 
-NETSIM = Path(__file__).resolve().parents[2] / "shared" / "tools" / "netsim.py"
 MIB = 1024 * 1024
 SERVERS = {"moto": start_moto, "azurite": start_azurite, "gcs": start_fake_gcs}
 
@@ -42,7 +41,7 @@ SERVERS = {"moto": start_moto, "azurite": start_azurite, "gcs": start_fake_gcs}
 # --- plumbing ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def through_netsim(target: RunningServer, latency_ms: float, rate_mbps: float) -> Iterator[str]:
-    with netsim(target.port, latency_ms=latency_ms, rate_mbps=rate_mbps, script=NETSIM) as port:
+    with netsim(target.port, latency_ms=latency_ms, rate_mbps=rate_mbps) as port:
         yield f"http://127.0.0.1:{port}"
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -375,6 +376,17 @@ def test_mirror_mounts_across_repositories_in_one_registry(basic_registry: Runni
     assert result.blobs_copied == 0
     assert result.bytes_copied == 0
     assert not [r for r in counter.blob_requests if r[0] == "GET"]
+
+
+def test_first_requests_racing_over_the_plain_http_fallback_all_succeed(registry_server: RunningServer) -> None:
+    host = registry_server.extra["registry"]
+    for _ in range(3):
+        client = RegistryClient(host)  # tries HTTPS first, then falls back to plain HTTP
+        with ThreadPoolExecutor(4) as pool:
+            statuses = [r.status_code for r in pool.map(client.request, ["GET"] * 4, ["/v2/"] * 4)]
+        client.close()
+        assert statuses == [200, 200, 200, 200]
+        assert client.base_url.startswith("http://")
 
 
 def test_mirror_missing_source_image_raises(registry_server: RunningServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +15,7 @@ import boto3
 import fakeredis
 import kombu
 import pytest
+import redis.asyncio
 from azure.core.exceptions import HttpResponseError
 from moto import mock_aws
 
@@ -148,8 +150,9 @@ async def test_sqs_policy_tags_and_visibility_from_config(aws: Any) -> None:
     assert attributes["VisibilityTimeout"] == "43200"  # SQS's maximum
     assert json.loads(attributes["Policy"])["Statement"][0]["Resource"].endswith(":launch-endpoint-id-e1")
     assert aws.list_queue_tags(QueueUrl=info.queue_url)["Tags"] == {"owner": "alice", "name": 'say "hi"'}
-    read = await delegate.get_queue_attributes("e1")
+    read = await delegate.get_queue_attributes("e1", include_tags=True)
     assert read.endpoint_created_by == "alice"  # found through the tag the template named
+    assert (await delegate.get_queue_attributes("e1")).endpoint_created_by is None  # tags only when asked
 
 
 async def test_sqs_create_keeps_an_existing_queue_as_it_is(aws: Any) -> None:
@@ -179,6 +182,69 @@ async def test_sqs_client_is_built_once_and_reused(aws: Any) -> None:
     client = delegate._sqs()
     await delegate.get_queue_attributes("e3")
     assert delegate._sqs() is client
+
+
+class _CountingSQS:
+    """Wraps a boto3 SQS client and counts the calls made through it, by operation."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return method(*args, **kwargs)
+
+        return call
+
+
+async def test_sqs_hot_path_is_one_call_per_endpoint(aws: Any) -> None:
+    counting = _CountingSQS(aws)
+    delegate = SQSQueueEndpointResourceDelegate(region="eu-west-1", client=counting)
+    ids = [f"e{i}" for i in range(20)]
+    for endpoint_id in ids:
+        aws.create_queue(QueueName=f"launch-endpoint-id-{endpoint_id}")
+    first = await delegate.get_queue_attributes_many(ids)
+    assert counting.calls == {"list_queues": 1, "get_queue_attributes": 20}  # cold: URLs from one listing
+    counting.calls.clear()
+    await asyncio.gather(*(delegate.get_queue_attributes(i) for i in ids))
+    assert await delegate.get_queue_attributes_many(ids) == first
+    assert counting.calls == {"get_queue_attributes": 40}  # warm: the URLs are cached, no tags unless asked
+    counting.calls.clear()
+    await delegate.get_queue_attributes("e1", include_tags=True)
+    assert counting.calls == {"get_queue_attributes": 1, "list_queue_tags": 1}
+
+
+async def test_sqs_a_deleted_queue_leaves_the_url_cache(aws: Any) -> None:
+    delegate = SQSQueueEndpointResourceDelegate(region="eu-west-1")
+    info = await delegate.create_queue_if_not_exists("e1", "n", "u", {})
+    aws.delete_queue(QueueUrl=info.queue_url)  # deleted behind the delegate's back
+    assert await delegate.get_queue_attributes_many(["e1"]) == {"e1": None}
+    await delegate.create_queue_if_not_exists("e1", "n", "u", {})
+    assert (await delegate.get_queue_attributes("e1")).approximate_message_count == 0
+
+
+async def test_sqs_calls_run_on_the_delegates_own_pool(aws: Any) -> None:
+    delegate = SQSQueueEndpointResourceDelegate(region="eu-west-1", concurrency=4)
+    await delegate.create_queue_if_not_exists("e1", "n", "u", {})
+    seen: list[str] = []
+    real = delegate._read
+
+    def spy(*args: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return real(*args)
+
+    delegate._read = spy  # type: ignore[method-assign]
+    await asyncio.gather(*(delegate.get_queue_attributes("e1") for _ in range(50)))
+    assert len(seen) == 50
+    assert all(name.startswith("sqs-delegate") for name in seen)
+    assert delegate._sqs().meta.config.max_pool_connections == 4
+    with pytest.raises(ValueError, match="concurrency"):
+        SQSQueueEndpointResourceDelegate(region="eu-west-1", concurrency=0)
+    await delegate.close()
 
 
 # --- Redis --------------------------------------------------------------------------------------
@@ -221,6 +287,42 @@ async def test_redis_counts_every_priority_list_and_only_this_queues_unacked(red
     assert sorted(await redis_client.hkeys(KOMBU_UNACKED_KEY)) == [b"t3", b"t4"]
     assert await redis_client.exists(name, f"{name}\x06\x169") == 0
     assert await redis_client.zcard(KOMBU_UNACKED_INDEX_KEY) == 0
+
+
+async def test_redis_a_thousand_concurrent_reads_share_one_scan_and_one_connection() -> None:
+    server = fakeredis.FakeServer()
+    pool = redis.asyncio.BlockingConnectionPool(
+        connection_class=fakeredis.FakeAsyncRedisConnection, server=server, max_connections=1, timeout=1
+    )
+    client = redis.asyncio.Redis(connection_pool=pool)
+    delegate = RedisQueueEndpointResourceDelegate(client)
+    ids = [f"e{i}" for i in range(1000)]
+    for i in range(0, 1000, 7):
+        await client.lpush(f"launch-endpoint-id-e{i}", "m")
+    await client.hset(
+        KOMBU_UNACKED_KEY, mapping={f"t{i}": json.dumps([{}, "", f"launch-endpoint-id-e{i % 10}"]) for i in range(50)}
+    )
+    scans = 0
+    real_scan = client.hscan
+
+    async def counting_scan(*args: Any, **kwargs: Any) -> Any:
+        nonlocal scans
+        scans += 1
+        return await real_scan(*args, **kwargs)
+
+    client.hscan = counting_scan  # type: ignore[method-assign]
+    answers = await asyncio.gather(
+        *(delegate.get_queue_attributes(i) for i in ids if int(i[1:]) % 7 == 0 or int(i[1:]) < 10)
+    )
+    assert scans == 1  # one pass over unacked for the whole gather
+    counts = {a.name: (a.approximate_message_count, a.approximate_in_flight_count) for a in answers}
+    assert counts["launch-endpoint-id-e0"] == (6, 5)
+    assert counts["launch-endpoint-id-e1"] == (5, 5)
+    assert counts["launch-endpoint-id-e7"] == (6, 5)
+    assert counts["launch-endpoint-id-e14"] == (1, 0)
+    many = await delegate.get_queue_attributes_many(ids)
+    assert sum(a is not None for a in many.values()) == len(answers)
+    await client.aclose()
 
 
 async def test_redis_queue_celery_made_without_the_delegate_exists(redis_client: Any) -> None:

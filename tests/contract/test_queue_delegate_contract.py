@@ -199,9 +199,39 @@ class QueueDelegateContract:
     async def test_labels_and_creator_round_trip_where_kept(self, backend: QueueBackend) -> None:
         endpoint_id = new_endpoint_id()
         await self._create(backend, endpoint_id)
-        attributes = await backend.delegate.get_queue_attributes(endpoint_id)
+        attributes = await backend.delegate.get_queue_attributes(endpoint_id, include_tags=True)
         assert attributes.endpoint_labels == (LABELS if backend.keeps_labels else None)
         assert attributes.endpoint_created_by == (CREATOR if backend.keeps_creator else None)
+
+    async def test_bulk_read_answers_what_single_reads_do(self, backend: QueueBackend) -> None:
+        ids = [new_endpoint_id() for _ in range(3)]
+        for endpoint_id in ids:
+            await self._create(backend, endpoint_id)
+        info = await self._create(backend, ids[1])
+        await backend.put_messages(info.queue_name, 2)
+        missing = new_endpoint_id()
+        for include_tags in (False, True):
+            many = await backend.delegate.get_queue_attributes_many([*ids, missing], include_tags=include_tags)
+            singles = [await backend.delegate.get_queue_attributes(i, include_tags=include_tags) for i in ids]
+            assert list(many) == [*ids, missing]
+            assert many[missing] is None
+            assert [many[i] for i in ids] == singles
+        assert [many[i].approximate_message_count for i in ids] == [0, 2, 0]  # type: ignore[union-attr]
+        assert await backend.delegate.get_queue_attributes_many([]) == {}
+
+    async def test_bulk_read_checks_every_id_first_and_never_guesses(self, backend: QueueBackend) -> None:
+        delegate = backend.unreachable()
+        with pytest.raises(InvalidQueueNameError):
+            await delegate.get_queue_attributes_many([new_endpoint_id(), "a/b"])
+        with pytest.raises(BrokerUnavailableError):
+            await delegate.get_queue_attributes_many([new_endpoint_id(), new_endpoint_id()])
+
+    async def test_many_concurrent_single_reads_all_succeed(self, backend: QueueBackend) -> None:
+        ids = [new_endpoint_id() for _ in range(5)]
+        for endpoint_id in ids:
+            await self._create(backend, endpoint_id)
+        answers = await asyncio.gather(*(backend.delegate.get_queue_attributes(ids[i % 5]) for i in range(200)))
+        assert [a.name for a in answers] == [f"{QUEUE_NAME_PREFIX}{ids[i % 5]}" for i in range(200)]
 
     async def test_message_timeout_is_applied(self, backend: QueueBackend) -> None:
         endpoint_id = new_endpoint_id()

@@ -204,6 +204,52 @@ class StorageContract:
         with pytest.raises(ValueError, match="mode"):
             backend.fs.open(backend.uri("x"), "a")
 
+    # --- parallel uploads ------------------------------------------------------------------------
+    def test_upload_files_round_trip(self, backend: Backend, tmp_path: Path, out: Path) -> None:
+        local = tmp_path / "to-upload"
+        blobs = {f"shard-{i:02d}.bin": os.urandom(1000 + i) for i in range(12)}
+        blobs.update({"nested/dir with space/ünï €.json": b'{"a": 1}', "empty.bin": b"", "big/multi.bin": MULTI_CHUNK})
+        for name, data in blobs.items():
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(data)
+        (local / "link.bin").symlink_to(local / "empty.bin")  # links are skipped, as rclone does
+        seen: list[int] = []
+        target = backend.uri("uploaded")
+        uris = backend.artifacts.upload_files(local, target, max_concurrency=4, progress=seen.append)
+        assert sorted(uris) == sorted(backend.uri(f"uploaded/{name}") for name in blobs)
+        assert sum(seen) == sum(len(data) for data in blobs.values())
+        assert sorted(o.key for o in backend.artifacts.list_objects(target)) == sorted(blobs)
+        backend.artifacts.download_files(target, out)
+        assert files_under(out) == sorted(blobs)
+        for name, data in blobs.items():
+            assert (out / name).read_bytes() == data, name
+
+    def test_upload_a_single_file_to_a_name_or_into_a_folder(self, backend: Backend, tmp_path: Path) -> None:
+        source = tmp_path / "weights.bin"
+        source.write_bytes(b"w" * 5000)
+        named = backend.uri("one/renamed.bin")
+        assert backend.artifacts.upload_files(source, named) == [named]
+        into = backend.uri("two") + "/"
+        assert backend.artifacts.upload_files(source, into) == [backend.uri("two/weights.bin")]
+        for uri in (named, backend.uri("two/weights.bin")):
+            with backend.fs.open(uri, "rb") as stream:
+                assert stream.read() == b"w" * 5000
+        with pytest.raises(ObjectNotFoundError, match="nothing to upload"):
+            backend.artifacts.upload_files(tmp_path / "missing", named)
+
+    def test_failed_upload_leaves_no_object(self, backend: Backend, tmp_path: Path) -> None:
+        source = tmp_path / "big.bin"
+        source.write_bytes(MULTI_CHUNK)
+        uri = backend.uri("failed/big.bin")
+
+        def fail(_: int) -> None:
+            raise RuntimeError("stop the upload")
+
+        with pytest.raises(RuntimeError, match="stop the upload"):
+            backend.artifacts.upload_files(source, uri, max_concurrency=2, progress=fail)
+        assert backend.fs.exists(uri) is False
+        assert backend.fs.list(backend.uri("failed")) == []
+
     # --- writes: overwrite, failure, abandonment -------------------------------------------------
     def test_overwrite_replaces_and_failed_write_keeps_old(self, backend: Backend) -> None:
         uri = write(backend, "cfg.json", b"version 1")

@@ -107,7 +107,7 @@ def mirror_command(
         typer.Option("--insecure-registry", help="Allow plain HTTP to this host[:port] (besides localhost)."),
     ] = None,
     ca_bundle: Annotated[Optional[str], typer.Option(help="PEM CA bundle for private registries.")] = None,  # noqa: UP045
-    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Blobs copied in parallel.")] = 4,
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Blobs copied in parallel.")] = 6,
 ) -> None:
     """Copy images (multi-platform indexes included) registry to registry; a second run copies nothing."""
     from ..images.mirror import default_credentials, mirror

@@ -1,7 +1,9 @@
 """``storage ls``, ``storage cp`` and ``storage sign`` against the configured store (or local disk).
 
 ``cp`` into a local folder uses the artifact gateway's safe parallel download (temporary names,
-keys checked); anything else streams object by object through the filesystem gateway.
+keys checked); from local disk to a store, its parallel upload (files and parts at once, each
+object visible only when complete); store to store streams object by object through the
+filesystem gateway.
 """
 
 from __future__ import annotations
@@ -107,7 +109,9 @@ def cp(
     src: Annotated[str, typer.Argument(help="Source object or folder (remote or local).")],
     dst: Annotated[str, typer.Argument(help="Destination object or folder (remote or local).")],
     overwrite: Annotated[bool, typer.Option(help="Replace complete local files of the same size.")] = False,
-    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Files downloaded in parallel.")] = 8,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Files (and parts of large files) transferred in parallel.")
+    ] = 8,
     config_path: ConfigOption = None,
 ) -> None:
     """Copy SRC to DST (either side local) with a progress bar; folders are copied recursively."""
@@ -129,6 +133,10 @@ def cp(
                 target = Path(parse_uri(dst, accepts=("file",), store="local disk").key)
                 into = dst.endswith("/")  # Path() drops the slash that says "a folder"
                 _download(src_artifacts, src, target, objects, single, overwrite, concurrency, advance, into)
+            elif is_local(src):
+                source = Path(parse_uri(src, accepts=("file",), store="local disk").key)
+                _, dst_artifacts = stores.for_uri(dst)
+                dst_artifacts.upload_files(source, dst, max_concurrency=concurrency, progress=advance)
             else:
                 _stream_copy(stores, objects, dst, single, advance)
     console.print(f"copied {len(objects)} object(s)")

@@ -196,6 +196,7 @@ class RegistryClient:
         # Like Docker with an insecure registry: try HTTPS first, fall back to plain HTTP once if the
         # first contact fails. A loopback registry with TLS and a private CA then works too.
         self._plain_fallback: str | None = None
+        self._abandoned_https: str | None = None
         if base_url is None and self.base_url.startswith("http://"):
             self._plain_fallback, self.base_url = self.base_url, "https://" + self.base_url[len("http://") :]
         endpoint = urlsplit(self.base_url)
@@ -273,9 +274,13 @@ class RegistryClient:
                         f"registry {self.host} speaks HTTPS but its certificate is not trusted ({untrusted}) "
                         f"during {what}: set registry_ca_bundle to the PEM file of its CA"
                     ) from err
-                if self._plain_fallback is not None and url.startswith(self.base_url):
-                    url = self._plain_fallback + url[len(self.base_url) :]
-                    self.base_url, self._plain_fallback = self._plain_fallback, None
+                with self._lock:  # first contacts may race (a mirror asks source and target at once)
+                    if self._plain_fallback is not None and url.startswith(self.base_url):
+                        self._abandoned_https = self.base_url
+                        self.base_url, self._plain_fallback = self._plain_fallback, None
+                abandoned = self._abandoned_https
+                if abandoned is not None and url.startswith(abandoned + "/"):
+                    url = self.base_url + url[len(abandoned) :]
                     continue
                 if replayable and attempt < self._retries:
                     attempt += 1

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from ..config.model import InfraConfig
     from .distribution import CredentialSource, RegistryClient
 
+#: Blobs copied at once (skopeo's default too): an image's config and layers usually all go together.
+DEFAULT_CONCURRENCY = 6
+
 Event = Literal["blob_copied", "blob_skipped", "blob_mounted", "bytes", "manifest_pushed", "up_to_date"]
 
 
@@ -68,7 +71,7 @@ def mirror(
     insecure_registries: Sequence[str] = (),
     ca_bundle: str | None = None,
     progress: ProgressCallback | None = None,
-    concurrency: int = 4,
+    concurrency: int = DEFAULT_CONCURRENCY,
     source_client: RegistryClient | None = None,
     target_client: RegistryClient | None = None,
     prepare_target: Callable[[str], None] | None = None,

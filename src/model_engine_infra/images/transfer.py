@@ -47,14 +47,16 @@ class Copier:
 
     def copy(self, src_repo: str, dst_repo: str, tag: str, label: str) -> MirrorResult:
         result = MirrorResult(source=f"{self.src.host}/{src_repo}:{tag}", target=label)
-        manifest = fetch_manifest(self.src, src_repo, tag)
+        # What the target's tag points at is asked while the source manifest is fetched: one round trip, not two.
+        target_digest = self.pool.submit(self._prepare_and_head, dst_repo, tag)
+        try:
+            manifest = fetch_manifest(self.src, src_repo, tag)
+        finally:
+            current = target_digest.result()
         if manifest is None:
             raise ImageNotFoundError(f"{self.src.host}/{src_repo}:{tag} does not exist at the source")
         result.digest = manifest.digest
-        if self.prepare_target is not None and dst_repo not in self.prepared:
-            self.prepare_target(dst_repo)
-            self.prepared.add(dst_repo)
-        if head_manifest_digest(self.dst, dst_repo, tag) == manifest.digest:
+        if current == manifest.digest:
             result.up_to_date = True
             self._emit(label, "up_to_date", manifest.digest, len(manifest.body))
             return result
@@ -70,6 +72,12 @@ class Copier:
             self._copy_image(manifest, src_repo, dst_repo, tag, label, result, push=False)
         self._put_manifest(manifest, dst_repo, tag, label, result)
         return result
+
+    def _prepare_and_head(self, dst_repo: str, tag: str) -> str | None:
+        if self.prepare_target is not None and dst_repo not in self.prepared:
+            self.prepare_target(dst_repo)
+            self.prepared.add(dst_repo)
+        return head_manifest_digest(self.dst, dst_repo, tag)
 
     def _copy_image(
         self,

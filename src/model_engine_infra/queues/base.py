@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import InvalidQueueNameError
+from ..errors import InvalidQueueNameError, QueueNotFoundError
 
 QUEUE_NAME_PREFIX = "launch-endpoint-id-"
+#: How many single reads `get_queue_attributes_many` runs at once where a broker has no bulk read.
+DEFAULT_BULK_CONCURRENCY = 32
 # Characters every broker accepts in a queue name (SQS: alphanumerics, '-', '_').
 _ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]+")  # used with fullmatch: "$" would accept a trailing newline
 
@@ -55,7 +58,9 @@ class QueueEndpointResourceDelegate(ABC):
 
     Contract: create twice is idempotent; delete of a missing queue is a no-op; attributes of a
     missing queue raise `QueueNotFoundError`; an unreachable broker raises
-    `BrokerUnavailableError` (never a count of 0).
+    `BrokerUnavailableError` (never a count of 0). ``get_queue_attributes_many`` answers what the
+    single calls would (None for a missing queue), and the single call is safe under an
+    ``asyncio.gather`` of thousands: every delegate bounds its own concurrency.
     """
 
     broker_name: ClassVar[str] = "broker"
@@ -78,7 +83,38 @@ class QueueEndpointResourceDelegate(ABC):
     async def delete_queue(self, endpoint_id: str) -> None: ...
 
     @abstractmethod
-    async def get_queue_attributes(self, endpoint_id: str) -> QueueAttributes: ...
+    async def get_queue_attributes(self, endpoint_id: str, *, include_tags: bool = False) -> QueueAttributes:
+        """Message counts of the endpoint's queue.
+
+        ``include_tags``: also read what the broker keeps apart from the counts (SQS: the queue's tags,
+        where ``endpoint_created_by`` lives; one more call per queue). Brokers that return their
+        metadata with the counts ignore it.
+        """
+
+    async def get_queue_attributes_many(
+        self, endpoint_ids: Iterable[str], *, include_tags: bool = False
+    ) -> dict[str, QueueAttributes | None]:
+        """Attributes of many endpoints' queues at once: ``{endpoint_id: attributes, or None if missing}``.
+
+        Every id is checked before any call goes out. An unreachable broker raises
+        `BrokerUnavailableError` for the whole batch (a count is never guessed). This default runs
+        single reads, at most `DEFAULT_BULK_CONCURRENCY` at a time; brokers with a cheaper bulk path
+        override it.
+        """
+        ids = list(dict.fromkeys(endpoint_ids))
+        for endpoint_id in ids:
+            self.queue_name(endpoint_id)
+        gate = asyncio.Semaphore(DEFAULT_BULK_CONCURRENCY)
+
+        async def one(endpoint_id: str) -> QueueAttributes | None:
+            async with gate:
+                try:
+                    return await self.get_queue_attributes(endpoint_id, include_tags=include_tags)
+                except QueueNotFoundError:
+                    return None
+
+        answers = await asyncio.gather(*(one(endpoint_id) for endpoint_id in ids))
+        return dict(zip(ids, answers, strict=True))
 
     async def close(self) -> None:
         """Release clients; the default holds none."""

@@ -160,7 +160,7 @@ class LocalQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
 
         await self._run("delete", name, delete)
 
-    async def get_queue_attributes(self, endpoint_id: str) -> QueueAttributes:
+    async def get_queue_attributes(self, endpoint_id: str, *, include_tags: bool = False) -> QueueAttributes:
         name = self.queue_name(endpoint_id)
 
         def read() -> tuple[dict[str, Any] | None, int]:

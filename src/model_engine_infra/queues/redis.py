@@ -11,12 +11,22 @@ A message a worker has fetched but not acknowledged leaves the list and waits in
 is acked or restored after the visibility timeout. Those count as in flight, and in the total: a
 queue whose workers are busy is not empty. Any Redis error raises `BrokerUnavailableError`; the
 reference implementation reported 0 messages instead, which scaled busy endpoints to zero.
+
+The ``unacked`` hash is shared by every queue on the database, so reading it once per queue costs
+queues x entries. Reads are therefore batched: every call waiting on the event loop joins one batch,
+which makes one pipeline (``HGETALL`` + ``LLEN`` for each queue), one ``HSCAN`` of ``unacked``
+counted per route, and one pipeline of ``SMEMBERS`` for the exchanges seen. A ``gather`` of
+1,000 single calls costs what one `get_queue_attributes_many` of 1,000 does and holds one
+connection, never the whole pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,7 +60,9 @@ KOMBU_UNACKED_KEY = "unacked"
 KOMBU_UNACKED_INDEX_KEY = "unacked_index"
 KOMBU_BINDING_KEY = "_kombu.binding.{exchange}"
 META_SUFFIX = ":meta"
-_SCAN_BATCH = 500
+_SCAN_BATCH = 1000
+#: Queues read by one pipeline; a larger batch is split.
+_MAX_BATCH = 1000
 
 
 def kombu_list_keys(queue_name: str, priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS) -> list[str]:
@@ -70,6 +82,15 @@ def _describe(client: Any) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
+@dataclass
+class _Batch:
+    """Reads waiting on one event loop: queue name -> the futures of the calls that asked for it."""
+
+    loop: asyncio.AbstractEventLoop
+    waiting: dict[str, list[asyncio.Future[QueueAttributes | None]]] = field(default_factory=dict)
+    runner: asyncio.Task[None] | None = None
+
+
 class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
     """Endpoint queues as Celery redis-transport lists on an injected ``redis.asyncio.Redis``."""
 
@@ -80,6 +101,7 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         self._client = client
         self._priority_steps = priority_steps
         self._where = _describe(client)
+        self._batch: _Batch | None = None
 
     def __repr__(self) -> str:
         return f"RedisQueueEndpointResourceDelegate({self._where!r})"
@@ -130,26 +152,90 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         except redis.exceptions.RedisError as err:
             raise self._unavailable("delete", name, err) from err
 
-    async def get_queue_attributes(self, endpoint_id: str) -> QueueAttributes:
+    async def get_queue_attributes(self, endpoint_id: str, *, include_tags: bool = False) -> QueueAttributes:
         name = self.queue_name(endpoint_id)
-        keys = kombu_list_keys(name, self._priority_steps)
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
+        [found] = await self._read_batched([name])
+        if found is None:
+            raise QueueNotFoundError(f"Redis queue {name!r} does not exist on {self._where}")
+        return found
+
+    async def get_queue_attributes_many(
+        self, endpoint_ids: Iterable[str], *, include_tags: bool = False
+    ) -> dict[str, QueueAttributes | None]:
+        """One batch for all (and for any single calls made meanwhile): see the module docstring."""
+        names = {endpoint_id: self.queue_name(endpoint_id) for endpoint_id in dict.fromkeys(endpoint_ids)}
+        answers = await self._read_batched(list(names.values()))
+        return dict(zip(names, answers, strict=True))
+
+    async def _read_batched(self, names: list[str]) -> list[QueueAttributes | None]:
+        """Join the batch of the running loop (starting one if none runs) and wait for these names."""
+        loop = asyncio.get_running_loop()
+        batch = self._batch
+        if batch is None or batch.loop is not loop:
+            batch = self._batch = _Batch(loop)
+        futures = []
+        for name in names:
+            future: asyncio.Future[QueueAttributes | None] = loop.create_future()
+            batch.waiting.setdefault(name, []).append(future)
+            futures.append(future)
+        if batch.runner is None or batch.runner.done():
+            # Scheduled after every caller already queued on this loop turn, so a gather joins one batch.
+            batch.runner = loop.create_task(self._run_batches(batch))
+        return list(await asyncio.gather(*futures))
+
+    async def _run_batches(self, batch: _Batch) -> None:
+        while batch.waiting:
+            taken = dict(list(batch.waiting.items())[:_MAX_BATCH])
+            for name in taken:
+                del batch.waiting[name]
+            try:
+                answers = await self._read_many(list(taken))
+            except redis.exceptions.RedisError as err:
+                for name, futures in taken.items():
+                    error = self._unavailable("read", name, err)
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(error)
+                continue
+            except BaseException as err:  # cancelled or a bug: no caller may wait forever
+                for futures in [*taken.values(), *batch.waiting.values()]:
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(err if isinstance(err, Exception) else asyncio.CancelledError())
+                batch.waiting.clear()
+                raise
+            for name, futures in taken.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(answers[name])
+
+    async def _read_many(self, names: list[str]) -> dict[str, QueueAttributes | None]:
+        """Lists and metadata in one pipeline, then one pass over ``unacked`` for all ``names``."""
+        step_count = len(self._priority_steps)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
                 pipe.hgetall(name + META_SUFFIX)
-                for key in keys:
+                for key in kombu_list_keys(name, self._priority_steps):
                     pipe.llen(key)
-                meta_raw, *lengths = await pipe.execute()
-            in_flight = sum([1 async for _ in self._unacked_entries(name)])
-        except redis.exceptions.RedisError as err:
-            raise self._unavailable("read", name, err) from err
+            replies = await pipe.execute()
+        in_flight = await self._unacked_counts(set(names))
+        answers: dict[str, QueueAttributes | None] = {}
+        for index, name in enumerate(names):
+            offset = index * (step_count + 1)
+            meta_raw, lengths = replies[offset], replies[offset + 1 : offset + 1 + step_count]
+            answers[name] = self._attributes(name, meta_raw, lengths, in_flight.get(name, 0))
+        return answers
+
+    def _attributes(self, name: str, meta_raw: Any, lengths: list[Any], in_flight: int) -> QueueAttributes | None:
         meta = {_text(k): _text(v) for k, v in (meta_raw or {}).items()}
         waiting = sum(int(n) for n in lengths)
         if not meta and waiting == 0 and in_flight == 0:
-            raise QueueNotFoundError(f"Redis queue {name!r} does not exist on {self._where}")
+            return None
         try:
             labels = json.loads(meta["labels"]) if "labels" in meta else None
         except json.JSONDecodeError:
             labels = None
+        keys = kombu_list_keys(name, self._priority_steps)
         return QueueAttributes(
             name=name,
             approximate_message_count=waiting + in_flight,
@@ -158,6 +244,32 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             endpoint_labels=labels if isinstance(labels, dict) else None,
             endpoint_created_by=meta.get("created_by"),
         )
+
+    async def _unacked_counts(self, names: set[str]) -> dict[str, int]:
+        """Unacked messages per queue in ``names``: one HSCAN, counted by route, then routes resolved."""
+        routes: Counter[tuple[str, str]] = Counter()
+        async for _tag, value in self._client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
+            try:
+                _message, exchange, routing_key = json.loads(value)
+            except (ValueError, TypeError):
+                continue
+            routes[(_text(exchange or ""), _text(routing_key or ""))] += 1
+        if not routes:
+            return {}
+        exchanges = sorted({exchange for exchange, _ in routes if exchange})
+        bindings: dict[str, set[str]] = {}
+        if exchanges:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for exchange in exchanges:
+                    pipe.smembers(KOMBU_BINDING_KEY.format(exchange=exchange))
+                members = await pipe.execute()
+            bindings = {exchange: {_text(m) for m in found} for exchange, found in zip(exchanges, members, strict=True)}
+        counts: Counter[str] = Counter()
+        for (exchange, routing_key), count in routes.items():
+            for queue in _route_targets(exchange, routing_key, bindings.get(exchange, set())):
+                if queue in names:
+                    counts[queue] += count
+        return dict(counts)
 
     async def _unacked_entries(self, name: str) -> AsyncIterator[tuple[str, Any]]:
         """Yield ``(delivery_tag, payload)`` of kombu's unacked messages that belong to queue ``name``."""
@@ -172,22 +284,25 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
 
     async def _routes_to(self, name: str, exchange: str, routing_key: str, cache: dict[str, set[str]]) -> bool:
         """Whether kombu would restore a message from ``exchange``/``routing_key`` to queue ``name``."""
-        if not exchange:
-            return routing_key == name
-        if exchange not in cache:
+        if exchange and exchange not in cache:
             members = await self._client.smembers(KOMBU_BINDING_KEY.format(exchange=exchange))
             cache[exchange] = {_text(m) for m in members}
-        bindings = cache[exchange]
-        if not bindings:
-            return routing_key == name
-        for member in bindings:
-            bound_key, _pattern, queue = [*member.split(KOMBU_SEPARATOR), "", "", ""][:3]
-            if queue == name and bound_key == routing_key:
-                return True
-        return False
+        return name in _route_targets(exchange, routing_key, cache.get(exchange, set()))
 
     async def close(self) -> None:
         """The client belongs to the Redis connection component, which closes it."""
+
+
+def _route_targets(exchange: str, routing_key: str, bindings: set[str]) -> set[str]:
+    """The queues kombu would restore a message from ``exchange``/``routing_key`` to (the exchange's bindings)."""
+    if not exchange or not bindings:
+        return {routing_key}
+    targets = set()
+    for member in bindings:
+        bound_key, _pattern, queue = [*member.split(KOMBU_SEPARATOR), "", "", ""][:3]
+        if bound_key == routing_key:
+            targets.add(queue)
+    return targets
 
 
 def build_delegate(config: InfraConfig, infra: Infra) -> RedisQueueEndpointResourceDelegate:

@@ -207,7 +207,7 @@ class ServiceBusQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
 
         await self._run("delete", name, delete)
 
-    async def get_queue_attributes(self, endpoint_id: str) -> QueueAttributes:
+    async def get_queue_attributes(self, endpoint_id: str, *, include_tags: bool = False) -> QueueAttributes:
         name = self.queue_name(endpoint_id)
 
         def read(admin: Any) -> tuple[Any, Any]:

@@ -43,6 +43,7 @@ from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .errors import translated
 from .local import check_signing
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .uploads import UploadItem
 from .uri import StorageURI, parse_uri, shown
 
 if TYPE_CHECKING:
@@ -315,6 +316,17 @@ class AzureBlobArtifacts(LLMArtifactGateway):
         with _errors(uri):
             data: bytes = self._blobs.blob(uri).download_blob().readall()
             return data
+
+    def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
+        """One Put Blob up to the client's ``max_single_put_size``, else blocks in parallel and one commit."""
+        with _errors(item.uri), open(item.path, "rb") as source:
+            self._blobs.blob(item.uri).upload_blob(
+                source,
+                length=item.size,
+                overwrite=True,
+                max_concurrency=part_concurrency,
+                progress_hook=_deltas(progress),
+            )
 
     def close(self) -> None:
         if self._owns_client:

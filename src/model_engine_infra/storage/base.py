@@ -21,6 +21,7 @@ from typing import IO, Any, BinaryIO
 
 from ..errors import ObjectNotFoundError, StorageError
 from .paths import safe_join
+from .uploads import DEFAULT_UPLOAD_CONCURRENCY, UploadItem, plan_uploads, run_uploads
 
 Progress = Callable[[int], None]
 
@@ -87,6 +88,13 @@ class LLMArtifactGateway(ABC):
     def _read_bytes(self, uri: str) -> bytes:
         """A small object's bytes (config.json); `ObjectNotFoundError` when missing."""
 
+    @abstractmethod
+    def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
+        """Write one local file as the object ``item.uri``, visible only once complete."""
+
+    #: Files above this size are sent in parallel parts (see `run_uploads`).
+    upload_part_threshold: int = 8 * 1024 * 1024
+
     # --- behaviour shared by every store --------------------------------------------------------
     def list_objects(self, path: str) -> list[ObjectInfo]:
         """A prefix is a folder: ``models/llama`` matches ``models/llama/...`` only; else one object."""
@@ -120,6 +128,33 @@ class LLMArtifactGateway(ABC):
             Path(target_path),
             self._download_object,
             overwrite=overwrite,
+            max_concurrency=max_concurrency,
+            progress=progress,
+        )
+
+    def upload_files(
+        self,
+        local_path: str | os.PathLike[str],
+        uri: str,
+        *,
+        max_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Upload the folder (or file) ``local_path`` under the folder ``uri``; returns the object URIs.
+
+        Files and parts go in parallel, at most ``max_concurrency`` requests at a time; each object
+        appears only when complete. Symbolic links are skipped (see `plan_uploads`).
+        """
+        items = plan_uploads(local_path, uri)
+        self._upload_many(items, max(1, max_concurrency), _locked(progress))
+        return [item.uri for item in items]
+
+    def _upload_many(self, items: list[UploadItem], max_concurrency: int, progress: Progress | None) -> None:
+        """Send every item; stores with a shared transfer pool override this."""
+        run_uploads(
+            items,
+            self._upload_object,
+            part_threshold=self.upload_part_threshold,
             max_concurrency=max_concurrency,
             progress=progress,
         )

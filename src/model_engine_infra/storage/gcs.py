@@ -32,6 +32,7 @@ from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .errors import translated
 from .local import check_signing
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
 if TYPE_CHECKING:
@@ -320,6 +321,22 @@ class _OffsetWriter:
             self._progress(count)
 
 
+class _CountingReader:
+    """A file whose reads are reported to a progress callback (the SDK's upload has no hook)."""
+
+    def __init__(self, source: BinaryIO, progress: Progress) -> None:
+        self._source = source
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self._progress(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+
 class GCSArtifacts(LLMArtifactGateway):
     """Model artifacts in GCS; large objects in parallel generation-pinned ranges."""
 
@@ -398,6 +415,13 @@ class GCSArtifacts(LLMArtifactGateway):
         with _errors(uri):
             data: bytes = self._objects.blob(uri).download_as_bytes(retry=self._objects.retry)
             return data
+
+    def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
+        """One request up to 8 MiB, else a resumable upload (one stream: GCS has no parallel parts
+        in its JSON API); either way the object appears only when finalized."""
+        with _errors(item.uri), open(item.path, "rb") as source:
+            reader: Any = _CountingReader(source, progress) if progress is not None else source
+            self._objects.blob(item.uri).upload_from_file(reader, size=item.size, retry=self._objects.retry)
 
     def close(self) -> None:
         if self._owns_client:

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from ..errors import ConfigError, ObjectNotFoundError, StorageError, StoragePermissionError
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .streams import WriteStream, parse_mode, text_kwargs
+from .uploads import UploadItem
 from .uri import parse_uri
 
 if TYPE_CHECKING:
@@ -145,6 +146,22 @@ class LocalArtifacts(LLMArtifactGateway):
     def _read_bytes(self, uri: str) -> bytes:
         with _Errors(uri):
             return _path(uri).read_bytes()
+
+    def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
+        """Copied under a temporary name in the target folder, renamed when complete."""
+        path = _path(item.uri)
+        with _Errors(item.uri):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                with open(item.path, "rb") as source, open(temp, "wb") as sink:
+                    while chunk := source.read(CHUNK):
+                        sink.write(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
+                os.replace(temp, path)
+            finally:
+                temp.unlink(missing_ok=True)
 
 
 def build_filesystem(config: InfraConfig, infra: Infra) -> LocalFilesystem:

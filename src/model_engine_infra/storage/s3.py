@@ -30,6 +30,7 @@ from ..redact import redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .local import check_signing
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
 if TYPE_CHECKING:
@@ -253,6 +254,16 @@ class _Known(BaseSubscriber):  # type: ignore[misc]
             self._progress(bytes_transferred)
 
 
+class _Progress(BaseSubscriber):  # type: ignore[misc]
+    """Forwards s3transfer's byte counts."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self._progress(bytes_transferred)
+
+
 class S3Artifacts(LLMArtifactGateway):
     """Model artifacts in S3: listing by folder, downloads through one shared transfer manager."""
 
@@ -270,7 +281,9 @@ class S3Artifacts(LLMArtifactGateway):
         config = transfer_config or TransferConfig(
             multipart_threshold=16 * MIB, multipart_chunksize=8 * MIB, max_concurrency=16
         )
+        self._transfer_config = config
         self._transfers = create_transfer_manager(client, config)
+        self.upload_part_threshold = config.multipart_threshold
 
     def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
         return _list(self.client, folder_uri)
@@ -295,6 +308,31 @@ class S3Artifacts(LLMArtifactGateway):
         with _errors(uri, self.client):
             data: bytes = self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
             return data
+
+    def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
+        self._upload_many([item], part_concurrency, progress)
+
+    def _upload_many(self, items: list[UploadItem], max_concurrency: int, progress: Progress | None) -> None:
+        """One s3transfer manager for the call: its one pool of ``max_concurrency`` threads serves files and parts.
+
+        Large files are multipart uploads (completed last, aborted on failure), small ones a
+        single PutObject, so no object is visible before it is whole. The first failure cancels
+        the transfers not yet done.
+        """
+        config = TransferConfig(
+            multipart_threshold=self._transfer_config.multipart_threshold,
+            multipart_chunksize=self._transfer_config.multipart_chunksize,
+            max_concurrency=max_concurrency,
+        )
+        subscribers = [_Progress(progress)] if progress is not None else []
+        with create_transfer_manager(self.client, config) as manager:
+            futures = []
+            for item in items:
+                loc = _location(item.uri)
+                futures.append((item.uri, manager.upload(str(item.path), loc.bucket, loc.key, subscribers=subscribers)))
+            for current, future in futures:
+                with _errors(current, self.client):
+                    future.result()
 
     def close(self) -> None:
         self._transfers.shutdown()

@@ -12,6 +12,11 @@ is acked or restored after the visibility timeout. Those count as in flight, and
 queue whose workers are busy is not empty. Any Redis error raises `BrokerUnavailableError`; the
 reference implementation reported 0 messages instead, which scaled busy endpoints to zero.
 
+Celery's Redis broker keeps each task visibility in its own database (llm-engine's
+``TaskVisibility``: 1 h in 0, 24 h in 3, ...). The delegate reads the database of the endpoints'
+(inference) queues, where it also keeps the metadata, plus any ``also`` databases the broker uses;
+counts add up and a delete empties them all. The cache's own database is not one of them.
+
 The ``unacked`` hash is shared by every queue on the database, so reading it once per queue costs
 queues x entries. Reads are therefore batched: every call waiting on the event loop joins one batch,
 which makes one pipeline (``HGETALL`` + ``LLEN`` for each queue), one ``HSCAN`` of ``unacked``
@@ -25,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -97,10 +102,17 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
     broker_name: ClassVar[str] = "Redis"
     max_queue_name_length: ClassVar[int] = 255
 
-    def __init__(self, client: Redis, *, priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        also: Sequence[Redis] = (),
+        priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS,
+    ) -> None:
         self._client = client
+        self._also = tuple(also)  # the broker's other databases: counted and emptied, no metadata there
         self._priority_steps = priority_steps
-        self._where = _describe(client)
+        self._where = _describe(client) + "".join(f" (+db {_describe(c).rsplit('/', 1)[-1]})" for c in self._also)
         self._batch: _Batch | None = None
 
     def __repr__(self) -> str:
@@ -142,13 +154,14 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
     async def delete_queue(self, endpoint_id: str) -> None:
         name = self.queue_name(endpoint_id)
         try:
-            tags = [tag async for tag, _ in self._unacked_entries(name)]
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(name + META_SUFFIX, *kombu_list_keys(name, self._priority_steps))
-                if tags:
-                    pipe.hdel(KOMBU_UNACKED_KEY, *tags)
-                    pipe.zrem(KOMBU_UNACKED_INDEX_KEY, *tags)
-                await pipe.execute()
+            for client in (self._client, *self._also):
+                tags = [tag async for tag, _ in self._unacked_entries(name, client)]
+                async with client.pipeline(transaction=True) as pipe:
+                    pipe.delete(name + META_SUFFIX, *kombu_list_keys(name, self._priority_steps))
+                    if tags:
+                        pipe.hdel(KOMBU_UNACKED_KEY, *tags)
+                        pipe.zrem(KOMBU_UNACKED_INDEX_KEY, *tags)
+                    await pipe.execute()
         except redis.exceptions.RedisError as err:
             raise self._unavailable("delete", name, err) from err
 
@@ -218,11 +231,24 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
                 for key in kombu_list_keys(name, self._priority_steps):
                     pipe.llen(key)
             replies = await pipe.execute()
-        in_flight = await self._unacked_counts(set(names))
+        in_flight = await self._unacked_counts(set(names), self._client)
+        other_lengths: list[list[Any]] = []
+        for other in self._also:
+            async with other.pipeline(transaction=False) as pipe:
+                for name in names:
+                    for key in kombu_list_keys(name, self._priority_steps):
+                        pipe.llen(key)
+                other_lengths.append(await pipe.execute())
+            for queue, count in (await self._unacked_counts(set(names), other)).items():
+                in_flight[queue] = in_flight.get(queue, 0) + count
         answers: dict[str, QueueAttributes | None] = {}
         for index, name in enumerate(names):
             offset = index * (step_count + 1)
-            meta_raw, lengths = replies[offset], replies[offset + 1 : offset + 1 + step_count]
+            meta_raw, lengths = replies[offset], list(replies[offset + 1 : offset + 1 + step_count])
+            for more in other_lengths:
+                lengths = [
+                    a + b for a, b in zip(lengths, more[index * step_count : (index + 1) * step_count], strict=True)
+                ]
             answers[name] = self._attributes(name, meta_raw, lengths, in_flight.get(name, 0))
         return answers
 
@@ -245,10 +271,10 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             endpoint_created_by=meta.get("created_by"),
         )
 
-    async def _unacked_counts(self, names: set[str]) -> dict[str, int]:
+    async def _unacked_counts(self, names: set[str], client: Redis) -> dict[str, int]:
         """Unacked messages per queue in ``names``: one HSCAN, counted by route, then routes resolved."""
         routes: Counter[tuple[str, str]] = Counter()
-        async for _tag, value in self._client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
+        async for _tag, value in client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
             try:
                 _message, exchange, routing_key = json.loads(value)
             except (ValueError, TypeError):
@@ -259,7 +285,7 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         exchanges = sorted({exchange for exchange, _ in routes if exchange})
         bindings: dict[str, set[str]] = {}
         if exchanges:
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with client.pipeline(transaction=False) as pipe:
                 for exchange in exchanges:
                     pipe.smembers(KOMBU_BINDING_KEY.format(exchange=exchange))
                 members = await pipe.execute()
@@ -271,21 +297,23 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
                     counts[queue] += count
         return dict(counts)
 
-    async def _unacked_entries(self, name: str) -> AsyncIterator[tuple[str, Any]]:
+    async def _unacked_entries(self, name: str, client: Redis) -> AsyncIterator[tuple[str, Any]]:
         """Yield ``(delivery_tag, payload)`` of kombu's unacked messages that belong to queue ``name``."""
         routes: dict[str, set[str]] = {}
-        async for tag, value in self._client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
+        async for tag, value in client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
             try:
                 _message, exchange, routing_key = json.loads(_text(value))
             except (ValueError, TypeError):
                 continue
-            if await self._routes_to(name, _text(exchange or ""), _text(routing_key or ""), routes):
+            if await self._routes_to(name, _text(exchange or ""), _text(routing_key or ""), routes, client):
                 yield _text(tag), value
 
-    async def _routes_to(self, name: str, exchange: str, routing_key: str, cache: dict[str, set[str]]) -> bool:
+    async def _routes_to(
+        self, name: str, exchange: str, routing_key: str, cache: dict[str, set[str]], client: Redis
+    ) -> bool:
         """Whether kombu would restore a message from ``exchange``/``routing_key`` to queue ``name``."""
         if exchange and exchange not in cache:
-            members = await self._client.smembers(KOMBU_BINDING_KEY.format(exchange=exchange))
+            members = await client.smembers(KOMBU_BINDING_KEY.format(exchange=exchange))
             cache[exchange] = {_text(m) for m in members}
         return name in _route_targets(exchange, routing_key, cache.get(exchange, set()))
 

@@ -10,12 +10,16 @@ class RedisConnection(ABC):
     """Hands out the process's Redis clients; never bakes a token into a URL it uses itself."""
 
     @abstractmethod
-    def client(self) -> Any:
-        """A ``redis.Redis`` on the component's one pool."""
+    def client(self, db: int | None = None) -> Any:
+        """A ``redis.Redis`` on the component's pool for database ``db`` (default: the configured one)."""
 
     @abstractmethod
-    def async_client(self) -> Any:
-        """A ``redis.asyncio.Redis`` on the component's one async pool."""
+    def async_client(self, db: int | None = None) -> Any:
+        """A ``redis.asyncio.Redis`` on the component's async pool for database ``db`` (default: the configured one).
+
+        Other databases share host, port, TLS and credentials: the Celery broker keeps its queues in
+        the database of each task visibility, apart from the cache's.
+        """
 
     @property
     @abstractmethod

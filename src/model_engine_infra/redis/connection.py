@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -218,8 +218,8 @@ class ManagedRedisConnection(RedisConnection):
         self._provider = provider
         self._remove_listener = provider.add_listener(self._on_new_token) if provider else None
         self._lock = threading.Lock()
-        self._client: redis.Redis | None = None
-        self._async_client: redis.asyncio.Redis | None = None
+        self._clients: dict[int, redis.Redis] = {}  # by database
+        self._async_clients: dict[int, redis.asyncio.Redis] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -235,29 +235,38 @@ class ManagedRedisConnection(RedisConnection):
     def target(self) -> Any:
         return self.source.target
 
-    def client(self) -> redis.Redis:
-        """The sync client, built once; after `close` a new pool is built (the component reopens)."""
-        if self._client is None:
+    def client(self, db: int | None = None) -> redis.Redis:
+        """The sync client of database ``db`` (default: the URL's), built once; after `close` a new pool is built."""
+        chosen = self.source.target.db if db is None else db
+        client = self._clients.get(chosen)
+        if client is None:
             with self._lock:
                 self._reopen()
-                if self._client is None:
-                    options: dict[str, Any] = dict(redis.connection.parse_url(self._pool_url()))  # type: ignore[no-untyped-call]
+                client = self._clients.get(chosen)
+                if client is None:
+                    options: dict[str, Any] = dict(redis.connection.parse_url(self._pool_url(chosen)))  # type: ignore[no-untyped-call]
                     options.update(self._pool_kwargs(asynchronous=False))
                     pool = TokenBlockingPool(**options)  # type: ignore[no-untyped-call]
-                    self._client = redis.Redis(connection_pool=pool)
-        return self._client
+                    client = self._clients[chosen] = redis.Redis(connection_pool=pool)
+        return client
 
-    def async_client(self) -> redis.asyncio.Redis:
-        """The async client; its pool binds to the event loop that first uses it (one loop per process)."""
-        if self._async_client is None:
+    def async_client(self, db: int | None = None) -> redis.asyncio.Redis:
+        """The async client of database ``db`` (default: the URL's); its pool binds to the loop that first uses it.
+
+        Another database shares the host, port, TLS and credentials (the Celery broker's databases).
+        """
+        chosen = self.source.target.db if db is None else db
+        client = self._async_clients.get(chosen)
+        if client is None:
             with self._lock:
                 self._reopen()
-                if self._async_client is None:
-                    options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(self._pool_url()))
+                client = self._async_clients.get(chosen)
+                if client is None:
+                    options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(self._pool_url(chosen)))
                     options.update(self._pool_kwargs(asynchronous=True))
                     pool = redis.asyncio.BlockingConnectionPool(**options)
-                    self._async_client = redis.asyncio.Redis(connection_pool=pool)
-        return self._async_client
+                    client = self._async_clients[chosen] = redis.asyncio.Redis(connection_pool=pool)
+        return client
 
     def url(self) -> str:
         """A URL with the current credentials, for tools that need one: it stops working when they expire."""
@@ -278,11 +287,11 @@ class ManagedRedisConnection(RedisConnection):
         Idempotent. A later `client()` or `async_client()` reopens: new pool, provider acquired again.
         """
         with self._lock:
-            client, self._client = self._client, None
+            clients, self._clients = list(self._clients.values()), {}
             if self._closed:
                 return
             self._closed = True
-        if client is not None:
+        for client in clients:
             client.connection_pool.disconnect()
         if self._remove_listener is not None:
             self._remove_listener()
@@ -290,9 +299,9 @@ class ManagedRedisConnection(RedisConnection):
             release_shared(self.source.key)
 
     async def aclose(self) -> None:
-        """Close the async pool (on its event loop), then everything `close` does."""
-        client, self._async_client = self._async_client, None
-        if client is not None:
+        """Close the async pools (on their event loop), then everything `close` does."""
+        clients, self._async_clients = list(self._async_clients.values()), {}
+        for client in clients:
             await client.connection_pool.disconnect()
         self.close()
 
@@ -309,9 +318,9 @@ class ManagedRedisConnection(RedisConnection):
         if self._provider is not None:
             self._remove_listener = self._provider.add_listener(self._on_new_token)
 
-    def _pool_url(self) -> str:
-        """The target without credentials; with a provider the user name comes from it, not the URL."""
-        return self.source.target.url(username=self._provider is None)
+    def _pool_url(self, db: int) -> str:
+        """The target (database ``db``) without credentials; with a provider the user name comes from it."""
+        return replace(self.source.target, db=db).url(username=self._provider is None)
 
     def _pool_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
         settings = self.settings
@@ -344,11 +353,9 @@ class ManagedRedisConnection(RedisConnection):
         if not token.username:
             return  # AUTH without a user name cannot be replayed safely; reconnects pick the token up
         reauth = SimpleToken(token.password, -1, -1, {"oid": token.username})
-        client = self._client
-        if client is not None:
+        for client in list(self._clients.values()):
             _reauth_blocking_pool(client.connection_pool, reauth)
-        async_client = self._async_client
-        if async_client is not None:
+        for async_client in list(self._async_clients.values()):
             apool: Any = async_client.connection_pool
             for conn in [*apool._available_connections, *apool._in_use_connections]:
                 conn.set_re_auth_token(reauth)  # applied by redis-py when the connection is released

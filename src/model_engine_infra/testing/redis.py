@@ -52,8 +52,8 @@ class InMemoryRedisConnection(RedisConnection):
     def __init__(self, server: fakeredis.FakeServer | None = None, *, credential_provider: Any = None) -> None:
         self.server = server or fakeredis.FakeServer()
         self._provider = credential_provider
-        self._client: redis.Redis | None = None
-        self._async_client: redis.asyncio.Redis | None = None
+        self._clients: dict[int, redis.Redis] = {}
+        self._async_clients: dict[int, redis.asyncio.Redis] = {}
 
     def __repr__(self) -> str:
         return "InMemoryRedisConnection()"
@@ -62,15 +62,17 @@ class InMemoryRedisConnection(RedisConnection):
     def credential_provider(self) -> Any:
         return self._provider
 
-    def client(self) -> redis.Redis:
-        if self._client is None:
-            self._client = fakeredis.FakeRedis(server=self.server, protocol=2)
-        return self._client
+    def client(self, db: int | None = None) -> redis.Redis:
+        chosen = db or 0
+        if chosen not in self._clients:
+            self._clients[chosen] = fakeredis.FakeRedis(server=self.server, db=chosen, protocol=2)
+        return self._clients[chosen]
 
-    def async_client(self) -> redis.asyncio.Redis:
-        if self._async_client is None:
-            self._async_client = fakeredis.FakeAsyncRedis(server=self.server, protocol=2)
-        return self._async_client
+    def async_client(self, db: int | None = None) -> redis.asyncio.Redis:
+        chosen = db or 0
+        if chosen not in self._async_clients:
+            self._async_clients[chosen] = fakeredis.FakeAsyncRedis(server=self.server, db=chosen, protocol=2)
+        return self._async_clients[chosen]
 
     def url(self) -> str:
         """A placeholder URL: nothing listens there; fakeredis lives in this process only."""
@@ -80,9 +82,9 @@ class InMemoryRedisConnection(RedisConnection):
         return FAKE_URL
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
 
 
 class ScriptedTokenSource:

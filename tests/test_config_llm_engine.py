@@ -184,29 +184,32 @@ def test_precedence_is_upstreams(cloud: str, keys: dict[str, str], winner: str |
 
 
 @pytest.mark.parametrize(
-    ("cloud", "keys", "key"),
+    ("cloud", "keys", "key", "message"),
     [
-        ("azure", AWS_URL, "cache_redis_aws_url"),
-        ("azure", {**AWS_SECRET, **AZURE_HOST}, "cache_redis_aws_secret_name"),
-        ("gcp", {}, None),
-        ("aws", AZURE_HOST, "cache_redis_azure_host"),
+        ("azure", AWS_URL, "cache_redis_aws_url", "not read on azure"),
+        ("azure", {**AWS_SECRET, **AZURE_HOST}, "cache_redis_aws_secret_name", "not read on azure"),
+        ("aws", AZURE_HOST, "cache_redis_aws_secret_name", "no cache Redis is configured for aws"),
     ],
 )
-def test_where_upstream_stops_we_stop(tmp_path: Path, cloud: str, keys: dict[str, str], key: str | None) -> None:
+def test_where_upstream_stops_we_stop(tmp_path: Path, cloud: str, keys: dict[str, str], key: str, message: str) -> None:
     lines = "\n".join(f"      {name}: {value}" for name, value in keys.items())
     path = tmp_path / "c.yaml"
-    infra = f"cloud_provider: {cloud}, docker_repo_prefix: us-docker.pkg.dev/p/r"
-    path.write_text(f"config:\n  values:\n    infra: {{{infra}}}\n    launch:\n{lines or '      {}'}\n")
-    if key is None:  # on gcp upstream stops without cache_redis_gcp_url; we warn and use redis_host
-        config = load_config(path, env={})
-        assert "llm-engine's own services require it" in keys_of(config)["config.values.launch.cache_redis_gcp_url"]
-        return
+    path.write_text(f"config:\n  values:\n    infra: {{cloud_provider: {cloud}}}\n    launch:\n{lines}\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     assert caught.value.key == f"config.values.launch.{key}"
-    assert "only for" in str(caught.value)
+    assert message in str(caught.value)
     assert "Fix:" in str(caught.value)
     assert "redis://aws" not in str(caught.value)
+
+
+def test_gcp_without_the_gcp_url_uses_redis_host(tmp_path: Path) -> None:
+    """Upstream stops here; the library is lenient: an infra file naming Redis by redis_host (or nothing) loads."""
+    path = tmp_path / "c.yaml"
+    path.write_text("cloud_provider: gcp\ndocker_repo_prefix: us-docker.pkg.dev/p/r\nredis_host: 10.0.0.3\n")
+    config = load_config(path, env={})
+    assert choose_cache_redis(config).key is None
+    assert connection_from_config(config).redacted_url() == "redis://10.0.0.3:6379/0"
 
 
 def test_connection_follows_the_winner() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BackendConflictError",
     "BrokerUnavailableError",
     "ConfigError",
     "CredentialFetchError",
@@ -37,6 +38,7 @@ __all__ = [
     "StoragePermissionError",
     "StorageUnavailableError",
     "TaskTimeoutError",
+    "UnknownBackendError",
     "UnknownProviderError",
     "UnsafeObjectKeyError",
 ]
@@ -85,6 +87,14 @@ class ConfigError(InfraError, ValueError):
 
 class UnknownProviderError(ConfigError):
     """``cloud_provider`` names no built-in provider and no registered plugin."""
+
+
+class UnknownBackendError(ConfigError):
+    """A config key or a profile names a backend no built-in and no plugin registers."""
+
+
+class BackendConflictError(InfraError, ValueError):
+    """A plugin tried to take a backend name that is already taken (pass ``replace=True`` to mean it)."""
 
 
 class ProviderUnavailableError(InfraError, ImportError):

@@ -28,7 +28,7 @@ async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     async_client = None
     if request.param == "redis-server":
         server: RunningServer = request.getfixturevalue("redis_server")
-        async_client = redis.asyncio.Redis.from_url(server.url)
+        async_client = redis.asyncio.Redis.from_url(contract.broker_db_url(server.url))
         built = contract.redis_backend(
             url=server.url,
             async_client=async_client,

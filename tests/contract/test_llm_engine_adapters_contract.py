@@ -220,7 +220,7 @@ async def task_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
             built = task_contract.servicebus_backend(tmp_path, stack)
         elif request.param == "redis":
             url = request.getfixturevalue("fake_redis_url")
-            async_client = redis.asyncio.Redis.from_url(url)
+            async_client = redis.asyncio.Redis.from_url(task_contract.broker_db_url(url))
             stack.push_async_callback(async_client.aclose)
             built = task_contract.redis_backend(
                 url=url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{task_contract.closed_port()}/0"

@@ -284,8 +284,15 @@ def servicebus_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> Tas
     )
 
 
+def broker_db_url(url: str) -> str:
+    """``url`` at the database of onprem's inference queue (24 h: 3), where the gateway's tasks go."""
+    from model_engine_infra.brokers.base import TaskVisibility, with_redis_db
+
+    return with_redis_db(url, TaskVisibility.VISIBILITY_24H.redis_db)
+
+
 def redis_backend(*, url: str, async_client: Any, unreachable_url: str) -> TaskQueueBackend:
-    """The Redis broker (onprem: 24 h visibility) with Redis results, at ``url``."""
+    """The Redis broker (onprem: 24 h) with Redis results, at ``url``; ``async_client`` on `broker_db_url`."""
     from model_engine_infra.queues.redis import RedisQueueEndpointResourceDelegate
 
     config = InfraConfig(cloud_provider="onprem", celery_backend_protocol="redis")
@@ -361,7 +368,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             built = servicebus_backend(tmp_path, stack)
         elif request.param == "redis":
             url = request.getfixturevalue("fake_redis_url")
-            async_client = redis.asyncio.Redis.from_url(url)
+            async_client = redis.asyncio.Redis.from_url(broker_db_url(url))
             stack.push_async_callback(async_client.aclose)
             built = redis_backend(
                 url=url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{closed_port()}/0"

@@ -130,4 +130,29 @@ def _redis_fallback(config: InfraConfig) -> list[Finding]:
     return found
 
 
-CONFIG_RULES: tuple[Rule, ...] = (_inference_images, _control_plane_images, _prometheus, _sha256, _redis_fallback)
+@finding_rule("result-backend-is-the-workers", "celery_backend_protocol")
+def _result_backend(config: InfraConfig) -> list[Finding]:
+    """llm-engine's workers pick their result backend by cloud and never read celery_backend_protocol."""
+    profile = _profile(config)
+    chosen, default = config.celery_backend_protocol, profile.result_backend
+    if chosen is None or default is None or chosen == default or not profile.cluster:
+        return []
+    return [
+        Finding(
+            Severity.WARNING,
+            key_path(config, "celery_backend_protocol"),
+            f"celery_backend_protocol is {chosen}, but llm-engine's workers on {config.cloud_provider} store "
+            f"results with {default} whatever this key says (its own onprem.yaml sets it and never reads it): "
+            "get_task would not find them. Remove the key unless every worker is configured the same way",
+        )
+    ]
+
+
+CONFIG_RULES: tuple[Rule, ...] = (
+    _inference_images,
+    _control_plane_images,
+    _prometheus,
+    _sha256,
+    _redis_fallback,
+    _result_backend,
+)

@@ -237,6 +237,17 @@ class InfraConfig(BaseModel):
         "Celery result backend: redis, s3, abs, gcs, file, or a plugin's; unset follows the provider.",
         helm=INFRA + "celery_backend_protocol",
     )
+    celery_result_prefix: str | None = key(
+        None,
+        "Where Celery results go inside the bucket or container (s3, abs, gcs); unset is where llm-engine's "
+        "workers write them: `tmp/celery/` on s3, none on abs, `celery-results` on gcs.",
+        helm=INFRA + "celery_result_prefix",
+    )
+    celery_result_container: str | None = key(
+        None,
+        "Blob container of abs results; unset is `celery` (Celery's default, where llm-engine's workers write).",
+        helm=INFRA + "celery_result_container",
+    )
     celery_broker_pool_limit: int | None = key(
         None,
         "Celery broker_pool_limit; unset keeps Celery's default (10). 0 is refused on Service Bus.",

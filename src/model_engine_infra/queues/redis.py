@@ -334,4 +334,12 @@ def _route_targets(exchange: str, routing_key: str, bindings: set[str]) -> set[s
 
 
 def build_delegate(config: InfraConfig, infra: Infra) -> RedisQueueEndpointResourceDelegate:
-    return RedisQueueEndpointResourceDelegate(infra.redis.async_client())
+    """On the broker's databases: the inference visibility's (the endpoints' queues), then the infra one's."""
+    from ..brokers import task_visibility
+
+    inference = task_visibility(config, "inference").redis_db
+    others = [db for db in (task_visibility(config, "infra").redis_db,) if db != inference]
+    redis = infra.redis
+    return RedisQueueEndpointResourceDelegate(
+        redis.async_client(db=inference), also=[redis.async_client(db=db) for db in others]
+    )

@@ -51,16 +51,35 @@ def wait_final(gateway: llm_engine.LLMEngineTaskQueueGateway, task_id: str) -> A
     return answer
 
 
-def waiting(infra: Infra, endpoint_id: str) -> int:
+Run = Callable[[Any], Any]
+
+
+@pytest.fixture
+def run() -> Iterator[Run]:
+    """One event loop for the test: the Redis component's async pool binds to the loop that first uses it."""
+    with asyncio.Runner() as runner:
+        yield runner.run
+
+
+@contextmanager
+def infra_of(config: InfraConfig, run: Run, **kwargs: Any) -> Iterator[Infra]:
+    infra = build_infra(config, **kwargs)
+    try:
+        yield infra
+    finally:
+        run(infra.aclose())
+
+
+def waiting(infra: Infra, endpoint_id: str, run: Run) -> int:
     """What upstream's resource gateway reads: ``ApproximateNumberOfMessages`` or ``active_message_count``."""
-    answer = asyncio.run(llm_engine.queue_delegate(infra).get_queue_attributes(endpoint_id))
+    answer = run(llm_engine.queue_delegate(infra).get_queue_attributes(endpoint_id))
     if "Attributes" in answer:
         return int(answer["Attributes"]["ApproximateNumberOfMessages"])
     return int(answer["active_message_count"])
 
 
-def create_queue(infra: Infra, endpoint_id: str) -> tuple[str, str | None]:
-    info = asyncio.run(
+def create_queue(infra: Infra, endpoint_id: str, run: Run) -> tuple[str, str | None]:
+    info = run(
         llm_engine.queue_delegate(infra).create_queue_if_not_exists(
             endpoint_id, "wire test", "wire", {"team": "ml"}, queue_message_timeout_seconds=300
         )
@@ -88,15 +107,16 @@ def their_send_our_count(
     queue: str,
     app: Any,
     worker: Any,
+    run: Run,
 ) -> None:
     """A stock app's task is counted by our delegate, run by their worker, and read by our get_task."""
-    before = waiting(infra, endpoint_id)
+    before = waiting(infra, endpoint_id, run)
     sent = app.send_task(upstream.EXEC_FUNC, args=upstream.predict_args({"args": [1, 2]}), queue=queue)
-    assert waiting(infra, endpoint_id) == before + 1
+    assert waiting(infra, endpoint_id, run) == before + 1
     with worker():
         done = wait_final(gateway, sent.id)
         deadline = time.monotonic() + RESULT_TIMEOUT
-        while waiting(infra, endpoint_id) != 0:  # acked after the result is stored
+        while waiting(infra, endpoint_id, run) != 0:  # acked after the result is stored
             assert time.monotonic() < deadline, "their worker did not take the task from our count"
             time.sleep(0.1)
     assert (done.status, done.status_code, done.result) == (
@@ -131,7 +151,7 @@ def _bucket(moto: RunningServer) -> str:
 
 
 @contextmanager
-def onprem_infra(redis: RunningServer, moto: RunningServer) -> Iterator[tuple[Infra, str]]:
+def onprem_infra(redis: RunningServer, moto: RunningServer, run: Run) -> Iterator[tuple[Infra, str]]:
     bucket = _bucket(moto)
     config = InfraConfig(
         cloud_provider="onprem",
@@ -140,15 +160,15 @@ def onprem_infra(redis: RunningServer, moto: RunningServer) -> Iterator[tuple[In
         s3_endpoint_url=moto.url,
         default_region="us-east-1",
     )
-    with build_infra(config) as infra:
+    with infra_of(config, run) as infra:
         yield infra, bucket
 
 
 @pytest.mark.parametrize(("visibility", "which"), [("VISIBILITY_24H", "inference"), ("VISIBILITY_1H", "infra")])
 def test_onprem_redis_both_directions(
-    redis_server: RunningServer, aws_env: RunningServer, tmp_path: Path, visibility: str, which: str
+    redis_server: RunningServer, aws_env: RunningServer, tmp_path: Path, visibility: str, which: str, run: Run
 ) -> None:
-    with onprem_infra(redis_server, aws_env) as (infra, bucket):
+    with onprem_infra(redis_server, aws_env, run) as (infra, bucket):
         infra_gateway, inference_gateway = llm_engine.task_queue_gateways(infra)
         gateway = inference_gateway if which == "inference" else infra_gateway
         settings = upstream.UpstreamSettings(
@@ -161,14 +181,14 @@ def test_onprem_redis_both_directions(
             s3_endpoint_url=aws_env.url,
         )
         endpoint_id = new_endpoint()
-        queue, _ = create_queue(infra, endpoint_id)
+        queue, _ = create_queue(infra, endpoint_id, run)
 
         def worker() -> Any:
             return upstream.worker_process(settings, queue, tmp_path)
 
         our_send_their_worker(gateway, queue, worker)
-        if which == "inference":  # endpoint queues are inference queues: the delegate counts them
-            their_send_our_count(infra, gateway, endpoint_id, queue, upstream.upstream_app(settings), worker)
+        # the delegate counts the broker's databases: inference (3) and endpoint creation (0)
+        their_send_our_count(infra, gateway, endpoint_id, queue, upstream.upstream_app(settings), worker, run)
         _assert_results_in_s3(aws_env, bucket)
 
 
@@ -180,7 +200,7 @@ def _assert_results_in_s3(moto: RunningServer, bucket: str) -> None:
     assert all(key.startswith("tmp/celery/celery-task-meta-") for key in keys), keys
 
 
-def test_gcp_redis_both_directions(redis_server: RunningServer, tmp_path: Path) -> None:
+def test_gcp_redis_both_directions(redis_server: RunningServer, tmp_path: Path, run: Run) -> None:
     config = InfraConfig(
         cloud_provider="gcp",
         gcp_project_id="wire-project",
@@ -190,23 +210,23 @@ def test_gcp_redis_both_directions(redis_server: RunningServer, tmp_path: Path) 
     settings = upstream.UpstreamSettings(
         broker="redis", backend="redis", redis_host=redis_server.host, redis_port=redis_server.port
     )
-    with build_infra(config) as infra:
+    with infra_of(config, run) as infra:
         infra_gateway, inference_gateway = llm_engine.task_queue_gateways(infra)
         assert infra_gateway is inference_gateway  # gcp: one queue, Redis 1 h
         endpoint_id = new_endpoint()
-        queue, _ = create_queue(infra, endpoint_id)
+        queue, _ = create_queue(infra, endpoint_id, run)
 
         def worker() -> Any:
             return upstream.worker_process(settings, queue, tmp_path)
 
         our_send_their_worker(inference_gateway, queue, worker)
-        their_send_our_count(infra, inference_gateway, endpoint_id, queue, upstream.upstream_app(settings), worker)
+        their_send_our_count(infra, inference_gateway, endpoint_id, queue, upstream.upstream_app(settings), worker, run)
 
 
 # --- SQS ---------------------------------------------------------------------------------------------------
 
 
-def test_sqs_both_directions(aws_env: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sqs_both_directions(aws_env: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Run) -> None:
     bucket = _bucket(aws_env)
     config = InfraConfig(
         cloud_provider="aws",
@@ -216,11 +236,11 @@ def test_sqs_both_directions(aws_env: RunningServer, tmp_path: Path, monkeypatch
         sqs_endpoint_url=aws_env.url,
         redis_host="unused.invalid",  # the cache Redis the validation asks for on aws; Celery does not use it
     )
-    with build_infra(config) as infra:
+    with infra_of(config, run) as infra:
         infra_gateway, inference_gateway = llm_engine.task_queue_gateways(infra)
         assert infra_gateway is inference_gateway
         endpoint_id = new_endpoint()
-        queue, url = create_queue(infra, endpoint_id)
+        queue, url = create_queue(infra, endpoint_id, run)
         assert url is not None
         settings = upstream.UpstreamSettings(
             broker="sqs", backend="s3", s3_bucket=bucket, s3_endpoint_url=aws_env.url, sqs_queue_urls={queue: url}
@@ -234,7 +254,7 @@ def test_sqs_both_directions(aws_env: RunningServer, tmp_path: Path, monkeypatch
         monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env.url)  # for the stock producer app in this process
         producer = upstream.upstream_app(settings)
         try:
-            their_send_our_count(infra, inference_gateway, endpoint_id, queue, producer, worker)
+            their_send_our_count(infra, inference_gateway, endpoint_id, queue, producer, worker, run)
         finally:
             producer.close()
         _assert_results_in_s3(aws_env, bucket)
@@ -265,7 +285,7 @@ def worker_thread(app: Any, queue: str) -> Iterator[Any]:
         yield worker
 
 
-def test_servicebus_both_directions(azurite_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_servicebus_both_directions(azurite_server: RunningServer, monkeypatch: pytest.MonkeyPatch, run: Run) -> None:
     from azure.storage.blob import BlobServiceClient
 
     from model_engine_infra.testing.servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
@@ -291,11 +311,11 @@ def test_servicebus_both_directions(azurite_server: RunningServer, monkeypatch: 
 
     # the provider's delegate, on the fake namespace
     delegate = ServiceBusQueueEndpointResourceDelegate(namespace.name, admin_client=namespace.admin_client())
-    with patch_kombu_servicebus(namespace), build_infra(config, overrides={"queue_delegate": delegate}) as infra:
+    with patch_kombu_servicebus(namespace), infra_of(config, run, overrides={"queue_delegate": delegate}) as infra:
         infra_gateway, inference_gateway = llm_engine.task_queue_gateways(infra)
         assert infra_gateway is inference_gateway
         endpoint_id = new_endpoint()
-        queue, _ = create_queue(infra, endpoint_id)
+        queue, _ = create_queue(infra, endpoint_id, run)
         app = upstream.upstream_app(settings)
         app.conf.broker_transport_options = {**app.conf.broker_transport_options, "polling_interval": 0.05}
 
@@ -303,7 +323,7 @@ def test_servicebus_both_directions(azurite_server: RunningServer, monkeypatch: 
             return worker_thread(app, queue)
 
         our_send_their_worker(inference_gateway, queue, worker)
-        their_send_our_count(infra, inference_gateway, endpoint_id, queue, app, worker)
+        their_send_our_count(infra, inference_gateway, endpoint_id, queue, app, worker, run)
     blobs = BlobServiceClient.from_connection_string(azurite_server.extra["connection_string"])
     names = [blob.name for blob in blobs.get_container_client("celery").list_blobs()]
     assert names

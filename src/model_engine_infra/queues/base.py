@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import InvalidQueueNameError, QueueNotFoundError
+from ..lifecycle import Closeable
 
 QUEUE_NAME_PREFIX = "launch-endpoint-id-"
 #: How many single reads `get_queue_attributes_many` runs at once where a broker has no bulk read.
@@ -53,7 +54,7 @@ class QueueAttributes:
     endpoint_created_by: str | None = None
 
 
-class QueueEndpointResourceDelegate(ABC):
+class QueueEndpointResourceDelegate(Closeable, ABC):
     """Creates, inspects and deletes the queue behind an async endpoint.
 
     Contract: create twice is idempotent; delete of a missing queue is a no-op; attributes of a
@@ -67,7 +68,12 @@ class QueueEndpointResourceDelegate(ABC):
     max_queue_name_length: ClassVar[int] = 80
 
     def queue_name(self, endpoint_id: str) -> str:
-        return queue_name_for(endpoint_id, max_length=self.max_queue_name_length, broker=self.broker_name)
+        name = queue_name_for(endpoint_id, max_length=self.max_queue_name_length, broker=self.broker_name)
+        return self.check_queue_name(name)
+
+    def check_queue_name(self, name: str) -> str:
+        """The broker's own rule (`names`), so the task queue sends to exactly the names created here."""
+        return name
 
     @abstractmethod
     async def create_queue_if_not_exists(

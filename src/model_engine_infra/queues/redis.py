@@ -28,9 +28,10 @@ connection, never the whole pool.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,6 +40,7 @@ import redis.exceptions
 
 from ..errors import BrokerUnavailableError, QueueNotFoundError
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
+from .names import redis_queue_name
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -79,6 +81,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _describe_connection(client_for_loop: Any) -> str:
+    """``host:port/db`` of a `RedisConnection`'s target, from the bound method's owner (no client built)."""
+    owner = getattr(client_for_loop, "__self__", None)
+    target = getattr(getattr(owner, "source", None), "target", None)
+    if target is None:
+        return "redis"
+    return f"unix:{target.path}" if target.scheme == "unix" else f"{target.host}:{target.port}/{target.db}"
+
+
 def _describe(client: Any) -> str:
     """``host:port/db`` of the client's pool; never the password."""
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
@@ -97,23 +108,45 @@ class _Batch:
 
 
 class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
-    """Endpoint queues as Celery redis-transport lists on an injected ``redis.asyncio.Redis``."""
+    """Endpoint queues as Celery redis-transport lists.
+
+    ``client`` is a ``redis.asyncio.Redis``, or a callable returning the running loop's client
+    (`RedisConnection.async_client`): with the callable the delegate works from any event loop
+    (``asyncio.run`` twice, a loop per test or per thread), since an asyncio pool belongs to one loop.
+    """
 
     broker_name: ClassVar[str] = "Redis"
     max_queue_name_length: ClassVar[int] = 255
 
+    def check_queue_name(self, name: str) -> str:
+        return redis_queue_name(name)
+
     def __init__(
         self,
-        client: Redis,
+        client: Redis | Callable[[], Redis],
         *,
-        also: Sequence[Redis] = (),
+        also: Sequence[Redis | Callable[[], Redis]] = (),
+        where: str | None = None,
         priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS,
     ) -> None:
-        self._client = client
-        self._also = tuple(also)  # the broker's other databases: counted and emptied, no metadata there
+        """``client`` (or a callable giving the running loop's) is the endpoints' database; ``also`` the broker's
+        other databases, counted and emptied but holding no metadata. ``where`` describes them for messages."""
+        self._client_for_loop: Callable[[], Redis] = _for_loop(client)
+        self._also_for_loop = tuple(_for_loop(other) for other in also)
         self._priority_steps = priority_steps
-        self._where = _describe(client) + "".join(f" (+db {_describe(c).rsplit('/', 1)[-1]})" for c in self._also)
+        described = _describe(client) if not callable(client) else _describe_connection(client)
+        self._where = where or described + "".join(
+            f" (+db {_describe(other).rsplit('/', 1)[-1]})" for other in also if not callable(other)
+        )
         self._batch: _Batch | None = None
+
+    @property
+    def _client(self) -> Redis:
+        return self._client_for_loop()
+
+    @property
+    def _also(self) -> list[Redis]:
+        return [other() for other in self._also_for_loop]
 
     def __repr__(self) -> str:
         return f"RedisQueueEndpointResourceDelegate({self._where!r})"
@@ -157,7 +190,8 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             for client in (self._client, *self._also):
                 tags = [tag async for tag, _ in self._unacked_entries(name, client)]
                 async with client.pipeline(transaction=True) as pipe:
-                    pipe.delete(name + META_SUFFIX, *kombu_list_keys(name, self._priority_steps))
+                    binding = KOMBU_BINDING_KEY.format(exchange=name)  # a send's or a worker's declaration
+                    pipe.delete(name + META_SUFFIX, binding, *kombu_list_keys(name, self._priority_steps))
                     if tags:
                         pipe.hdel(KOMBU_UNACKED_KEY, *tags)
                         pipe.zrem(KOMBU_UNACKED_INDEX_KEY, *tags)
@@ -246,9 +280,8 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             offset = index * (step_count + 1)
             meta_raw, lengths = replies[offset], list(replies[offset + 1 : offset + 1 + step_count])
             for more in other_lengths:
-                lengths = [
-                    a + b for a, b in zip(lengths, more[index * step_count : (index + 1) * step_count], strict=True)
-                ]
+                mine = more[index * step_count : (index + 1) * step_count]
+                lengths = [a + b for a, b in zip(lengths, mine, strict=True)]
             answers[name] = self._attributes(name, meta_raw, lengths, in_flight.get(name, 0))
         return answers
 
@@ -333,13 +366,24 @@ def _route_targets(exchange: str, routing_key: str, bindings: set[str]) -> set[s
     return targets
 
 
+def _for_loop(client: Any) -> Callable[[], Redis]:
+    return client if callable(client) else (lambda: client)
+
+
 def build_delegate(config: InfraConfig, infra: Infra) -> RedisQueueEndpointResourceDelegate:
-    """On the broker's databases: the inference visibility's (the endpoints' queues), then the infra one's."""
+    """On the broker's databases: the inference visibility's (the endpoints' queues), then the infra one's.
+
+    Each is asked of the Redis component per call, so every event loop gets its own client.
+    """
     from ..brokers import task_visibility
 
     inference = task_visibility(config, "inference").redis_db
     others = [db for db in (task_visibility(config, "infra").redis_db,) if db != inference]
     redis = infra.redis
+    where = _describe_connection(redis.async_client).rsplit("/", 1)[0]
+    where += f"/{inference}" + "".join(f" (+db {db})" for db in others)
     return RedisQueueEndpointResourceDelegate(
-        redis.async_client(db=inference), also=[redis.async_client(db=db) for db in others]
+        functools.partial(redis.async_client, db=inference),
+        also=[functools.partial(redis.async_client, db=db) for db in others],
+        where=where,
     )

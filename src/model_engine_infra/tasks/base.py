@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import TaskTimeoutError
+from ..lifecycle import Closeable
 
 
 class TaskStatus(str, enum.Enum):
@@ -69,7 +70,7 @@ def task_call(
     return chosen, list(args), dict(kwargs or {})
 
 
-class TaskQueueGateway(ABC):
+class TaskQueueGateway(Closeable, ABC):
     def send_task(
         self,
         task_name: str,

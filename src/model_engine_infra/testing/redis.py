@@ -7,8 +7,10 @@ fails against it). For credential rotation against a real server use `rotate_acl
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from ..errors import InfraClosedError
 from ..redis.base import RedisConnection
 from ..redis.tokens import Token
 
@@ -52,8 +55,13 @@ class InMemoryRedisConnection(RedisConnection):
     def __init__(self, server: fakeredis.FakeServer | None = None, *, credential_provider: Any = None) -> None:
         self.server = server or fakeredis.FakeServer()
         self._provider = credential_provider
-        self._clients: dict[int, redis.Redis] = {}
-        self._async_clients: dict[int, redis.asyncio.Redis] = {}
+        self._clients: dict[int, redis.Redis] = {}  # by database
+        # like ManagedRedisConnection: one async client per event loop (and database), so any loop may use it
+        self._async_clients: weakref.WeakKeyDictionary[Any, dict[int, redis.asyncio.Redis]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._async_outside_loop: dict[int, redis.asyncio.Redis] = {}
+        self._closed = False
 
     def __repr__(self) -> str:
         return "InMemoryRedisConnection()"
@@ -63,16 +71,31 @@ class InMemoryRedisConnection(RedisConnection):
         return self._provider
 
     def client(self, db: int | None = None) -> redis.Redis:
+        self._ensure_open()
         chosen = db or 0
         if chosen not in self._clients:
             self._clients[chosen] = fakeredis.FakeRedis(server=self.server, db=chosen, protocol=2)
         return self._clients[chosen]
 
     def async_client(self, db: int | None = None) -> redis.asyncio.Redis:
+        """The running loop's client of database ``db`` (one per loop); outside a loop, one that binds to its first."""
+        self._ensure_open()
         chosen = db or 0
-        if chosen not in self._async_clients:
-            self._async_clients[chosen] = fakeredis.FakeAsyncRedis(server=self.server, db=chosen, protocol=2)
-        return self._async_clients[chosen]
+        try:
+            loop: Any = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        for closed in [old for old in list(self._async_clients) if old.is_closed()]:
+            del self._async_clients[closed]
+        clients = self._async_outside_loop if loop is None else self._async_clients.setdefault(loop, {})
+        client = clients.get(chosen)
+        if client is None:
+            client = clients[chosen] = fakeredis.FakeAsyncRedis(server=self.server, db=chosen, protocol=2)
+        return client
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise InfraClosedError("the in-memory Redis connection was closed; build a new one")
 
     def url(self) -> str:
         """A placeholder URL: nothing listens there; fakeredis lives in this process only."""
@@ -82,9 +105,12 @@ class InMemoryRedisConnection(RedisConnection):
         return FAKE_URL
 
     def close(self) -> None:
+        self._closed = True
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
+        self._async_clients.clear()
+        self._async_outside_loop = {}
 
 
 class ScriptedTokenSource:

@@ -88,10 +88,14 @@ def create_queue(infra: Infra, endpoint_id: str, run: Run) -> tuple[str, str | N
 
 
 def our_send_their_worker(gateway: llm_engine.LLMEngineTaskQueueGateway, queue: str, worker: Any) -> None:
-    """Our two tasks (one succeeds, one fails) run by their worker; our get_task reads upstream's answers."""
-    ok = gateway.send_task(upstream.EXEC_FUNC, queue, args=upstream.predict_args({"args": {"prompt": "hi"}}))
-    bad = gateway.send_task(upstream.PRE_LIRA, queue, args=upstream.predict_args({"fail": "model crashed"}))
+    """Our two tasks (one succeeds, one fails) run by their worker; our get_task reads upstream's answers.
+
+    Sent while the worker runs: a queue that is not an endpoint's (the builder's) exists once its worker
+    declared it, and ``send_task`` never creates one.
+    """
     with worker():
+        ok = gateway.send_task(upstream.EXEC_FUNC, queue, args=upstream.predict_args({"args": {"prompt": "hi"}}))
+        bad = gateway.send_task(upstream.PRE_LIRA, queue, args=upstream.predict_args({"fail": "model crashed"}))
         done, failed = wait_final(gateway, ok.task_id), wait_final(gateway, bad.task_id)
     assert (done.status, done.status_code) == (TaskStatus.SUCCESS, 200)
     assert done.result == {"result": {"echo": {"prompt": "hi"}, "arrival_type": "datetime"}}

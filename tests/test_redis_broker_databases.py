@@ -9,7 +9,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from model_engine_infra.errors import QueueNotFoundError
+from model_engine_infra.errors import InfraClosedError, QueueNotFoundError
 from model_engine_infra.queues.redis import KOMBU_UNACKED_KEY, META_SUFFIX, RedisQueueEndpointResourceDelegate
 from model_engine_infra.redis.connection import ManagedRedisConnection
 from model_engine_infra.redis.sources import from_url
@@ -30,7 +30,8 @@ def test_connection_hands_out_a_client_per_database() -> None:
     assert async_three.connection_pool.connection_kwargs["credential_provider"] is connection.credential_provider
     assert "pw" not in repr(three.connection_pool)
     connection.close()
-    assert connection.client(db=3) is not three  # closed pools are rebuilt on next use
+    with pytest.raises(InfraClosedError):  # every database's pool is closed with the component
+        connection.client(db=3)
 
 
 async def test_in_memory_connection_has_databases_too() -> None:

@@ -23,6 +23,7 @@ from model_engine_infra.tasks.base import TaskState
 from model_engine_infra.tasks.demo_tasks import FAIL, PREDICT
 from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
 from model_engine_infra.testing.fakes import RecordingTaskQueue
+from model_engine_infra.testing.queues import declare_queue
 
 
 @pytest.fixture
@@ -53,6 +54,7 @@ def drain(gateway: CeleryTaskQueueGateway, queue: str) -> list[Any]:
 
 
 def test_celery_order_with_queue_keyword(gateway: CeleryTaskQueueGateway) -> None:
+    declare_queue(gateway, "habits-q")
     gateway.send_task("tasks.predict", args=[1, 2], kwargs={"k": "v"}, queue="habits-q")
     gateway.send_task("tasks.predict", [3], {"k": "w"}, queue="habits-q")
     gateway.send_task("tasks.predict", (4,), queue="habits-q")
@@ -90,6 +92,7 @@ def test_same_queue_twice_is_fine() -> None:
 
 
 async def test_send_task_async_runs_off_the_loop(gateway: CeleryTaskQueueGateway) -> None:
+    declare_queue(gateway, "async-q")
     sent = await asyncio.gather(
         *(gateway.send_task_async("tasks.predict", args=[i], queue="async-q") for i in range(5))
     )
@@ -169,6 +172,7 @@ async def test_wait_async() -> None:
 def test_wait_through_a_real_worker(gateway: CeleryTaskQueueGateway) -> None:
     from celery.contrib.testing.worker import start_worker
 
+    declare_queue(gateway, "wait-q")
     ok = gateway.send_task(PREDICT, args=[{"prompt": "a b"}], queue="wait-q")
     bad = gateway.send_task(FAIL, kwargs={"message": "nope"}, queue="wait-q")
     with start_worker(gateway.app, pool="solo", perform_ping_check=False, queues=["wait-q"], shutdown_timeout=10):
@@ -214,6 +218,7 @@ def _comparable(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_signals_fire_with_celerys_arguments(gateway: CeleryTaskQueueGateway, recorder: Recorder) -> None:
+    declare_queue(gateway, "sig-q")
     gateway.send_task("tasks.predict", "sig-q", args=[{"p": 1}], kwargs={"k": "v"})
     gateway.app.send_task("tasks.predict", args=[{"p": 1}], kwargs={"k": "v"}, queue="sig-q")
     assert [name for name, _ in recorder.calls] == ["before", "after", "before", "after"]
@@ -229,6 +234,7 @@ def test_headers_a_receiver_adds_reach_the_worker(gateway: CeleryTaskQueueGatewa
     def add(headers: dict[str, Any], **kwargs: Any) -> None:
         headers["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
+    declare_queue(gateway, "hdr-q")
     signals.before_task_publish.connect(add, weak=False)
     try:
         gateway.send_task("tasks.predict", "hdr-q", args=[1])
@@ -265,6 +271,7 @@ def test_one_producer_span_per_send_and_the_worker_span_is_its_child(
     from celery.contrib.testing.worker import start_worker
     from opentelemetry.trace import SpanKind
 
+    declare_queue(gateway, "otel-q")
     sent = [gateway.send_task(PREDICT, args=[{"prompt": f"p {i}"}], queue="otel-q") for i in range(3)]
     producers = [s for s in otel.get_finished_spans() if s.kind is SpanKind.PRODUCER]
     assert [s.name for s in producers] == [f"apply_async/{PREDICT}"] * 3
@@ -288,6 +295,7 @@ async def test_async_sends_are_traced_under_the_callers_span(gateway: CeleryTask
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind
 
+    declare_queue(gateway, "otel-async-q")
     tracer = trace.get_tracer("test", tracer_provider=otel_provider(otel))
     with tracer.start_as_current_span("request") as request:
         await gateway.send_task_async(PREDICT, args=[{"prompt": "x"}], queue="otel-async-q")

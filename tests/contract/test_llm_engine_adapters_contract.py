@@ -11,6 +11,7 @@ artifacts: keys from ``list_files``, Hugging Face cache names for fine-tuned wei
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -150,6 +151,25 @@ class TestQueueDelegateAdapterContract(queue_contract.QueueDelegateContract):  #
             return
         attributes = await backend.delegate.get_queue_attributes(queue_contract.new_endpoint_id())
         assert attributes.approximate_message_count == 0
+
+    async def test_works_from_any_event_loop(self, backend: Any) -> None:
+        if not self._missing_reads_zero(backend):
+            await super().test_works_from_any_event_loop(backend)
+            return
+        delegate = backend.delegate
+        endpoint_id = queue_contract.new_endpoint_id()
+        await self._create(backend, endpoint_id)
+
+        async def count() -> int:
+            return int((await delegate.get_queue_attributes(endpoint_id)).approximate_message_count)
+
+        def two_runs() -> list[int]:
+            return [asyncio.run(count()), asyncio.run(count())]
+
+        assert await asyncio.to_thread(two_runs) == [0, 0]
+        assert await asyncio.gather(*(asyncio.to_thread(asyncio.run, count()) for _ in range(3))) == [0, 0, 0]
+        await delegate.delete_queue(endpoint_id)
+        assert await asyncio.to_thread(asyncio.run, count()) == 0  # Redis: gone reads as empty, as upstream
 
     async def test_bulk_read_answers_what_single_reads_do(self, backend: Any) -> None:
         """Upstream has no bulk read; ours over the adapter answers as its single reads (Redis: missing reads 0)."""

@@ -59,7 +59,7 @@ def task_call(
     if queue_name is not None and queue is not None and queue != queue_name:
         raise TypeError(f"send_task got two queues, {queue_name!r} and queue={queue!r}; give one")
     chosen = queue_name if queue_name is not None else queue
-    if not chosen:
+    if chosen is None:  # a bad name ("") is the broker's to refuse, with its own rule
         raise TypeError("send_task needs a queue: send_task(name, queue_name, ...) or send_task(name, args, queue=...)")
     if args is None:
         args = ()

@@ -64,7 +64,7 @@ def test_wrong_type_key_on_redis_server_is_a_key_conflict(request: pytest.Fixtur
 
     server: RunningServer = request.getfixturevalue("redis_server")
     name = f"wrongtype-{uuid.uuid4().hex[:8]}"
-    client = redis.Redis.from_url(server.url)
+    client = redis.Redis.from_url(contract.broker_db_url(server.url))  # the gateway's database (onprem: 24 h, 3)
     client.hset(f"{name}:meta", "created_by", "test")
     client.rpush(f"_kombu.binding.{name}", "a list where kombu keeps a set")
     gateway = CeleryTaskQueueGateway.from_config(

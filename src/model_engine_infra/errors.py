@@ -187,6 +187,10 @@ class EndpointLabelsError(QueueError, ValueError):
     """An endpoint's labels lack what the queue templates need (``team`` for a ``${team}`` placeholder)."""
 
 
+class InvalidQueueSettingError(QueueError, ValueError):
+    """A queue setting (e.g. the message timeout) the broker cannot take."""
+
+
 class QueueNotFoundError(QueueError, LookupError):
     """The endpoint's queue does not exist."""
 
@@ -245,6 +249,10 @@ class UnsafeObjectKeyError(StorageError, ValueError):
 
 class DownloadConflictError(StorageError, ValueError):
     """Keys (or existing local files) need one local path as both a file and a folder, or the target is a file."""
+
+
+class InvalidFileIdError(StorageError, ValueError):
+    """A user file's owner or id could reach outside that owner's folder (or is not a usable name)."""
 
 
 # --- images -----------------------------------------------------------------------------------

@@ -167,6 +167,23 @@ async def test_redis_broker_error_raises_never_zero(infra_for: Any) -> None:
         await delegate.get_queue_attributes("e6")
 
 
+async def test_pubsub_shape_is_upstreams_unknown_count() -> None:
+    from model_engine_infra.queues.base import QueueAttributes
+
+    class PubSubLike:
+        broker_name = "Pub/Sub"
+
+        async def get_queue_attributes(self, endpoint_id: str) -> QueueAttributes:
+            return QueueAttributes(f"launch-endpoint-id-{endpoint_id}", None)
+
+    delegate = llm_engine.LLMEngineQueueDelegate(PubSubLike(), shape=llm_engine.queue_shape(PubSubLike(), "gcp"))  # type: ignore[arg-type]
+    assert delegate.shape == "pubsub"
+    assert await delegate.get_queue_attributes("e7") == {
+        "name": "launch-endpoint-id-e7",
+        "num_undelivered_messages": -1,
+    }
+
+
 class EndpointResourceInfraException(Exception):
     """Stands in for upstream's exception class of the same name."""
 

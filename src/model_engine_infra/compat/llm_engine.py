@@ -62,7 +62,7 @@ __all__ = [
 #: Our exception class -> a callable that builds the exception to raise instead (from the message).
 ErrorMap = Mapping[type[BaseException], Callable[[str], BaseException]]
 #: Which upstream delegate's answer ``get_queue_attributes`` imitates.
-QueueShape = Literal["sqs", "servicebus", "redis", "onprem"]
+QueueShape = Literal["sqs", "servicebus", "redis", "onprem", "pubsub"]
 # upstream's DockerRepository.is_repo_name (ECR's naming rule)
 _REPO_NAME = re.compile(r"[a-z0-9\-_/]*")
 
@@ -110,9 +110,10 @@ class LLMEngineQueueDelegate(_Forwarding):
 
     ``shape`` picks the upstream delegate whose answers are imitated: ``sqs`` (boto3's
     ``{"Attributes": {...}}``), ``servicebus`` (``name``, ``total_message_count``,
-    ``active_message_count``), ``redis`` (``{"name", "Attributes": {"ApproximateNumberOfMessages"}}``)
-    or ``onprem`` (the Redis answer plus ``QueueName`` and ``ResponseMetadata``; the queue URL is the
-    queue name, as upstream's on-prem delegate returns it).
+    ``active_message_count``), ``redis`` (``{"name", "Attributes": {"ApproximateNumberOfMessages"}}``),
+    ``onprem`` (the Redis answer plus ``QueueName`` and ``ResponseMetadata``; the queue URL is the
+    queue name, as upstream's on-prem delegate returns it) or ``pubsub`` (``{"name",
+    "num_undelivered_messages"}``, -1 while the count is unknown, as upstream's Pub/Sub delegate).
     """
 
     def __init__(
@@ -165,6 +166,8 @@ class LLMEngineQueueDelegate(_Forwarding):
     def _shaped(self, attributes: QueueAttributes) -> dict[str, Any]:
         raw = dict(attributes.raw)
         total = attributes.approximate_message_count
+        if self.shape == "pubsub" or total is None:  # a broker that cannot count: upstream's "unknown"
+            return {"name": attributes.name, "num_undelivered_messages": -1 if total is None else total}
         in_flight = attributes.approximate_in_flight_count or 0
         if self.shape == "sqs":
             sqs = {k: v for k, v in raw.items() if k not in ("QueueUrl", "Tags")}
@@ -197,6 +200,8 @@ def queue_shape(delegate: QueueEndpointResourceDelegate, cloud_provider: str) ->
         return "sqs"
     if broker == "Service Bus":
         return "servicebus"
+    if broker == "Pub/Sub":
+        return "pubsub"
     return "onprem" if cloud_provider == "onprem" else "redis"
 
 

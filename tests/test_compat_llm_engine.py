@@ -2,7 +2,7 @@
 
 The adapters sit on a `fake_infra` per provider (moto SQS and S3, the Service Bus fake, fakeredis,
 local disk, the recording task queue, the in-memory registry); the contract suites in
-tests/contract/test_llm_engine_adapters_contract.py run the same adapters against every broker.
+tests/test_conformance_llm_engine.py runs the same adapters through the conformance suites.
 """
 
 from __future__ import annotations

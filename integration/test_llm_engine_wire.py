@@ -138,12 +138,12 @@ def new_endpoint() -> str:
 
 
 @pytest.fixture
-def aws_env(moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RunningServer:
+def aws_env(mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RunningServer:
     """Test credentials for every boto3 client; endpoints are passed explicitly except to stock kombu SQS."""
-    for name, value in moto_server.env.items():
+    for name, value in mei_moto_server.env.items():
         if name != "AWS_ENDPOINT_URL":
             monkeypatch.setenv(name, value)
-    return moto_server
+    return mei_moto_server
 
 
 def _bucket(moto: RunningServer) -> str:
@@ -170,17 +170,17 @@ def onprem_infra(redis: RunningServer, moto: RunningServer, run: Run) -> Iterato
 
 @pytest.mark.parametrize(("visibility", "which"), [("VISIBILITY_24H", "inference"), ("VISIBILITY_1H", "infra")])
 def test_onprem_redis_both_directions(
-    redis_server: RunningServer, aws_env: RunningServer, tmp_path: Path, visibility: str, which: str, run: Run
+    mei_redis_server: RunningServer, aws_env: RunningServer, tmp_path: Path, visibility: str, which: str, run: Run
 ) -> None:
-    with onprem_infra(redis_server, aws_env, run) as (infra, bucket):
+    with onprem_infra(mei_redis_server, aws_env, run) as (infra, bucket):
         infra_gateway, inference_gateway = llm_engine.task_queue_gateways(infra)
         gateway = inference_gateway if which == "inference" else infra_gateway
         settings = upstream.UpstreamSettings(
             broker="redis",
             backend="s3",
             visibility=visibility,
-            redis_host=redis_server.host,
-            redis_port=redis_server.port,
+            redis_host=mei_redis_server.host,
+            redis_port=mei_redis_server.port,
             s3_bucket=bucket,
             s3_endpoint_url=aws_env.url,
         )
@@ -204,15 +204,15 @@ def _assert_results_in_s3(moto: RunningServer, bucket: str) -> None:
     assert all(key.startswith("tmp/celery/celery-task-meta-") for key in keys), keys
 
 
-def test_gcp_redis_both_directions(redis_server: RunningServer, tmp_path: Path, run: Run) -> None:
+def test_gcp_redis_both_directions(mei_redis_server: RunningServer, tmp_path: Path, run: Run) -> None:
     config = InfraConfig(
         cloud_provider="gcp",
         gcp_project_id="wire-project",
         docker_repo_prefix="us-docker.pkg.dev/wire-project/repo",
-        cache_redis_gcp_url=SecretStr(f"redis://{redis_server.host}:{redis_server.port}/15"),
+        cache_redis_gcp_url=SecretStr(f"redis://{mei_redis_server.host}:{mei_redis_server.port}/15"),
     )
     settings = upstream.UpstreamSettings(
-        broker="redis", backend="redis", redis_host=redis_server.host, redis_port=redis_server.port
+        broker="redis", backend="redis", redis_host=mei_redis_server.host, redis_port=mei_redis_server.port
     )
     with infra_of(config, run) as infra:
         infra_gateway, inference_gateway = llm_engine.task_queue_gateways(infra)
@@ -289,7 +289,9 @@ def worker_thread(app: Any, queue: str) -> Iterator[Any]:
         yield worker
 
 
-def test_servicebus_both_directions(azurite_server: RunningServer, monkeypatch: pytest.MonkeyPatch, run: Run) -> None:
+def test_servicebus_both_directions(
+    mei_azurite_server: RunningServer, monkeypatch: pytest.MonkeyPatch, run: Run
+) -> None:
     from azure.storage.blob import BlobServiceClient
 
     from model_engine_infra.testing.servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
@@ -299,9 +301,9 @@ def test_servicebus_both_directions(azurite_server: RunningServer, monkeypatch: 
     config = InfraConfig(
         cloud_provider="azure",
         servicebus_namespace=namespace.name,
-        abs_account_name=azurite_server.extra["account_name"],
-        abs_account_key=SecretStr(azurite_server.extra["account_key"]),
-        abs_endpoint_url=azurite_server.extra["blob_endpoint"],
+        abs_account_name=mei_azurite_server.extra["account_name"],
+        abs_account_key=SecretStr(mei_azurite_server.extra["account_key"]),
+        abs_endpoint_url=mei_azurite_server.extra["blob_endpoint"],
         abs_container_name="artifacts",  # the artifacts' container: results go to Celery's "celery"
         redis_host="unused.invalid",
     )
@@ -309,7 +311,7 @@ def test_servicebus_both_directions(azurite_server: RunningServer, monkeypatch: 
         broker="servicebus",
         backend="abs",
         servicebus_namespace=namespace.name,
-        abs_connection_string=azurite_server.extra["connection_string"],
+        abs_connection_string=mei_azurite_server.extra["connection_string"],
     )
     from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
 
@@ -328,7 +330,7 @@ def test_servicebus_both_directions(azurite_server: RunningServer, monkeypatch: 
 
         our_send_their_worker(inference_gateway, queue, worker)
         their_send_our_count(infra, inference_gateway, endpoint_id, queue, app, worker, run)
-    blobs = BlobServiceClient.from_connection_string(azurite_server.extra["connection_string"])
+    blobs = BlobServiceClient.from_connection_string(mei_azurite_server.extra["connection_string"])
     names = [blob.name for blob in blobs.get_container_client("celery").list_blobs()]
     assert names
     assert all(name.startswith("celery-task-meta-") for name in names), names

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from ..tasks.presence import Presence
 
 RULES: tuple[Rule, ...] = ()
+# kombu's Redis transport with worker connections that give a lost connection back to kombu
+REDIS_TRANSPORT_TARGET = "model_engine_infra.tasks.redis_transport:Transport"
 
 
 def redis_fallback_url(config: InfraConfig) -> str:
@@ -127,7 +129,7 @@ class RedisBrokerUnit(BrokerUnit):
             conf["broker_use_ssl"] = ssl_options
         # the visibility's own database, as llm-engine's workers and autoscaler expect (not the cache's)
         url = with_redis_db(source.url, visibility.redis_db)
-        return BrokerSettings(broker_type, url, None, options, conf, None, "base64")
+        return BrokerSettings(broker_type, url, REDIS_TRANSPORT_TARGET, options, conf, None, "base64")
 
 
 BROKER = RedisBrokerUnit()

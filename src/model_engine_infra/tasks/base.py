@@ -11,9 +11,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import TaskTimeoutError
+from ..json_types import JSONValue
 from ..lifecycle import Closeable
 
 
@@ -40,16 +40,16 @@ class SentTask:
 class TaskState:
     task_id: str
     status: TaskStatus
-    result: Any = None
+    result: JSONValue = None
     traceback: str | None = None
 
 
 def task_call(
-    queue_name: str | Sequence[Any] | None,
-    args: Sequence[Any] | Mapping[str, Any] | None,
-    kwargs: Mapping[str, Any] | None,
+    queue_name: str | Sequence[object] | None,
+    args: Sequence[object] | Mapping[str, object] | None,
+    kwargs: Mapping[str, object] | None,
     queue: str | None,
-) -> tuple[str, list[Any], dict[str, Any]]:
+) -> tuple[str, list[object], dict[str, object]]:
     """``(queue, args, kwargs)`` from either calling order; misuse is a `TypeError`, as in Celery."""
     if queue_name is not None and not isinstance(queue_name, str):
         # Celery's order: send_task(name, args, kwargs, queue=...)
@@ -74,9 +74,9 @@ class TaskQueueGateway(Closeable, ABC):
     def send_task(
         self,
         task_name: str,
-        queue_name: str | Sequence[Any] | None = None,
-        args: Sequence[Any] | Mapping[str, Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
+        queue_name: str | Sequence[object] | None = None,
+        args: Sequence[object] | Mapping[str, object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
         expires: float | None = None,
         *,
         queue: str | None = None,
@@ -88,9 +88,9 @@ class TaskQueueGateway(Closeable, ABC):
     async def send_task_async(
         self,
         task_name: str,
-        queue_name: str | Sequence[Any] | None = None,
-        args: Sequence[Any] | Mapping[str, Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
+        queue_name: str | Sequence[object] | None = None,
+        args: Sequence[object] | Mapping[str, object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
         expires: float | None = None,
         *,
         queue: str | None = None,
@@ -103,7 +103,7 @@ class TaskQueueGateway(Closeable, ABC):
 
     @abstractmethod
     def _send_task(
-        self, task_name: str, queue_name: str, args: list[Any], kwargs: dict[str, Any], expires: float | None
+        self, task_name: str, queue_name: str, args: list[object], kwargs: dict[str, object], expires: float | None
     ) -> SentTask:
         """Publish one task; arguments are already checked."""
 

@@ -140,7 +140,7 @@ def new_endpoint() -> str:
 @pytest.fixture
 def aws_env(mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RunningServer:
     """Test credentials for every boto3 client; endpoints are passed explicitly except to stock kombu SQS."""
-    for name, value in mei_moto_server.env.items():
+    for name, value in mei_moto_server.sdk_env.items():
         if name != "AWS_ENDPOINT_URL":
             monkeypatch.setenv(name, value)
     return mei_moto_server

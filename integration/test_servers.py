@@ -123,7 +123,8 @@ def test_registry_answers_v2(mei_registry_server: RunningServer) -> None:
     assert _http(f"{mei_registry_server.url}/v2/")[0] == 200
     status, _, body = _http(f"{mei_registry_server.url}/v2/_catalog")
     assert status == 200
-    assert json.loads(body) == {"repositories": []}
+    catalog = json.loads(body)  # the session's registry: other tests may have pushed images already
+    assert isinstance(catalog["repositories"], list)
 
 
 def test_stop_ends_the_process(tmp_path: Path) -> None:

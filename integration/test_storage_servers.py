@@ -104,6 +104,7 @@ def azure_backend(azurite: RunningServer, root: str) -> Any:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     from model_engine_infra.storage.abs import AzureBlobArtifacts, make_client
+    from model_engine_infra.storage.transfer import TransferSettings
 
     config = azure_config(azurite, root)
     container, folder = contract.split_root(root)
@@ -111,7 +112,11 @@ def azure_backend(azurite: RunningServer, root: str) -> Any:
     with contextlib.suppress(Exception):  # created by an earlier test
         filesystem.client.create_container(container)
     small_ranges = make_client(config, max_single_get_size=MIB, max_chunk_get_size=MIB)
-    artifacts = AzureBlobArtifacts(small_ranges, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
+    artifacts = AzureBlobArtifacts(
+        small_ranges,
+        fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
+        transfer=TransferSettings(max_concurrency=8, part_size=MIB, min_part_size=MIB),
+    )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
     sas = generate_container_sas(
         azurite.extra["account_name"],
@@ -142,6 +147,7 @@ def azure_backend(azurite: RunningServer, root: str) -> Any:
 
 def gcs_backend(gcs: RunningServer, root: str) -> Any:
     from model_engine_infra.storage.gcs import GCSArtifacts
+    from model_engine_infra.storage.transfer import TransferSettings
 
     config = gcs_config(gcs, root)
     bucket, folder = contract.split_root(root)
@@ -151,8 +157,7 @@ def gcs_backend(gcs: RunningServer, root: str) -> Any:
     artifacts = GCSArtifacts(
         filesystem.client,
         fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
-        range_size=MIB,
-        range_threshold=2 * MIB,
+        transfer=TransferSettings(max_concurrency=8, part_size=MIB, min_part_size=MIB),
     )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
 

@@ -355,19 +355,18 @@ def local_backend(tmp_path: Path, style: str) -> Backend:
 
 
 def s3_backend(name: str, config: InfraConfig, root: str) -> Backend:
-    """A backend on any S3 endpoint; artifacts use small transfer chunks so tests cover ranged GETs."""
-    from boto3.s3.transfer import TransferConfig
-
+    """A backend on any S3 endpoint; artifacts use small parts so tests cover ranged GETs."""
     from model_engine_infra.storage.s3 import S3Artifacts
+    from model_engine_infra.storage.transfer import TransferSettings
 
     bucket, folder = split_root(root)
     filesystem = build_infra(config).filesystem
     client = filesystem.client  # type: ignore[attr-defined]
     if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
         client.create_bucket(Bucket=bucket)
-    transfer = TransferConfig(multipart_threshold=2 * MIB, multipart_chunksize=1 * MIB, max_concurrency=8)
+    transfer = TransferSettings(max_concurrency=8, part_size=MIB, min_part_size=MIB)
     artifacts = S3Artifacts(
-        client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix, transfer_config=transfer
+        client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix, transfer=transfer
     )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
 

@@ -223,6 +223,24 @@ class InfraConfig(BaseModel):
         env="ABS_ENDPOINT_URL",
     )
     gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
+    storage_max_concurrency: int = key(
+        16,
+        "Requests in flight per download_files / upload_files call and `storage cp`, shared by small files and "
+        "the parts of large ones; a call's max_concurrency overrides it.",
+        helm=INFRA + "storage_max_concurrency",
+        env="MODEL_ENGINE_INFRA_STORAGE_MAX_CONCURRENCY",
+        ge=1,
+        le=256,
+    )
+    storage_part_size_mb: int = key(
+        64,
+        "Largest download range or upload part, in MiB: a large object is cut into about storage_max_concurrency "
+        "parts of at least 8 MiB and at most this (S3 needs parts of 5 MiB or more).",
+        helm=INFRA + "storage_part_size_mb",
+        env="MODEL_ENGINE_INFRA_STORAGE_PART_SIZE_MB",
+        ge=5,
+        le=5120,
+    )
 
     # --- brokers and Celery ------------------------------------------------------------------------
     broker: str | None = key(

@@ -39,9 +39,14 @@ def netsim(
     refuse: bool = False,
     script: Path | None = None,
     ready_timeout: float = 10.0,
+    port: int | None = None,
 ) -> Iterator[int]:
-    """A proxy to ``127.0.0.1:target_port`` with the given conditions; yields the proxy's port."""
-    port = free_port()
+    """A proxy to ``127.0.0.1:target_port`` with the given conditions; yields the proxy's port.
+
+    ``port`` is where it listens (default: a free one), for a server that must know its proxy's
+    address before the proxy starts (fake-gcs-server's ``public_host``).
+    """
+    port = port or free_port()
     argv = [
         sys.executable,
         str(script or find_netsim()),

@@ -592,8 +592,8 @@ def start_fake_gcs(
     """fake-gcs-server in memory; use ``env`` and ``storage.Client(project=..., AnonymousCredentials())``.
 
     ``public_host`` (``host:port``, default the server's own) is where the objects' ``mediaLink``
-    points: a proxy in front of the server (``netsim``), so that clients that download through the
-    link (rclone) go through it too.
+    and upload session URLs point (``-public-host`` and ``-external-url``): a proxy in front of the
+    server (``netsim``), so that clients that download through the link (rclone) go through it too.
     """
     binary = _fake_gcs_binary()
 
@@ -611,6 +611,8 @@ def start_fake_gcs(
             "memory",
             "-public-host",
             public_host or f"{HOST}:{chosen}",
+            "-external-url",  # the host of mediaLink and of upload session URLs
+            f"http://{public_host}" if public_host else url,
             "-log-level",
             "error",
         ]

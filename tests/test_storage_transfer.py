@@ -247,3 +247,18 @@ def test_download_objects_of_one_object_goes_in_parts(tmp_path: Path) -> None:
     store.download_objects([ObjectInfo(obj.uri, "renamed.bin", obj.size, obj.version)], tmp_path)
     assert (tmp_path / "renamed.bin").read_bytes() == store.blobs["big.bin"]
     assert len(store.requests) == 4
+
+
+def test_small_pieces_are_gathered_before_each_write(tmp_path: Path) -> None:
+    """GCS hands over 8 KiB pieces: they reach the file (and progress) 256 KiB at a time."""
+    import os
+
+    reports: list[int] = []
+    with open(tmp_path / "f", "wb") as out:
+        sink = RangeSink(out.fileno(), 0, MIB + 5, "mem://x", reports.append, ())
+        data = os.urandom(MIB + 5)
+        for offset in range(0, len(data), 8192):
+            sink.write(data[offset : offset + 8192])
+        sink.flush()
+    assert (tmp_path / "f").read_bytes() == data
+    assert reports == [256 * 1024] * 4 + [5]

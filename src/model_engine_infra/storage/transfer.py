@@ -38,9 +38,10 @@ MIN_PART_SIZE = 8 * MIB
 #: Tries per part: the first, then resumes after a cut connection (StorageUnavailableError).
 ATTEMPTS = 3
 _RETRY_PAUSE = 0.2
-#: Pieces at least this large are written at once; smaller ones (GCS hands 8 KiB) are gathered first.
-DIRECT_WRITE = 256 * 1024
-GATHER = 1024 * 1024
+#: Smaller pieces (GCS hands 8 KiB) are gathered into a buffer of this size per request before a
+#: ``pwrite``; larger ones are written as they come. 1 MiB buffers held 24 MiB over 16 connections
+#: (fake-gcs-server, 64 x 4 MiB) against rclone's 13 MiB; 256 KiB costs no measurable time.
+GATHER = 256 * 1024
 
 Progress = Callable[[int], None]
 Fetch = Callable[["ObjectInfo", BinaryIO, "Progress | None"], None]
@@ -122,12 +123,13 @@ class RangeSink:
         self._progress = progress
         self._stopped = stopped
         self.flushed = start  # bytes before this offset are in the file
-        self._pending = bytearray()
+        self._buffer: bytearray | None = None  # allocated once, at the first small piece
+        self._filled = 0
 
     @property
     def position(self) -> int:
         """The offset the next byte belongs at."""
-        return self.flushed + len(self._pending)
+        return self.flushed + self._filled
 
     @property
     def stopping(self) -> bool:
@@ -142,19 +144,22 @@ class RangeSink:
                 f"{self._uri}: the server sent more bytes than the range asked for (ending at {self.stop}); "
                 "it may not support ranged reads"
             )
-        if not self._pending and count >= DIRECT_WRITE:
+        if self._filled + count > GATHER:
+            self.flush()
+        if count >= GATHER:
             self._put(memoryview(data))
-        else:
-            self._pending += data
-            if len(self._pending) >= GATHER:
-                self.flush()
+            return count
+        if self._buffer is None:
+            self._buffer = bytearray(GATHER)
+        self._buffer[self._filled : self._filled + count] = data
+        self._filled += count
         return count
 
     def flush(self) -> None:
-        if self._pending:
-            with memoryview(self._pending) as view:
-                self._put(view)
-            self._pending.clear()
+        if self._filled and self._buffer is not None:
+            with memoryview(self._buffer) as view:
+                self._put(view[: self._filled])
+            self._filled = 0
 
     def _put(self, view: memoryview) -> None:
         count = len(view)

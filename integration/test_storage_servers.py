@@ -115,7 +115,7 @@ def azure_backend(azurite: RunningServer, root: str) -> Any:
     artifacts = AzureBlobArtifacts(
         small_ranges,
         fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
-        transfer=TransferSettings(max_concurrency=8, part_size=MIB, min_part_size=MIB),
+        transfer=TransferSettings(max_concurrency=8, part_size=MIB),
     )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
     sas = generate_container_sas(
@@ -157,7 +157,7 @@ def gcs_backend(gcs: RunningServer, root: str) -> Any:
     artifacts = GCSArtifacts(
         filesystem.client,
         fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
-        transfer=TransferSettings(max_concurrency=8, part_size=MIB, min_part_size=MIB),
+        transfer=TransferSettings(max_concurrency=8, part_size=MIB),
     )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
 

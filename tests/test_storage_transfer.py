@@ -34,7 +34,7 @@ GIB = 1024 * MIB
         (GIB, 16, 16, 64 * MIB),  # the issue's case: 16 GETs of 64 MiB, not 128 of 8 MiB
         (128 * MIB, 16, 16, 8 * MIB),
         (512 * MIB, 16, 16, 32 * MIB),
-        (10 * GIB, 16, 160, 64 * MIB),  # capped at storage_part_size_mb
+        (10 * GIB, 16, 160, 64 * MIB),  # at most 64 MiB
         (GIB, 4, 16, 64 * MIB),
         (100 * MIB, 3, 3, 34 * MIB),  # rounded up to a MiB
         (12 * MIB, 16, 2, 8 * MIB),  # never below 8 MiB
@@ -55,12 +55,13 @@ def test_an_empty_object_is_one_empty_range() -> None:
     assert plan_parts(0, 16, TransferSettings()) == [(0, 0)]
 
 
-def test_the_configured_part_size_caps_the_parts() -> None:
-    settings = TransferSettings.from_config(InfraConfig(storage_part_size_mb=16, storage_max_concurrency=4))
+def test_a_configured_part_size_is_used_as_is() -> None:
+    settings = TransferSettings.from_config(InfraConfig(storage_part_size_mb=256, storage_max_concurrency=4))
     assert settings.max_concurrency == 4
-    assert part_size_for(GIB, 4, settings) == 16 * MIB
+    assert plan_parts(GIB, 4, settings) == [(i * 256 * MIB, (i + 1) * 256 * MIB) for i in range(4)]
+    assert plan_parts(GIB, 16, settings) == plan_parts(GIB, 4, settings)  # fixed: not by concurrency
+    assert plan_parts(200 * MIB, 16, settings) == [(0, 200 * MIB)]  # no larger than one part: one request
     small = TransferSettings.from_config(InfraConfig(storage_part_size_mb=5))
-    assert small.min_part_size == 5 * MIB  # the floor follows a cap below 8 MiB
     assert plan_parts(12 * MIB, 16, small) == [(0, 5 * MIB), (5 * MIB, 10 * MIB), (10 * MIB, 12 * MIB)]
 
 
@@ -185,7 +186,7 @@ def blobs(big: int, small: int, count: int) -> dict[str, bytes]:
 
 
 def settings(concurrency: int) -> TransferSettings:
-    return TransferSettings(max_concurrency=concurrency, part_size=MIB, min_part_size=256 * 1024)
+    return TransferSettings(max_concurrency=concurrency, min_part_size=256 * 1024, max_part_size=MIB)
 
 
 def test_files_and_parts_share_one_pool(tmp_path: Path) -> None:
@@ -262,3 +263,35 @@ def test_small_pieces_are_gathered_before_each_write(tmp_path: Path) -> None:
         sink.flush()
     assert (tmp_path / "f").read_bytes() == data
     assert reports == [256 * 1024] * 4 + [5]
+
+
+# --- Azure: ranges stream through the SDK's generated operation --------------------------------------------
+
+
+def test_azure_ranges_stream_through_the_sdks_download_operation() -> None:
+    """The installed SDK still has the operation `_stream_range` streams with (else it would buffer chunks)."""
+    from azure.storage.blob import BlobClient
+
+    blob = BlobClient("https://acct.blob.core.windows.net", "c", "b")
+    assert callable(blob._client.blob.download)
+
+
+def test_azure_ranges_fall_back_to_download_blob_without_it() -> None:
+    from model_engine_infra.storage.abs import _stream_range
+
+    calls: list[dict[str, Any]] = []
+
+    class Downloader:
+        def chunks(self) -> Iterator[bytes]:
+            yield b"ab"
+            yield b"c"
+
+    class OldBlob:  # an SDK without BlobClient._client.blob.download
+        def download_blob(self, **options: Any) -> Downloader:
+            calls.append(options)
+            return Downloader()
+
+    assert b"".join(_stream_range(OldBlob(), 5, 8, False, '"etag"')) == b"abc"
+    assert calls[0]["offset"] == 5
+    assert calls[0]["length"] == 3
+    assert calls[0]["etag"] == '"etag"'

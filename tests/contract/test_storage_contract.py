@@ -364,7 +364,7 @@ def s3_backend(name: str, config: InfraConfig, root: str) -> Backend:
     client = filesystem.client  # type: ignore[attr-defined]
     if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
         client.create_bucket(Bucket=bucket)
-    transfer = TransferSettings(max_concurrency=8, part_size=MIB, min_part_size=MIB)
+    transfer = TransferSettings(max_concurrency=8, part_size=MIB)
     artifacts = S3Artifacts(
         client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix, transfer=transfer
     )

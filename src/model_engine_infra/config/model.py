@@ -232,10 +232,10 @@ class InfraConfig(BaseModel):
         ge=1,
         le=256,
     )
-    storage_part_size_mb: int = key(
-        64,
-        "Largest download range or upload part, in MiB: a large object is cut into about storage_max_concurrency "
-        "parts of at least 8 MiB and at most this (S3 needs parts of 5 MiB or more).",
+    storage_part_size_mb: int | None = key(
+        None,
+        "Part size of ranged downloads and multipart uploads, in MiB. Unset, it adapts to each object: about "
+        "storage_max_concurrency parts of 8 to 64 MiB (a 1 GiB object is 16 parts of 64 MiB). S3 needs 5 MiB or more.",
         helm=INFRA + "storage_part_size_mb",
         env="MODEL_ENGINE_INFRA_STORAGE_PART_SIZE_MB",
         ge=5,

@@ -2,9 +2,10 @@
 
 Part size adapts to the object (`part_size_for`): about as many parts as there are connections, so
 one large object alone keeps every connection busy, never smaller than ``min_part_size`` (a
-request's latency stays small beside its transfer) nor larger than ``part_size`` (the
-``storage_part_size_mb`` key). A 1 GiB object with 16 connections is 16 parts of 64 MiB, a 128 MiB
-object 16 parts of 8 MiB, a 4 MiB object one request.
+request's latency stays small beside its transfer) nor larger than ``max_part_size``. A 1 GiB
+object with 16 connections is 16 parts of 64 MiB, a 128 MiB object 16 parts of 8 MiB, a 4 MiB
+object one request. The ``storage_part_size_mb`` key fixes the part size instead (a server whose
+cost grows with the number of ranged reads, a network where fewer, longer streams do better).
 
 `run_download` lands each planned file through `LandingZone.write` (temporary name, no-follow
 descriptors, rename when whole) and sends its requests to one pool of ``max_concurrency`` threads
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 
 MIB = 1024 * 1024
 DEFAULT_MAX_CONCURRENCY = 16
-DEFAULT_PART_SIZE = 64 * MIB
 MIN_PART_SIZE = 8 * MIB
+MAX_PART_SIZE = 64 * MIB
 #: Tries per part: the first, then resumes after a cut connection (StorageUnavailableError).
 ATTEMPTS = 3
 _RETRY_PAUSE = 0.2
@@ -53,8 +54,10 @@ class TransferSettings:
     """How a store's transfers are cut and how many requests run at once (config keys ``storage_*``)."""
 
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    part_size: int = DEFAULT_PART_SIZE
+    #: A fixed part size (``storage_part_size_mb``), or None: adapt between the two bounds below.
+    part_size: int | None = None
     min_part_size: int = MIN_PART_SIZE
+    max_part_size: int = MAX_PART_SIZE
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -64,22 +67,18 @@ class TransferSettings:
                 value=self.max_concurrency,
                 fix="set storage_max_concurrency to the requests in flight per transfer, e.g. 16",
             )
-        if self.part_size < MIB:
+        if self.part_size is not None and self.part_size < 1:
             raise ConfigError(
-                "must be at least 1 MiB",
+                "must be a positive number of MiB",
                 key="storage_part_size_mb",
                 value=self.part_size // MIB,
-                fix="set storage_part_size_mb to the largest part in MiB, e.g. 64",
+                fix="set storage_part_size_mb to the part size in MiB, e.g. 64, or leave it unset to adapt",
             )
 
     @classmethod
     def from_config(cls, config: InfraConfig) -> TransferSettings:
-        part_size = config.storage_part_size_mb * MIB
-        return cls(
-            max_concurrency=config.storage_max_concurrency,
-            part_size=part_size,
-            min_part_size=min(MIN_PART_SIZE, part_size),
-        )
+        fixed = config.storage_part_size_mb
+        return cls(max_concurrency=config.storage_max_concurrency, part_size=fixed * MIB if fixed else None)
 
     def concurrency(self, requested: int | None) -> int:
         """The call's ``max_concurrency`` when given, else the configured one."""
@@ -91,15 +90,17 @@ class TransferSettings:
 
 
 def part_size_for(size: int, concurrency: int, settings: TransferSettings) -> int:
-    """About ``size / concurrency``, rounded up to a MiB, within [min_part_size, part_size]."""
+    """The fixed part size, else about ``size / concurrency`` rounded up to a MiB, within the bounds."""
+    if settings.part_size:
+        return settings.part_size
     wanted = -(-size // max(1, concurrency))
     wanted = -(-wanted // MIB) * MIB
-    return max(settings.min_part_size, min(settings.part_size, wanted))
+    return max(settings.min_part_size, min(settings.max_part_size, wanted))
 
 
 def plan_parts(size: int, concurrency: int, settings: TransferSettings) -> list[tuple[int, int]]:
-    """``[start, stop)`` ranges covering ``size`` bytes; one range (the whole object) up to ``min_part_size``."""
-    if size <= settings.min_part_size:
+    """``[start, stop)`` ranges covering ``size`` bytes; an object no larger than one part is one range."""
+    if size <= (settings.part_size or settings.min_part_size):
         return [(0, size)]
     step = part_size_for(size, concurrency, settings)
     return [(start, min(start + step, size)) for start in range(0, size, step)]

@@ -17,7 +17,6 @@ from model_engine_infra.storage.transfer import (
     RangeReader,
     RangeSink,
     TransferSettings,
-    part_size_for,
     plan_parts,
 )
 from model_engine_infra.storage.uploads import UploadItem

@@ -13,7 +13,9 @@ close, so an abandoned write leaves nothing.
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -166,7 +168,7 @@ class _Blobs:
         with _errors(folder_uri):
             for item in container.list_blobs(name_starts_with=prefix or None):
                 uri = _uri_like(folder_uri, loc.bucket, item.name)
-                yield ObjectInfo(uri, item.name[len(prefix) :], item.size, item.etag)
+                yield ObjectInfo(uri, item.name[len(prefix) :], item.size, item.etag, item.last_modified)
 
 
 def _uri_like(folder_uri: str, container: str, name: str) -> str:
@@ -278,6 +280,18 @@ class AzureBlobFilesystem(FilesystemGateway):
         folder = uri.rstrip("/") + "/" if self._blobs.location(uri).key else uri
         return [obj.uri for obj in self._blobs.iter_objects(folder)]
 
+    def stat(self, uri: str) -> ObjectInfo | None:
+        blob = self._blobs.blob(uri)
+        try:
+            with _errors(uri):
+                props = blob.get_blob_properties()
+        except ObjectNotFoundError:
+            return None
+        return ObjectInfo(uri, props.name.rsplit("/", 1)[-1], props.size, props.etag, props.last_modified)
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return list(self._blobs.iter_objects(uri.rstrip("/") + "/" if self._blobs.location(uri).key else uri))
+
     def delete(self, uri: str) -> None:
         blob = self._blobs.blob(uri)
         with contextlib.suppress(ObjectNotFoundError), _errors(uri):
@@ -351,7 +365,7 @@ class AzureBlobArtifacts(LLMArtifactGateway):
             size = self._object_size(obj.uri)
             if size is None:
                 raise ObjectNotFoundError(f"{obj.uri}: no such blob or container")
-            obj = ObjectInfo(obj.uri, obj.key, size, obj.version)
+            obj = dataclasses.replace(obj, size=size)
         read_whole(self._read_range, obj, fileobj, progress)
 
     def _read_bytes(self, uri: str) -> bytes:

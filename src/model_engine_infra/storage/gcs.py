@@ -9,7 +9,9 @@ session finalised only on a successful close.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -141,7 +143,9 @@ class _Objects:
         with _errors(folder_uri):
             for item in self.client.list_blobs(loc.bucket, prefix=prefix or None, retry=self.retry):
                 version = str(item.generation) if item.generation is not None else None
-                yield ObjectInfo(f"gs://{loc.bucket}/{item.name}", item.name[len(prefix) :], item.size, version)
+                yield ObjectInfo(
+                    f"gs://{loc.bucket}/{item.name}", item.name[len(prefix) :], item.size, version, item.updated
+                )
 
 
 class _RangeReads:
@@ -293,6 +297,19 @@ class GCSFilesystem(FilesystemGateway):
         folder = uri.rstrip("/") + "/" if self._objects.location(uri).key else uri
         return [obj.uri for obj in self._objects.iter_objects(folder)]
 
+    def stat(self, uri: str) -> ObjectInfo | None:
+        blob = self._objects.blob(uri)
+        try:
+            with _errors(uri):
+                blob.reload(retry=self._objects.retry)
+        except ObjectNotFoundError:
+            return None
+        version = str(blob.generation) if blob.generation is not None else None
+        return ObjectInfo(uri, blob.name.rsplit("/", 1)[-1], blob.size, version, blob.updated)
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return list(self._objects.iter_objects(uri.rstrip("/") + "/" if self._objects.location(uri).key else uri))
+
     def delete(self, uri: str) -> None:
         with contextlib.suppress(ObjectNotFoundError), _errors(uri):
             self._objects.blob(uri).delete(retry=self._objects.retry)
@@ -365,7 +382,7 @@ class GCSArtifacts(LLMArtifactGateway):
             size = self._object_size(obj.uri)
             if size is None:
                 raise ObjectNotFoundError(f"{obj.uri}: no such object or bucket")
-            obj = ObjectInfo(obj.uri, obj.key, size, obj.version)
+            obj = dataclasses.replace(obj, size=size)
         read_whole(self._read_range, obj, fileobj, progress)
 
     def _read_bytes(self, uri: str) -> bytes:

@@ -131,7 +131,9 @@ def test_fake_gcs_media_links_point_at_the_public_host(tmp_path: Path) -> None:
         url = f"{base}/upload/storage/v1/b/linked/o?uploadType=media&name=x.bin"
         status, _, answer = _http(url, "POST", b"data", {"Content-Type": "application/octet-stream"})
         assert status == 200, answer
-        assert json.loads(answer)["mediaLink"].startswith(f"http://{proxy}/")
+        status, _, answer = _http(f"{base}/storage/v1/b/linked/o/x.bin")
+        assert status == 200, answer
+        assert json.loads(answer)["mediaLink"].startswith(f"http://{proxy}/"), answer
 
 
 def test_registry_answers_v2(registry_server: RunningServer) -> None:

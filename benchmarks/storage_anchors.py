@@ -12,8 +12,9 @@ store, in one run, cases interleaved round by round, medians and ratios printed:
 
 - ``many``: download N x M MiB — ``download_files`` with its defaults, s5cmd (S3) and rclone with
   theirs, and the candidate engines (obstore; per store s3transfer / the Azure SDK's
-  ``max_concurrency`` / google-cloud-storage's ``transfer_manager``; boto3's CRT client when
-  ``awscrt`` is importable, in a child process so that it never changes this process's botocore);
+  ``max_concurrency`` / google-cloud-storage's ``transfer_manager``; s3transfer's CRT manager when
+  ``BENCH_AWSCRT_PATH`` names a folder holding awscrt (``pip install --target DIR awscrt``), run in
+  a child process: installed beside botocore, awscrt would switch this process's request signing);
 - ``big``: download one large object, the same cases (moto reads the whole object for every ranged
   GET, so its time grows with the number of ranges: see docs/performance.md);
 - ``upload``: upload N x M MiB and one large file — ``upload_files`` against ``s5cmd cp`` / ``rclone copy``;

@@ -177,6 +177,8 @@ class RangeSink:
 def read_part(read_range: RangeReader, obj: ObjectInfo, sink: RangeSink) -> None:
     """Read ``[sink.position, sink.stop)``, resuming after a cut connection up to `ATTEMPTS` times."""
     for attempt in range(1, ATTEMPTS + 1):
+        if sink.stopping:  # queued behind a failure: no request at all
+            raise _Stopped
         try:
             read_range(obj, sink.position, sink.stop, sink)
         except StorageUnavailableError:

@@ -484,7 +484,7 @@ def main() -> None:
     print(f"rclone: {subprocess.run(['rclone', 'version'], capture_output=True, text=True).stdout.splitlines()[0]}")
     with tempfile.TemporaryDirectory(prefix="storage-anchors-") as tmp, servers(stores, Path(tmp)) as running:
         if "s3" in running:
-            os.environ.update({k: v for k, v in running["s3"][0].env.items() if k != "AWS_ENDPOINT_URL"})
+            os.environ.update({k: v for k, v in running["s3"][0].sdk_env.items() if k != "AWS_ENDPOINT_URL"})
         for store in stores:
             server, proxy_port = running[store]
             bench_store(store, server, proxy_port, args, Path(tmp), block)

@@ -125,7 +125,7 @@ def test_fake_gcs_media_links_point_at_the_public_host(tmp_path: Path) -> None:
     """With a proxy in front (netsim), rclone-style downloads through ``mediaLink`` must go through it too."""
     proxy = f"127.0.0.1:{free_port()}"
     with start_fake_gcs(tmp_path, public_host=proxy) as server:
-        base = server.env["STORAGE_EMULATOR_HOST"]
+        base = server.sdk_env["STORAGE_EMULATOR_HOST"]
         body = json.dumps({"name": "linked"}).encode()
         assert _http(f"{base}/storage/v1/b?project=test", "POST", body, {"Content-Type": "application/json"})[0] == 200
         url = f"{base}/upload/storage/v1/b/linked/o?uploadType=media&name=x.bin"

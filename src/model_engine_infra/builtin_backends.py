@@ -173,6 +173,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
                 "s3_access_key_id",
                 "s3_secret_access_key",
                 "celery_enable_sha256",
+                "celery_result_prefix",
             ),
         ),
         "abs": (
@@ -180,14 +181,20 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("celery", "azure"),
             "Blob Storage",
             None,
-            ("abs_account_name", "abs_container_name", "abs_account_key", "abs_endpoint_url"),
+            (
+                "abs_account_name",
+                "abs_account_key",
+                "abs_endpoint_url",
+                "celery_result_container",
+                "celery_result_prefix",
+            ),
         ),
         "gcs": (
             "model_engine_infra.tasks.result_backends:gcs_backend",
             ("celery", "gcp"),
             "GCS",
             None,
-            ("s3_bucket", "gcp_project_id", "gcs_endpoint_url"),
+            ("s3_bucket", "gcp_project_id", "gcs_endpoint_url", "celery_result_prefix"),
         ),
         "file": (
             "model_engine_infra.tasks.result_backends:file_backend",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
-from ..image_reference import PUBLIC_DEFAULT_REGISTRY
+from ..image_reference import PUBLIC_DEFAULT_REGISTRY, UPSTREAM_OCI_REGISTRY_TYPES
 from ..providers import DEFAULT_PROVIDER
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ class InfraConfig(BaseModel):
     docker_registry_type: str | None = key(
         None,
         "Registry type: ecr, acr, gar, oci, or a plugin's; inferred from docker_repo_prefix when unset "
-        "(Artifact Registry on gcp).",
+        "(Artifact Registry on gcp). llm-engine's `onprem` and `generic` read as `oci` (any Distribution-API "
+        "registry; images are checked, not assumed present).",
         helm=INFRA + "docker_registry_type",
     )
     insecure_registries: tuple[str, ...] = key(
@@ -293,6 +294,17 @@ class InfraConfig(BaseModel):
         "Celery result backend: redis, s3, abs, gcs, file, or a plugin's; unset follows the provider.",
         helm=INFRA + "celery_backend_protocol",
     )
+    celery_result_prefix: str | None = key(
+        None,
+        "Where Celery results go inside the bucket or container (s3, abs, gcs); unset is where llm-engine's "
+        "workers write them: `tmp/celery/` on s3, none on abs, `celery-results` on gcs.",
+        helm=INFRA + "celery_result_prefix",
+    )
+    celery_result_container: str | None = key(
+        None,
+        "Blob container of abs results; unset is `celery` (Celery's default, where llm-engine's workers write).",
+        helm=INFRA + "celery_result_container",
+    )
     celery_broker_pool_limit: int | None = key(
         None,
         "Celery broker_pool_limit; unset keeps Celery's default (10). 0 is refused on Service Bus.",
@@ -485,6 +497,12 @@ class InfraConfig(BaseModel):
     )
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("docker_registry_type", mode="before")
+    @classmethod
+    def _upstream_registry_types(cls, value: Any) -> Any:
+        """llm-engine names a plain Distribution-API registry ``onprem`` or ``generic``; here it is ``oci``."""
+        return "oci" if isinstance(value, str) and value.strip().lower() in UPSTREAM_OCI_REGISTRY_TYPES else value
 
     @field_validator("*", mode="before")
     @classmethod

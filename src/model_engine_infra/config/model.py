@@ -242,6 +242,24 @@ class InfraConfig(BaseModel):
         env="ABS_ENDPOINT_URL",
     )
     gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
+    storage_max_concurrency: int = key(
+        16,
+        "Requests in flight per download_files / upload_files call and `storage cp`, shared by small files and "
+        "the parts of large ones; a call's max_concurrency overrides it.",
+        helm=INFRA + "storage_max_concurrency",
+        env="MODEL_ENGINE_INFRA_STORAGE_MAX_CONCURRENCY",
+        ge=1,
+        le=256,
+    )
+    storage_part_size_mb: int | None = key(
+        None,
+        "Part size of ranged downloads and multipart uploads, in MiB. Unset, it adapts to each object: about "
+        "storage_max_concurrency parts of 8 to 64 MiB (a 1 GiB object is 16 parts of 64 MiB). S3 needs 5 MiB or more.",
+        helm=INFRA + "storage_part_size_mb",
+        env="MODEL_ENGINE_INFRA_STORAGE_PART_SIZE_MB",
+        ge=5,
+        le=5120,
+    )
     file_storage_prefix: str | None = key(
         None,
         "Folder URI of the Files API's user files, kept as {prefix}/{owner}/{file_id} (llm-engine's layout). "

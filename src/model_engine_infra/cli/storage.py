@@ -31,6 +31,7 @@ from .output import Output, description_column
 
 if TYPE_CHECKING:
     from ..storage.base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+    from ..storage.transfer import RangeSink
 
 app = typer.Typer(
     cls=GuardedGroup,
@@ -192,8 +193,13 @@ def cp(
     dst: Annotated[str, typer.Argument(metavar="DST", help="Destination object or folder (remote or local).")],
     overwrite: Annotated[bool, typer.Option(help="Replace complete local files of the same size.")] = False,
     concurrency: Annotated[
-        int, typer.Option(min=1, max=64, help="Files (and parts of large files) transferred in parallel.")
-    ] = 8,
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Requests in flight, shared by files and the parts of large files (default: storage_max_concurrency).",
+        ),
+    ] = None,
     config_path: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -239,7 +245,7 @@ def _download(
     objects: list[ObjectInfo],
     single: bool,
     overwrite: bool,
-    concurrency: int,
+    concurrency: int | None,
     progress: Callable[[int], None],
     into_folder: bool,
     report: CopyReport,
@@ -251,15 +257,30 @@ def _download(
         dst = dest.parent
     fetched: set[str] = set()
     lock = threading.Lock()
-    primitive = artifacts._download_object  # the store's primitive, under the shared safe engine
+    # The store's primitives under the shared safe engine (as `download_objects` runs them), each
+    # noting what it fetched: a large object goes in ranges, the rest whole.
+    primitive, ranges = artifacts._download_object, artifacts._range_reader()
 
     def fetch(obj: ObjectInfo, fileobj: BinaryIO, on_bytes: Progress | None) -> None:
         primitive(obj, fileobj, on_bytes)
         with lock:
             fetched.add(obj.uri)
 
+    def read_range(obj: ObjectInfo, start: int, stop: int, sink: RangeSink) -> None:
+        assert ranges is not None
+        ranges(obj, start, stop, sink)
+        with lock:
+            fetched.add(obj.uri)
+
     paths = download_all(
-        objects, dst, fetch, overwrite=overwrite, max_concurrency=1 if single else concurrency, progress=progress
+        objects,
+        dst,
+        fetch,
+        overwrite=overwrite,
+        max_concurrency=artifacts.transfer.concurrency(concurrency),
+        progress=progress,
+        read_range=read_range if ranges is not None else None,
+        settings=artifacts.transfer,
     )
     for obj, path in zip(objects, paths, strict=True):
         state = "copied" if obj.uri in fetched else "skipped"
@@ -267,7 +288,12 @@ def _download(
 
 
 def _upload(
-    artifacts: LLMArtifactGateway, source: Path, dst: str, concurrency: int, progress: Progress, report: CopyReport
+    artifacts: LLMArtifactGateway,
+    source: Path,
+    dst: str,
+    concurrency: int | None,
+    progress: Progress,
+    report: CopyReport,
 ) -> None:
     """The store's parallel upload; every planned file is sent (uploads skip nothing)."""
     from ..storage.uploads import plan_uploads

@@ -48,6 +48,13 @@ def worker(
         Optional[str],  # noqa: UP045
         typer.Option("--sqs-endpoint-url", help="SQS endpoint (tests: a moto server)."),
     ] = None,
+    task_visibility: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--task-visibility",
+            help="VISIBILITY_1M/10M/1H/24H (on Redis: its database), as llm-engine's forwarder; default: inference's.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a Celery worker on QUEUES until stopped (SIGTERM, Ctrl-C).
@@ -84,6 +91,7 @@ def worker(
             ready_file=ready_file,
             redis_url=redis_url,
             sqs_endpoint_url=sqs_endpoint_url,
+            task_visibility=task_visibility,
             on_started=started if as_json else None,
             quiet=True if as_json else None,  # stdout carries only the JSON lines
         )

@@ -24,6 +24,8 @@ PROVIDER = Profile(
         "keyvault_name",
     ),
     registry_hosts=(".azurecr.io",),
+    cache_redis_keys=("cache_redis_azure_host",),
+    cache_redis_refused=("cache_redis_aws_url", "cache_redis_aws_secret_name"),  # llm-engine: "only for AWS"
     sample_config={
         "servicebus_namespace": "fake-namespace",
         "keyvault_name": "fake-vault",

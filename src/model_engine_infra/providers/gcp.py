@@ -10,10 +10,11 @@ PROVIDER = Profile(
     registry="gar",
     registry_from_prefix=False,  # Artifact Registry whatever the prefix looks like (a bad one is an error)
     secrets="kubernetes",
-    result_backend="gcs",
+    result_backend="redis",  # llm-engine: Redis results on gcp (database 1)
     brokers=("redis", "pubsub"),  # Pub/Sub when `broker: pubsub` says so
     hint_keys=("gcp_project_id", "cache_redis_gcp_url", "gcs_endpoint_url"),
     registry_hosts=("-docker.pkg.dev", "gcr.io"),
+    cache_redis_keys=("cache_redis_gcp_url",),
     sample_config={"gcp_project_id": "fake-project"},
     labels={
         "queue_delegate": "Redis lists; Pub/Sub with `broker: pubsub`",

@@ -35,9 +35,14 @@ def worker_app(
     include: Sequence[str] = (),
     redis: RedisBroker | str | None = None,
     sqs_endpoint_url: str | None = None,
+    task_visibility: str | None = None,
     **overrides: Any,
 ) -> Celery:
-    """The worker's app: the config's broker and backend, with the demo tasks and ``include``."""
+    """The worker's app: the config's broker and backend, with the demo tasks and ``include``.
+
+    ``task_visibility`` picks the queue's visibility (on Redis its database), as llm-engine's forwarder
+    ``--task-visibility`` does; unset is the inference queue's (on-prem Redis: 24 h).
+    """
     from ..brokers import broker_for
     from .app import celery_app
     from .settings import default_backend_protocol
@@ -54,6 +59,7 @@ def worker_app(
         config=config,
         redis=redis,
         sqs_endpoint_url=sqs_endpoint_url,
+        task_visibility=task_visibility,
         include=modules,
         **overrides,
     )
@@ -109,6 +115,7 @@ def run_worker(
     ready_file: str | os.PathLike[str] | None = None,
     redis_url: str | None = None,
     sqs_endpoint_url: str | None = None,
+    task_visibility: str | None = None,
     on_started: Callable[[], None] | None = None,
     quiet: bool | None = None,
 ) -> int:
@@ -117,6 +124,7 @@ def run_worker(
     At ``loglevel`` WARNING or above the worker is quiet: no banner, and no SecurityWarning about
     running as root (containers often do; it is not something the user can act on here).
     ``quiet`` forces that either way; ``on_started`` runs once the worker consumes.
+    ``task_visibility`` is `worker_app`'s.
     """
     import warnings
 
@@ -125,7 +133,9 @@ def run_worker(
         from celery.exceptions import SecurityWarning
 
         warnings.filterwarnings("ignore", category=SecurityWarning)
-    app = worker_app(config, include=include, redis=redis_url, sqs_endpoint_url=sqs_endpoint_url)
+    app = worker_app(
+        config, include=include, redis=redis_url, sqs_endpoint_url=sqs_endpoint_url, task_visibility=task_visibility
+    )
     if ready_file:
         on_ready(ready_file)
     if on_started is not None:
@@ -164,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ready-file", default=None, help="file to write the pid to once consuming")
     parser.add_argument("--redis-url", default=None, help="Redis broker/backend URL (default: the config's)")
     parser.add_argument("--sqs-endpoint-url", default=None, help="SQS endpoint (tests: the moto server)")
+    parser.add_argument(
+        "--task-visibility",
+        default=None,
+        help="VISIBILITY_1M/10M/1H/24H (on Redis: its database); default: inference's",
+    )
     args = parser.parse_args(argv)
 
     from ..config import load_config
@@ -184,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ready_file=args.ready_file,
         redis_url=args.redis_url,
         sqs_endpoint_url=args.sqs_endpoint_url,
+        task_visibility=args.task_visibility,
     )
     raise SystemExit(code)
 

@@ -180,7 +180,7 @@ async def test_redis_server_that_never_answers_is_a_typed_error_within_the_timeo
 async def test_redis_server_that_refuses_is_a_typed_error() -> None:
     client = _real_client(closed_port(), retry=Retry(NoBackoff(), 0))
     gateway = _gateway(client)
-    with pytest.raises(BrokerUnavailableError, match="cannot reach Redis 127.0.0.1"):
+    with pytest.raises(BrokerUnavailableError, match=r"cannot reach Redis 127\.0\.0\.1"):
         await gateway.emit_prewarm_metric("e1")
     await client.aclose()
 
@@ -295,7 +295,9 @@ async def test_servicebus_refused_identity_names_the_role(namespace: FakeService
     gateway = ServiceBusInferenceAutoscalingMetricsGateway(
         namespace.name, client=namespace.client(), admin_client=namespace.admin_client(), credential=credential
     )
-    gateway._admin = type(namespace.admin_client())(namespace.fully_qualified_namespace, credential, namespace=namespace)
+    gateway._admin = type(namespace.admin_client())(
+        namespace.fully_qualified_namespace, credential, namespace=namespace
+    )
     with pytest.raises(BrokerUnavailableError, match="Data Owner"):
         await gateway.create_or_update_resources("e1")
     await gateway.close()
@@ -316,5 +318,6 @@ async def test_local_leaves_no_temporary_files(tmp_path: Path) -> None:
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "launch-endpoint-autoscaling.e1.json"]
     metric = await gateway.read_metric("e1")
-    assert metric is not None and metric.expires_in is not None
+    assert metric is not None
+    assert metric.expires_in is not None
     assert metric.expires_in > PREWARM_EXPIRY_SECONDS - 5

@@ -40,8 +40,7 @@ def check_endpoint_id(endpoint_id: object, *, backend: str, max_length: int) -> 
     if not isinstance(endpoint_id, str) or not _ENDPOINT_ID.fullmatch(endpoint_id):
         shown = repr(endpoint_id) if len(repr(endpoint_id)) <= 80 else repr(endpoint_id)[:77] + "..."
         raise InvalidQueueNameError(
-            f"endpoint_id {shown} cannot name an autoscaling metric on {backend}: use only letters, digits, "
-            "'-' and '_'"
+            f"endpoint_id {shown} cannot name an autoscaling metric on {backend}: use only letters, digits, '-' and '_'"
         )
     if len(endpoint_id) > max_length:
         raise InvalidQueueNameError(

@@ -46,7 +46,7 @@ if remaining < tonumber(ARGV[1]) then
 end
 return remaining
 """
-_EMIT_SHA = hashlib.sha1(EMIT_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+_EMIT_SHA = hashlib.sha1(EMIT_SCRIPT.encode()).hexdigest()  # Redis names scripts by SHA-1
 _T = TypeVar("_T")
 
 

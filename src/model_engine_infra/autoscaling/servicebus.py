@@ -73,7 +73,9 @@ DEFAULT_MAX_SENDERS = 256
 #: Threads running SDK calls; sends to one queue are serialised on its sender anyway.
 DEFAULT_CONCURRENCY = 8
 #: The SDK's retry policy, with a short back-off: this call sits on the inference request path.
-RETRY_POLICY = {"retry_total": 3, "retry_backoff_factor": 0.5, "retry_backoff_max": 2.0}
+RETRY_TOTAL = 3
+RETRY_BACKOFF_FACTOR = 0.5
+RETRY_BACKOFF_MAX = 2.0
 _QUEUE_TTL = timedelta(seconds=PREWARM_EXPIRY_SECONDS)
 _STALE = (ServiceBusConnectionError, ServiceBusCommunicationError)
 _T = TypeVar("_T")
@@ -160,7 +162,11 @@ class ServiceBusInferenceAutoscalingMetricsGateway(InferenceAutoscalingMetricsGa
                 from azure.servicebus import ServiceBusClient
 
                 self._client = ServiceBusClient(
-                    self.fully_qualified_namespace, self._azure_credential(), **RETRY_POLICY
+                    self.fully_qualified_namespace,
+                    self._azure_credential(),
+                    retry_total=RETRY_TOTAL,
+                    retry_backoff_factor=RETRY_BACKOFF_FACTOR,
+                    retry_backoff_max=RETRY_BACKOFF_MAX,
                 )
             return self._client
 
@@ -333,7 +339,7 @@ def _close_quietly(slot: _Sender) -> None:
     try:
         with slot.lock:
             slot.sender.close()
-    except Exception:  # noqa: BLE001 - a sender the service already dropped may fail to close; it is gone either way
+    except Exception:  # a sender the service already dropped may fail to close; it is gone either way
         pass
 
 

@@ -260,6 +260,20 @@ class InfraConfig(BaseModel):
         "Seconds between AMQP keep-alives; keeps Service Bus from dropping idle connections at 300 s.",
         env="SERVICEBUS_KEEP_ALIVE_INTERVAL",
     )
+    servicebus_tier: Literal["standard", "premium"] | None = key(
+        None,
+        "The Service Bus namespace's tier; unset: premium when servicebus_max_message_size_kb is above 256, "
+        "else standard.",
+        helm="azure.servicebus_tier",
+        env="SERVICEBUS_TIER",
+    )
+    servicebus_max_message_size_kb: int = key(
+        256,
+        "Largest Service Bus message in KB: at most 256 on standard; up to 102400 (100 MB) on premium, where "
+        "endpoint queues are created with it (from 1024 up). A larger task raises MessageTooLargeError.",
+        helm="azure.servicebus_max_message_size_kb",
+        env="SERVICEBUS_MAX_MESSAGE_SIZE_KB",
+    )
 
     # --- redis -----------------------------------------------------------------------------------
     redis_host: str | None = key(

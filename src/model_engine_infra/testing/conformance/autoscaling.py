@@ -80,7 +80,8 @@ class AutoscalingMetricsConformance:
 
     async def _seen(self, target: AutoscalingTarget, endpoint_id: str) -> AutoscalingMetric:
         seen = await target.observe(endpoint_id)
-        assert seen is not None and seen.pending >= 1, f"no signal on the broker for {endpoint_id}: {seen}"
+        assert seen is not None, f"no signal on the broker for {endpoint_id}"
+        assert seen.pending >= 1, seen
         return seen
 
     @staticmethod
@@ -143,7 +144,8 @@ class AutoscalingMetricsConformance:
         await autoscaling_target.gateway.emit_prewarm_metric(endpoint_id)
         read = await autoscaling_target.gateway.read_metric(endpoint_id)
         seen = await self._seen(autoscaling_target, endpoint_id)
-        assert read is not None and read.pending == seen.pending
+        assert read is not None
+        assert read.pending == seen.pending
         if self.reports_expiry:
             self._lives(read, PREWARM_EXPIRY_SECONDS)
         else:
@@ -333,7 +335,9 @@ def servicebus_autoscaling_target(namespace: Any | None = None) -> AutoscalingTa
         )
 
     return AutoscalingTarget(
-        gateway=ServiceBusInferenceAutoscalingMetricsGateway(ns.name, client=ns.client(), admin_client=ns.admin_client()),
+        gateway=ServiceBusInferenceAutoscalingMetricsGateway(
+            ns.name, client=ns.client(), admin_client=ns.admin_client()
+        ),
         observe=observe,
         unreachable=unreachable,
         advance=ns.clock.advance,

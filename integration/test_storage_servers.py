@@ -138,9 +138,7 @@ def azure_backend(azurite: RunningServer, root: str) -> Any:
         filesystem.client.get_blob_client(container, name).upload_blob(data, overwrite=True)
 
     # Azure stores a backslash as '/', so 'a\..\x' arrives as 'a/../x': still refused.
-    return Backend(
-        "azurite", infra, root, put_raw, put_headers={"x-ms-blob-type": "BlockBlob"}, foreign_uri="s3://bucket/x"
-    )
+    return Backend("azurite", infra, root, put_raw, put_headers={"x-ms-blob-type": "BlockBlob"})
 
 
 def gcs_backend(gcs: RunningServer, root: str) -> Any:
@@ -162,7 +160,7 @@ def gcs_backend(gcs: RunningServer, root: str) -> Any:
     def put_raw(key: str, data: bytes) -> None:
         filesystem.client.bucket(bucket).blob(f"{folder}/{key}").upload_from_string(data)
 
-    return Backend("fake-gcs", infra, root, put_raw, foreign_uri="s3://bucket/x")
+    return Backend("fake-gcs", infra, root, put_raw)
 
 
 class TestStorageOnServers(StorageContract):

@@ -279,7 +279,7 @@ def test_gcp_with_explicit_oci_registry_is_allowed(tmp_path: Path) -> None:
 def test_template_not_json(tmp_path: Path, name: str) -> None:
     path = write(
         tmp_path,
-        "config:\n  values:\n    infra: {cloud_provider: onprem}\n    launch:\n"
+        "config:\n  values:\n    infra: {cloud_provider: aws, redis_host: r}\n    launch:\n"
         f"      {name}: '{{\"a\": ${{queue_name}}}}'\n",
     )
     with pytest.raises(ConfigError) as info:
@@ -289,11 +289,19 @@ def test_template_not_json(tmp_path: Path, name: str) -> None:
 
 
 def test_template_unknown_placeholder(tmp_path: Path) -> None:
-    path = write(tmp_path, 'cloud_provider: onprem\nsqs_queue_tag_template: \'{"a": "${account_id}"}\'\n')
+    path = write(tmp_path, 'cloud_provider: aws\nredis_host: r\nsqs_queue_tag_template: \'{"a": "${account_id}"}\'\n')
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert_config_error(info.value, "sqs_queue_tag_template", "account_id")
     assert "${queue_name}" in str(info.value)
+
+
+def test_sqs_templates_are_the_sqs_brokers_rule(tmp_path: Path) -> None:
+    """The rule runs where SQS is the broker; a deployment on Redis does not read the templates."""
+    broken = 'sqs_queue_tag_template: \'{"a": "${account_id}"}\'\n'
+    assert load_config(write(tmp_path, "cloud_provider: onprem\n" + broken), env={}).cloud_provider == "onprem"
+    with pytest.raises(ConfigError, match="account_id"):
+        load_config(write(tmp_path, "cloud_provider: onprem\nbroker: sqs\n" + broken, "b.yaml"), env={})
 
 
 def test_templates_of_the_examples_render_with_hostile_values() -> None:

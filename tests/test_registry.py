@@ -19,6 +19,7 @@ from model_engine_infra.registry import (
     COMPONENTS,
     Component,
     ProviderSpec,
+    available_backends,
     available_providers,
     get_provider,
     import_target,
@@ -47,11 +48,12 @@ def test_builtins_are_available() -> None:
 def test_every_builtin_wires_every_component(name: str) -> None:
     spec = get_provider(name)
     assert spec.name == name
-    assert set(spec.components) == set(COMPONENTS)
-    for component in spec.components.values():
-        module, _, attr = component.target.partition(":")
-        assert module.startswith("model_engine_infra.")
-        assert attr
+    rows = spec.describe()
+    assert [row.component for row in rows] == list(COMPONENTS)
+    for row in rows:
+        assert row.label, row
+        if row.kind is not None:
+            assert row.backend in available_backends(row.kind), row
 
 
 def test_import_loads_no_cloud_sdk_in_a_fresh_interpreter() -> None:

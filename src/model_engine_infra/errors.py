@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BackendConflictError",
     "BrokerUnavailableError",
     "ConfigError",
     "CredentialFetchError",
@@ -35,6 +36,7 @@ __all__ = [
     "StorageError",
     "StoragePermissionError",
     "StorageUnavailableError",
+    "UnknownBackendError",
     "UnknownProviderError",
     "UnsafeObjectKeyError",
 ]
@@ -83,6 +85,14 @@ class ConfigError(InfraError, ValueError):
 
 class UnknownProviderError(ConfigError):
     """``cloud_provider`` names no built-in provider and no registered plugin."""
+
+
+class UnknownBackendError(ConfigError):
+    """A config key or a profile names a backend no built-in and no plugin registers."""
+
+
+class BackendConflictError(InfraError, ValueError):
+    """A plugin tried to take a backend name that is already taken (pass ``replace=True`` to mean it)."""
 
 
 class ProviderUnavailableError(InfraError, ImportError):

@@ -1,7 +1,8 @@
 """`build_infra(config)` -> `Infra`: the bundle of components, each built on first use.
 
-A service that only touches storage never imports the broker's SDK: every component is resolved
-from its provider's ``"module:factory"`` string the first time it is asked for, then cached.
+A service that only touches storage never imports the broker's SDK: every component is built the
+first time it is asked for (see `model_engine_infra.components`), from the backends the config
+selects — explicit keys, else its provider's profile — then cached.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ProviderUnavailableError
-from .registry import COMPONENTS, ProviderSpec, get_provider, missing_dependency
+from .registry import COMPONENTS, Profile, get_provider, import_target, missing_dependency
 
 if TYPE_CHECKING:
     from .config.model import InfraConfig
@@ -29,9 +29,7 @@ class Infra:
     ``overrides`` replaces components by name (tests inject fakes the same way).
     """
 
-    def __init__(
-        self, config: InfraConfig, provider: ProviderSpec, *, overrides: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, config: InfraConfig, provider: Profile, *, overrides: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.provider = provider
         self._built: dict[str, Any] = dict(overrides or {})
@@ -53,14 +51,21 @@ class Infra:
     def _build(self, name: str) -> Any:
         if name not in COMPONENTS:
             raise AttributeError(f"no component {name!r}; components are {', '.join(COMPONENTS)}")
-        spec = self.provider.components.get(name)
-        if spec is None:
-            raise ProviderUnavailableError(f"the {self.provider.name} provider has no {name} component")
-        factory = spec.resolve()
+        from . import components
+
+        explicit = self.provider.components.get(name)
+        if explicit is not None:
+            factory, extras, what = explicit.resolve(), explicit.extras, explicit.backend
+        else:
+            backend = components.backend_of(self.config, name)
+            if backend is None:
+                raise components.unavailable(self.config, name)
+            extras = components.extras_of(self.config, name)
+            factory, what = import_target(components.FACTORIES[name], extras=extras), backend
         try:
             return factory(self.config, self)
         except ModuleNotFoundError as err:
-            raise missing_dependency(err, f"{self.provider.name} {name} ({spec.backend})", spec.extras) from err
+            raise missing_dependency(err, f"{self.provider.name} {name} ({what})", extras) from err
 
     @property
     def queue_delegate(self) -> QueueEndpointResourceDelegate:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..registry import COMPONENTS, Component, available_providers, extra_installed, get_provider
+from ..registry import COMPONENTS, ComponentRow, available_providers, extra_installed, get_provider
 
 MATRIX_HEADER = """# Support matrix
 
@@ -23,26 +23,26 @@ tested against a real cloud account here: "moto server", "Azurite", "fake-gcs-se
 """
 
 
-def matrix_rows(names: Sequence[str], cell: Callable[[Component], str]) -> list[tuple[str, list[str]]]:
-    """One row per component: ``cell(component)`` for each provider, "—" where it has none."""
-    specs = [get_provider(n) for n in names]
+def matrix_rows(names: Sequence[str], cell: Callable[[ComponentRow], str]) -> list[tuple[str, list[str]]]:
+    """One row per component: ``cell(row)`` for each provider's profile, "—" where it has none."""
+    described = [{row.component: row for row in get_provider(n).describe()} for n in names]
     rows = []
     for component in COMPONENTS:
-        found = [spec.components.get(component) for spec in specs]
-        rows.append((component, ["—" if c is None else cell(c) for c in found]))
+        found = [d.get(component) for d in described]
+        rows.append((component, ["—" if c is None or not c.label else cell(c) for c in found]))
     return rows
 
 
-def _markdown_cell(c: Component) -> str:
+def _markdown_cell(c: ComponentRow) -> str:
     extras = f" `[{','.join(c.extras)}]`" if c.extras else ""
     tested = f"<br>_tested: {c.tested_with}_" if c.tested_with else ""
-    return c.backend + extras + tested
+    return c.label + extras + tested
 
 
-def _installed_cell(c: Component) -> str:
+def _installed_cell(c: ComponentRow) -> str:
     missing = [e for e in c.extras if not extra_installed(e)]
     mark = "[green]✓[/green]" if not missing else f"[red]✗ pip install 'model-engine-infra[{missing[0]}]'[/red]"
-    return f"{c.backend} {mark}"
+    return f"{c.label} {mark}"
 
 
 def support_matrix_markdown() -> str:

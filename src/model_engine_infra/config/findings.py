@@ -1,109 +1,34 @@
-"""Values that are valid but risky: the deployment docs' silent failures, found before install."""
+"""Values that are valid but risky: the deployment docs' silent failures, found before install.
+
+The rules here read only the config and its profile's facts (is it a cluster, which cache-Redis
+key does it use); the rules of a backend live beside that backend. `model_engine_infra.checks`
+runs both.
+"""
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..images.reference import is_relative_repository
-from .model import PUBLIC_DEFAULT_REGISTRY
+from ..image_reference import PUBLIC_DEFAULT_REGISTRY, is_relative_repository
+from ..rules import Finding, Rule, Severity, finding_rule
+from .keys import key_path
 
 if TYPE_CHECKING:
+    from ..registry import Profile
     from .model import InfraConfig
 
-
-class Severity(str, enum.Enum):
-    INFO = "info"
-    WARNING = "warning"
-    HIGH = "high"
-
-    @property
-    def rank(self) -> int:
-        return {"info": 0, "warning": 1, "high": 2}[self.value]
+__all__ = ["CONFIG_RULES", "Finding", "Severity"]
 
 
-@dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    key: str
-    message: str
+def _profile(config: InfraConfig) -> Profile:
+    from ..selection import profile_of
 
-    def as_dict(self) -> dict[str, str]:
-        return {"severity": self.severity.value, "key": self.key, "message": self.message}
+    return profile_of(config)
 
 
-def collect_findings(config: InfraConfig) -> list[Finding]:
-    found: list[Finding] = []
-    for check in (_broker, _inference_images, _control_plane_images, _prometheus, _sha256, _redis_fallback):
-        found.extend(check(config))
-    return sorted(found, key=lambda f: -f.severity.rank)
-
-
-def _k(config: InfraConfig, name: str) -> str:
-    from .validation import key_path
-
-    return key_path(config, name)
-
-
-def _broker(config: InfraConfig) -> list[Finding]:
-    cloud, chart = config.cloud_provider, config.celery_broker_type
-    if config.celery_broker_type_redis or cloud == "local":
-        return []
-    key = _k(config, "celery_broker_type")
-    if chart is None:
-        if cloud in ("azure", "gcp", "onprem"):
-            right = "servicebus" if cloud == "azure" else "elasticache (or celery_broker_type_redis: true)"
-            return [
-                Finding(
-                    Severity.WARNING,
-                    key,
-                    f"celeryBrokerType is not set here; the Helm chart defaults it to sqs, which is wrong on "
-                    f"{cloud} (all async endpoints broken). Set celeryBrokerType: {right}",
-                )
-            ]
-        return []
-    if chart == "sqs" and cloud != "aws":
-        return [
-            Finding(
-                Severity.HIGH,
-                key,
-                f"celeryBrokerType is sqs but cloud_provider is {cloud}: SQS exists only on AWS, so every async "
-                "endpoint is broken. Use servicebus on azure, elasticache (Redis) on gcp/onprem",
-            )
-        ]
-    if chart == "servicebus" and cloud != "azure":
-        return [
-            Finding(
-                Severity.HIGH,
-                key,
-                f"celeryBrokerType is servicebus but cloud_provider is {cloud}: Service Bus exists only on Azure",
-            )
-        ]
-    if chart in ("elasticache", "redis") and cloud == "azure":
-        return [
-            Finding(
-                Severity.WARNING,
-                key,
-                "celeryBrokerType elasticache on azure means the Redis broker, not Service Bus (some docs say "
-                "otherwise). Set celeryBrokerType: servicebus for Service Bus, or celery_broker_type_redis: true "
-                "to say Redis on purpose",
-            )
-        ]
-    if chart in ("elasticache", "redis") and cloud == "aws":
-        return [
-            Finding(
-                Severity.INFO,
-                key,
-                "the Redis broker on aws is the legacy path (no dead-letter queue, visibility by key expiry); "
-                "sqs is the supported broker",
-            )
-        ]
-    return []
-
-
+@finding_rule("inference-images", "vllm_repository", "tensorrt_llm_repository")
 def _inference_images(config: InfraConfig) -> list[Finding]:
-    if config.cloud_provider == "local" and not config.is_set("docker_repo_prefix"):
+    if not _profile(config).cluster and not config.is_set("docker_repo_prefix"):
         return []  # no registry in use
     found = []
     for name in ("vllm_repository", "tensorrt_llm_repository"):
@@ -112,7 +37,7 @@ def _inference_images(config: InfraConfig) -> list[Finding]:
             found.append(
                 Finding(
                     Severity.HIGH,
-                    _k(config, name),
+                    key_path(config, name),
                     f"{repo} is the public default registry: images were not mirrored, endpoints will hang in "
                     "INITIALIZING with no error. Mirror them and point this key at your registry",
                 )
@@ -121,7 +46,7 @@ def _inference_images(config: InfraConfig) -> list[Finding]:
             found.append(
                 Finding(
                     Severity.WARNING,
-                    _k(config, name),
+                    key_path(config, name),
                     f"{repo!r} is relative and resolves to {config.docker_repo_prefix}/{repo}; if that image was "
                     "not mirrored there, endpoints hang in INITIALIZING. Set the full repository path",
                 )
@@ -129,11 +54,14 @@ def _inference_images(config: InfraConfig) -> list[Finding]:
     return found
 
 
+@finding_rule("control-plane-images", "gateway_repository", "builder_repository", "cacher_repository")
 def _control_plane_images(config: InfraConfig) -> list[Finding]:
+    if not _profile(config).cluster:
+        return []
     defaults = [
         name
         for name in ("gateway_repository", "builder_repository", "cacher_repository", "forwarder_repository")
-        if getattr(config, name).startswith(PUBLIC_DEFAULT_REGISTRY) and config.cloud_provider != "local"
+        if getattr(config, name).startswith(PUBLIC_DEFAULT_REGISTRY)
     ]
     if not defaults:
         return []
@@ -147,46 +75,46 @@ def _control_plane_images(config: InfraConfig) -> list[Finding]:
     ]
 
 
+@finding_rule("prometheus", "prometheus_server_address")
 def _prometheus(config: InfraConfig) -> list[Finding]:
-    if config.prometheus_server_address or config.cloud_provider == "local":
+    if config.prometheus_server_address or not _profile(config).cluster:
         return []
     return [
         Finding(
             Severity.HIGH,
-            _k(config, "prometheus_server_address"),
+            key_path(config, "prometheus_server_address"),
             "unset: KEDA scale-from-zero is silently broken (sync endpoints with min_workers=0 never scale "
             "up). Set it to your Prometheus server's address",
         )
     ]
 
 
+@finding_rule("sha256-rollout", "celery_enable_sha256")
 def _sha256(config: InfraConfig) -> list[Finding]:
     if not config.celery_enable_sha256:
         return []
     return [
         Finding(
             Severity.WARNING,
-            _k(config, "celery_enable_sha256"),
+            key_path(config, "celery_enable_sha256"),
             "changing the digest algorithm needs a drained, coordinated rollout: workers and producers on "
             "different settings drop each other's tasks silently",
         )
     ]
 
 
+CACHE_REDIS_KEYS = (
+    "cache_redis_aws_url",
+    "cache_redis_aws_secret_name",
+    "cache_redis_azure_host",
+    "cache_redis_onprem_url",
+)
+
+
+@finding_rule("cache-redis-fallback", *CACHE_REDIS_KEYS)
 def _redis_fallback(config: InfraConfig) -> list[Finding]:
-    if config.cloud_provider not in ("aws", "azure"):
-        return []
-    chosen = [
-        n
-        for n in (
-            "cache_redis_aws_url",
-            "cache_redis_aws_secret_name",
-            "cache_redis_azure_host",
-            "cache_redis_onprem_url",
-        )
-        if getattr(config, n) is not None
-    ]
-    if chosen:
+    wanted = _profile(config).cache_redis_key
+    if wanted is None or any(getattr(config, n) is not None for n in CACHE_REDIS_KEYS):
         return []
     return [
         Finding(
@@ -195,3 +123,6 @@ def _redis_fallback(config: InfraConfig) -> list[Finding]:
             "no cache Redis key is set; the cache falls back to redis_host / redis_aws_secret_name",
         )
     ]
+
+
+CONFIG_RULES: tuple[Rule, ...] = (_inference_images, _control_plane_images, _prometheus, _sha256, _redis_fallback)

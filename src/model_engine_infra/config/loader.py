@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownProviderError
+from ..providers import HELM_DEFAULT_PROVIDER
+from .keys import edit_distance, nearest
 from .model import ENV_PREFIX, SECRET_ENV_PREFIX, InfraConfig
 from .schema import FIELDS, FieldInfo, helm_index, known_names_by_namespace
 
 INFRA_FILE_ENV = "ML_INFRA_SERVICES_CONFIG_PATH"
 SERVICE_FILE_ENV = "DEPLOY_SERVICE_CONFIG_PATH"
-HELM_DEFAULT_PROVIDER = "aws"
 
 
 class ConfigWarning(UserWarning):
@@ -59,7 +60,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
     if files and "cloud_provider" not in settings:
         settings["cloud_provider"] = Setting(HELM_DEFAULT_PROVIDER, "cloud_provider", "default (Helm chart)")
     settings.update(_settings_from_env(environ))
-    _local_provider_defaults(settings)
+    _profile_path_defaults(settings)
     config = _build(settings, _env_secrets(environ))
     from .validation import validate
 
@@ -67,22 +68,21 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
     return config
 
 
-LOCAL_PATH_DEFAULTS = {
-    "hf_user_fine_tuned_weights_prefix": "fine_tuned_weights",
-    "s3_file_llm_fine_tuning_job_repository": "llm-ft-job-repository",
-}
+def _profile_path_defaults(settings: dict[str, Setting]) -> None:
+    """Path keys the profile defaults (the local provider: folders under ``local_data_dir``)."""
+    from ..registry import get_provider
 
-
-def _local_provider_defaults(settings: dict[str, Setting]) -> None:
-    """On the local provider, artifact prefixes default to folders under ``local_data_dir``."""
-    provider = settings.get("cloud_provider")
-    if provider is not None and provider.value != "local":
-        return
+    provider = settings["cloud_provider"].value if "cloud_provider" in settings else InfraConfig().cloud_provider
+    try:
+        defaults = get_provider(str(provider)).path_defaults
+    except UnknownProviderError:
+        return  # validation names the unknown provider, with a "did you mean"
     data_dir = settings["local_data_dir"].value if "local_data_dir" in settings else InfraConfig().local_data_dir
-    for name, folder in LOCAL_PATH_DEFAULTS.items():
+    folder = str(Path(str(data_dir)).expanduser().resolve())
+    for name, template in defaults.items():
         if name not in settings:
-            path = str(Path(str(data_dir)).expanduser().resolve() / folder)
-            settings[name] = Setting(path, name, "default (local provider)")
+            path = str(Path(template.format(local_data_dir=folder)))
+            settings[name] = Setting(path, name, f"default ({provider} provider)")
 
 
 def _config_files(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> list[Path]:
@@ -233,7 +233,7 @@ def _warn_near_misses(doc: Mapping[str, Any], source: str) -> None:
         for written in node:
             if not isinstance(written, str) or written in known or len(written) < 5:
                 continue
-            near = _nearest(written, known, limit=2)
+            near = nearest(written, known, limit=2)
             if near is not None:
                 where = f"{namespace}.{written}" if namespace else written
                 meant = f"{namespace}.{near}" if namespace else near
@@ -242,35 +242,6 @@ def _warn_near_misses(doc: Mapping[str, Any], source: str) -> None:
                     ConfigWarning,
                     stacklevel=4,
                 )
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (small strings only: config keys)."""
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
-def _nearest(word: str, candidates: Iterable[str], *, limit: int) -> str | None:
-    best: tuple[int, str] | None = None
-    for candidate in candidates:
-        distance = edit_distance(word.lower(), candidate.lower())
-        if distance <= limit and (best is None or distance < best[0]):
-            best = (distance, candidate)
-    return best[1] if best else None
-
-
-def nearest(word: str, candidates: Iterable[str], *, limit: int = 3) -> str | None:
-    """The candidate closest to ``word`` within ``limit`` edits, for "did you mean" hints."""
-    return _nearest(word, candidates, limit=limit)
-
-
-def helm_paths_of(name: str) -> tuple[str, ...]:
-    return FIELDS[name].helm
 
 
 __all__ = ["ConfigWarning", "edit_distance", "helm_index", "load_config", "nearest", "read_yaml"]

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
+from ..image_reference import PUBLIC_DEFAULT_REGISTRY
+from ..providers import DEFAULT_PROVIDER
+
 if TYPE_CHECKING:
-    from .findings import Finding
+    from ..rules import Finding
 
 INFRA = "config.values.infra."
 LAUNCH = "config.values.launch."
 ENV_PREFIX = "MODEL_ENGINE_INFRA_"
 SECRET_ENV_PREFIX = "MODEL_ENGINE_SECRET_"
-
-BUILTIN_PROVIDERS = ("aws", "azure", "gcp", "onprem", "local")
-PUBLIC_DEFAULT_REGISTRY = "public.ecr.aws/b2z8n5q1"
 
 
 def key(
@@ -53,7 +53,7 @@ class InfraConfig(BaseModel):
 
     # --- which cloud ---------------------------------------------------------------------------
     cloud_provider: str = key(
-        "local",
+        DEFAULT_PROVIDER,
         "Which cloud's components to build: aws, azure, gcp, onprem, local, or a plugin's name. "
         "A deployment file that omits it gets the Helm chart's default, aws.",
         helm=INFRA + "cloud_provider",
@@ -84,9 +84,10 @@ class InfraConfig(BaseModel):
         "Registry prefix that relative repository names resolve against.",
         helm=INFRA + "docker_repo_prefix",
     )
-    docker_registry_type: Literal["ecr", "acr", "gar", "oci"] | None = key(
+    docker_registry_type: str | None = key(
         None,
-        "Registry type; inferred from docker_repo_prefix when unset.",
+        "Registry type: ecr, acr, gar, oci, or a plugin's; inferred from docker_repo_prefix when unset "
+        "(Artifact Registry on gcp).",
         helm=INFRA + "docker_registry_type",
     )
     insecure_registries: tuple[str, ...] = key(
@@ -210,6 +211,13 @@ class InfraConfig(BaseModel):
     gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
 
     # --- brokers and Celery ------------------------------------------------------------------------
+    broker: str | None = key(
+        None,
+        "The one broker of endpoint queues and Celery tasks: sqs, servicebus, redis, local, or a plugin's. "
+        "Unset follows celery_broker_type_redis / celeryBrokerType, else the provider's default; set, it must "
+        "agree with them.",
+        helm=INFRA + "broker",
+    )
     celery_broker_type: Literal["sqs", "servicebus", "elasticache", "redis"] | None = key(
         None,
         "The chart's celeryBrokerType; unset follows cloud_provider (the chart itself defaults to sqs).",
@@ -223,8 +231,10 @@ class InfraConfig(BaseModel):
         "Use SHA-256 for message digests and checksums (FIPS); needs a drained, coordinated rollout.",
         helm="celery_enable_sha256",
     )
-    celery_backend_protocol: Literal["redis", "s3", "abs", "gcs", "file"] | None = key(
-        None, "Celery result backend; unset follows the cloud.", helm=INFRA + "celery_backend_protocol"
+    celery_backend_protocol: str | None = key(
+        None,
+        "Celery result backend: redis, s3, abs, gcs, file, or a plugin's; unset follows the provider.",
+        helm=INFRA + "celery_backend_protocol",
     )
     celery_broker_pool_limit: int | None = key(
         None,
@@ -294,9 +304,10 @@ class InfraConfig(BaseModel):
     )
     redis_enable_tls: bool = key(False, "Use TLS to Redis.", helm="redis.enableTLS")
     redis_unsafe_ssl: bool = key(False, "Skip Redis TLS certificate checks (dev only).", helm="redis.unsafeSsl")
-    redis_iam_auth: Literal["elasticache", "memorystore"] | None = key(
+    redis_iam_auth: str | None = key(
         None,
-        "IAM auth for Redis: ElastiCache SigV4 tokens or Memorystore ADC tokens.",
+        "IAM auth for Redis: elasticache (SigV4 tokens), memorystore (ADC tokens), or a plugin's "
+        "redis_credentials backend.",
         helm=INFRA + "redis_iam_auth",
     )
     redis_iam_user: str | None = key(None, "User id for Redis IAM auth.", helm=INFRA + "redis_iam_user")
@@ -423,14 +434,14 @@ class InfraConfig(BaseModel):
         raise TypeError(f"{name} is not a secret field")
 
     def findings(self) -> list[Finding]:
-        """Valid but risky values, most severe first (see ``config.findings``)."""
-        from .findings import collect_findings
+        """Valid but risky values, most severe first: generic rules and the selected backends' rules."""
+        from ..checks import findings
 
-        return collect_findings(self)
+        return findings(self)
 
     def with_sources(self, sources: dict[str, str]) -> InfraConfig:
         self._sources.update(sources)
         return self
 
 
-__all__ = ["InfraConfig", "key"]
+__all__ = ["PUBLIC_DEFAULT_REGISTRY", "InfraConfig", "key"]

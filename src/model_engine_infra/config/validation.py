@@ -1,13 +1,17 @@
-"""Checks across keys that a type alone cannot express; each failure is a `ConfigError`."""
+"""Checks across keys that a type alone cannot express; each failure is a `ConfigError`.
+
+The generic checks live here; a backend's own checks live beside it and run through
+`model_engine_infra.checks` for the backends this config selects.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, InvalidImageReferenceError, UnknownProviderError
-from ..images.reference import infer_registry_type, parse_gar_prefix
-from ..queues.templates import SAMPLE_VALUES, render_template
+from ..errors import ConfigError, UnknownProviderError
 from ..redact import redact_url
+from .keys import fail as _fail
+from .keys import key_path, nearest
 from .model import InfraConfig
 from .schema import FIELDS
 
@@ -25,31 +29,16 @@ URL_SCHEMES = {
 }
 
 
-def key_path(config: InfraConfig, name: str) -> str:
-    """The key as the user wrote it: file key path, env var, or the field's Helm path."""
-    source = config.source_of(name)
-    if source.startswith("env:"):
-        return source[4:]
-    if ":" in source and not source.startswith("default"):
-        return source.rsplit(":", 1)[1]
-    helm = FIELDS[name].helm
-    return helm[0] if helm else name
-
-
-def _fail(config: InfraConfig, name: str, message: str, fix: str, value: object = None) -> ConfigError:
-    shown = "***" if FIELDS[name].secret else (value if value is not None else getattr(config, name))
-    source = config.source_of(name)
-    return ConfigError(message, key=key_path(config, name), value=shown, source=source.rsplit(":", 1)[0], fix=fix)
-
-
 def validate(config: InfraConfig) -> None:
+    """The generic checks, then the error-level rules of the backends ``config`` selects."""
+    from ..checks import check
+
     _check_provider(config)
     _check_positive(config)
     _check_urls(config)
     _check_cache_redis(config)
-    _check_registry(config)
-    _check_sqs_templates(config)
     _check_broker_pool(config)
+    check(config)
 
 
 def _check_provider(config: InfraConfig) -> None:
@@ -58,8 +47,6 @@ def _check_provider(config: InfraConfig) -> None:
     known = available_providers()
     if config.cloud_provider in known:
         return
-    from .loader import nearest
-
     near = nearest(config.cloud_provider, known)
     hint = f"did you mean {near!r}? " if near else ""
     source = config.source_of("cloud_provider")
@@ -134,12 +121,14 @@ def _check_cache_redis(config: InfraConfig) -> None:
             "(cache_redis_onprem_url may accompany them and wins)",
             value="(set)",
         )
-    if config.cloud_provider not in ("aws", "azure") or chosen:
+    from ..selection import profile_of
+
+    wanted = profile_of(config).cache_redis_key
+    if wanted is None or chosen:
         return
     fallbacks = ("cache_redis_onprem_url", "redis_aws_secret_name", "redis_host")
     if any(getattr(config, name) is not None for name in fallbacks):
         return  # the infra file alone (flat shape) names Redis through redis_host or its secret
-    wanted = "cache_redis_azure_host" if config.cloud_provider == "azure" else "cache_redis_aws_secret_name"
     raise ConfigError(
         f"no cache Redis is configured for {config.cloud_provider}",
         key="config.values.launch." + wanted,
@@ -149,57 +138,17 @@ def _check_cache_redis(config: InfraConfig) -> None:
     )
 
 
-def effective_registry_type(config: InfraConfig) -> str:
-    if config.docker_registry_type is not None:
-        return config.docker_registry_type
-    if config.cloud_provider == "gcp":
-        return "gar"
-    return infer_registry_type(config.docker_repo_prefix)
+def effective_registry_type(config: InfraConfig) -> str | None:
+    """The registry type ``config`` selects (see `model_engine_infra.selection.registry_type`)."""
+    from ..selection import registry_type
 
-
-def _check_registry(config: InfraConfig) -> None:
-    if effective_registry_type(config) != "gar":
-        return
-    try:
-        parse_gar_prefix(config.docker_repo_prefix)
-    except InvalidImageReferenceError:
-        raise _fail(
-            config,
-            "docker_repo_prefix",
-            f"{config.docker_repo_prefix!r} does not parse as {{location}}-docker.pkg.dev/{{project}}/{{repository}}",
-            "set docker_repo_prefix to e.g. 'us-docker.pkg.dev/my-project/my-repo', "
-            "or set docker_registry_type: oci for another registry",
-        ) from None
-
-
-def _check_sqs_templates(config: InfraConfig) -> None:
-    for name in ("sqs_queue_policy_template", "sqs_queue_tag_template"):
-        template = getattr(config, name)
-        if template is not None:
-            document = render_template(template, SAMPLE_VALUES, key=key_path(config, name))
-            if not isinstance(document, dict):
-                raise _fail(config, name, "must be a JSON object", "write the template as a JSON object {...}")
-            if name == "sqs_queue_tag_template" and not all(isinstance(v, str) for v in document.values()):
-                raise _fail(config, name, "tag values must be strings", 'write tags as {"Key": "value"}')
-
-
-def uses_servicebus(config: InfraConfig) -> bool:
-    from ..tasks.broker import BrokerType, broker_type_for
-
-    return broker_type_for(config) is BrokerType.SERVICEBUS
+    return registry_type(config)
 
 
 def _check_broker_pool(config: InfraConfig) -> None:
-    if config.celery_broker_pool_limit is None:
-        return
-    if config.celery_broker_pool_limit < 0:
+    """Negative is never valid; 0 on Service Bus is that broker's own rule (``brokers.servicebus``)."""
+    if config.celery_broker_pool_limit is not None and config.celery_broker_pool_limit < 0:
         raise _fail(config, "celery_broker_pool_limit", "must be 0 or more", "remove it to keep Celery's default (10)")
-    if config.celery_broker_pool_limit == 0 and uses_servicebus(config):
-        raise _fail(
-            config,
-            "celery_broker_pool_limit",
-            "0 disables the connection pool on Service Bus: each publish builds and drops a client, so the "
-            "cached client is orphaned and AMQP keep-alives never flow, and Azure drops idle connections "
-            "after 300 s (intermittent 503s)",
-            "remove it to keep Celery's default pool (10)",
-        )
+
+
+__all__ = ["effective_registry_type", "key_path", "validate"]

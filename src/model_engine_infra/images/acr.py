@@ -22,8 +22,6 @@ from .reference import ACR_HOST
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
-    from .base import DockerRepository
 
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
 # ACR's documented user name for a refresh token obtained through the exchange.
@@ -151,9 +149,3 @@ class ACRDockerRepository(OCIDockerRepository):
             insecure_registries=config.insecure_registries,
             ca_bundle=config.registry_ca_bundle,
         )
-
-
-def build_repository(config: InfraConfig, infra: Infra) -> DockerRepository:
-    from .oci import build_repository as build_for_config
-
-    return build_for_config(config, infra)

@@ -27,7 +27,6 @@ from .reference import parse_ecr_host, validate_tag
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
 
 NOT_FOUND = frozenset({"ImageNotFoundException", "RepositoryNotFoundException"})
 AUTH_FAILED = frozenset(
@@ -189,12 +188,6 @@ class ECRCredentials:
             deadline = expires.timestamp() - 300 if isinstance(expires, datetime) else time.time() + 3600
             self._cached = (Credentials(user, password), deadline)
             return self._cached[0]
-
-
-def build_repository(config: InfraConfig, infra: Infra) -> DockerRepository:
-    from .oci import build_repository as build_for_config
-
-    return build_for_config(config, infra)
 
 
 def require_ecr_prefix(config: InfraConfig) -> None:

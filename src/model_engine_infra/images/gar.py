@@ -20,8 +20,6 @@ from .reference import parse_gar_prefix
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
-    from .base import DockerRepository
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GAR_USER = "oauth2accesstoken"
@@ -112,9 +110,3 @@ class GARDockerRepository(OCIDockerRepository):
             insecure_registries=config.insecure_registries,
             ca_bundle=config.registry_ca_bundle,
         )
-
-
-def build_repository(config: InfraConfig, infra: Infra) -> DockerRepository:
-    from .oci import build_repository as build_for_config
-
-    return build_for_config(config, infra)

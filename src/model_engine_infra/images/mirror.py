@@ -9,56 +9,20 @@ second run transfers nothing.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from .progress import Event, MirrorProgress, MirrorResult, ProgressCallback
 from .reference import ACR_HOST, RegistryPrefix, parse_ecr_host, parse_image, parse_prefix
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
     from .distribution import CredentialSource, RegistryClient
 
+__all__ = ["Event", "MirrorProgress", "MirrorResult", "ProgressCallback", "default_credentials", "mirror"]
+
 #: Blobs copied at once (skopeo's default too): an image's config and layers usually all go together.
 DEFAULT_CONCURRENCY = 6
-
-Event = Literal["blob_copied", "blob_skipped", "blob_mounted", "bytes", "manifest_pushed", "up_to_date"]
-
-
-@dataclass(frozen=True)
-class MirrorProgress:
-    """One step of a mirror run; ``size`` is the blob's or manifest's size, ``transferred`` new bytes."""
-
-    image: str
-    event: Event
-    digest: str
-    size: int = 0
-    transferred: int = 0
-
-
-ProgressCallback = Callable[[MirrorProgress], None]
-
-
-@dataclass
-class MirrorResult:
-    """What one image's copy did."""
-
-    source: str
-    target: str
-    digest: str = ""
-    up_to_date: bool = False
-    manifests_pushed: int = 0
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    blobs_mounted: int = 0
-    bytes_copied: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
 
 def mirror(

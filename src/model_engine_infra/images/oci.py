@@ -2,7 +2,7 @@
 
 Unlike the reference system's on-prem class, which answers True without asking, `image_exists`
 asks the registry and answers False only when the registry itself says the tag or repository is
-unknown. ``build_repository`` is also the one place that picks a registry class for a config.
+unknown. The registry class a config selects is picked in ``model_engine_infra.components``.
 """
 
 from __future__ import annotations
@@ -323,35 +323,15 @@ def _prefix_host(config: InfraConfig) -> str:
 
 
 def build_repository(config: InfraConfig, infra: Infra | None = None) -> DockerRepository:
-    """The registry class for ``docker_registry_type`` (or the type the prefix implies).
+    """The registry class the config selects (ECR, ACR, GAR or OCI; see `components.build_docker_repository`)."""
+    from ..components import build_docker_repository
 
-    Every provider's ``docker_repository`` factory ends here, so ``docker_registry_type: oci`` on
-    AWS, or ECR from on-prem, works the same way.
-    """
-    from ..config.validation import effective_registry_type
+    repository: DockerRepository = build_docker_repository(config, infra)
+    return repository
 
-    explicit = "docker_repo_prefix" in config.model_fields_set or config.is_set("docker_repo_prefix")
-    if config.cloud_provider in ("local", "onprem") and not explicit:
-        raise ConfigError(
-            f"no image registry is configured for the {config.cloud_provider} provider",
-            key="docker_repo_prefix",
-            value=config.docker_repo_prefix,
-            fix="set docker_repo_prefix to your registry, e.g. 'localhost:5000' or 'registry.internal/ml' "
-            "(plain HTTP only for localhost, 127.0.0.0/8 and insecure_registries)",
-        )
-    kind = effective_registry_type(config)
-    if kind == "ecr":
-        from .ecr import ECRDockerRepository
 
-        return ECRDockerRepository.from_config(config)
-    if kind == "acr":
-        from .acr import ACRDockerRepository
-
-        return ACRDockerRepository.from_config(config)
-    if kind == "gar":
-        from .gar import GARDockerRepository
-
-        return GARDockerRepository.from_config(config)
+def repository_from_config(config: InfraConfig) -> DockerRepository:
+    """The ``oci`` registry backend: any Distribution API registry at ``docker_repo_prefix``."""
     return repository_for_prefix(config.docker_repo_prefix, config)
 
 

@@ -11,8 +11,8 @@ import httpx
 
 from ..errors import ImageNotFoundError, RegistryError
 from .distribution import RegistryClient, pull_scope, push_scope
-from .mirror import Event, MirrorProgress, MirrorResult, ProgressCallback
 from .oci import Manifest, fetch_manifest, head_manifest_digest
+from .progress import Event, MirrorProgress, MirrorResult, ProgressCallback
 
 CHUNK = 1 << 20
 # Layers that may not be redistributed (Windows base layers) are fetched from their own URLs.

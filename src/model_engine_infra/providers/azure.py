@@ -1,43 +1,36 @@
 """Azure: Service Bus, Blob Storage, ACR, Azure Cache for Redis (Entra ID), Key Vault."""
 
-from ..registry import Component, ProviderSpec
+from ..registry import Profile
 
-PROVIDER = ProviderSpec(
+PROVIDER = Profile(
     name="azure",
     description="Microsoft Azure",
-    components={
-        "queue_delegate": Component(
-            "model_engine_infra.queues.servicebus:build_delegate",
-            "Service Bus",
-            ("azure",),
-            tested_with="Service Bus fake",
-        ),
-        "task_queue": Component(
-            "model_engine_infra.tasks.gateway:build_task_queue",
-            "Celery on Service Bus",
-            ("celery", "azure"),
-            tested_with="Service Bus fake + real worker",
-        ),
-        "filesystem": Component(
-            "model_engine_infra.storage.abs:build_filesystem", "Blob Storage", ("azure",), tested_with="Azurite"
-        ),
-        "artifacts": Component(
-            "model_engine_infra.storage.abs:build_artifacts", "Blob Storage", ("azure",), tested_with="Azurite"
-        ),
-        "docker_repository": Component(
-            "model_engine_infra.images.acr:build_repository",
-            "ACR",
-            ("azure",),
-            tested_with="docker-registry + token-exchange fake",
-        ),
-        "redis": Component(
-            "model_engine_infra.redis.connection:build_redis",
-            "Azure Cache (Entra ID)",
-            ("redis", "azure"),
-            tested_with="redis-server + fake Entra tokens",
-        ),
-        "secrets": Component(
-            "model_engine_infra.secrets.azure:build_store", "Key Vault", ("azure",), tested_with="Key Vault fake"
-        ),
+    broker="servicebus",
+    store="az",
+    registry="acr",
+    secrets="keyvault",
+    result_backend="abs",
+    brokers=("servicebus", "redis"),
+    cache_redis_key="cache_redis_azure_host",
+    sample_config={
+        "servicebus_namespace": "fake-namespace",
+        "keyvault_name": "fake-vault",
+        "abs_account_name": "fakeaccount",
+        "abs_container_name": "fake-container",
+    },
+    labels={
+        "queue_delegate": "Service Bus",
+        "task_queue": "Celery on Service Bus",
+        "redis": "Azure Cache (Entra ID)",
+    },
+    extras={"redis": ("redis", "azure")},
+    tested_with={
+        "queue_delegate": "Service Bus fake",
+        "task_queue": "Service Bus fake + real worker",
+        "filesystem": "Azurite",
+        "artifacts": "Azurite",
+        "docker_repository": "docker-registry + token-exchange fake",
+        "redis": "redis-server + fake Entra tokens",
+        "secrets": "Key Vault fake",
     },
 )

@@ -1,37 +1,34 @@
 """Local: everything on one machine under ``local_data_dir``, nothing to install but Celery."""
 
-from ..registry import Component, ProviderSpec
+from ..registry import Profile
 
-PROVIDER = ProviderSpec(
+PROVIDER = Profile(
     name="local",
     description="One machine, no cloud account (embedded default)",
-    components={
-        "queue_delegate": Component(
-            "model_engine_infra.queues.local:build_delegate",
-            "kombu filesystem broker",
-            ("local",),
-            tested_with="local disk",
-        ),
-        "task_queue": Component(
-            "model_engine_infra.tasks.gateway:build_task_queue",
-            "Celery on kombu filesystem",
-            ("local",),
-            tested_with="local disk + real worker",
-        ),
-        "filesystem": Component(
-            "model_engine_infra.storage.local:build_filesystem", "local disk", tested_with="local disk"
-        ),
-        "artifacts": Component(
-            "model_engine_infra.storage.local:build_artifacts", "local disk", tested_with="local disk"
-        ),
-        "docker_repository": Component(
-            "model_engine_infra.images.oci:build_repository", "OCI registry", tested_with="docker-registry"
-        ),
-        "redis": Component(
-            "model_engine_infra.redis.connection:build_redis", "Redis URL", ("redis",), tested_with="redis-server"
-        ),
-        "secrets": Component(
-            "model_engine_infra.secrets.env:build_store", "environment / files", tested_with="environment"
-        ),
+    broker="local",
+    store="file",
+    registry="oci",
+    secrets="env",
+    result_backend="file",
+    brokers=("local", "redis"),
+    cluster=False,
+    registry_prefix_required=True,
+    path_defaults={
+        "hf_user_fine_tuned_weights_prefix": "{local_data_dir}/fine_tuned_weights",
+        "s3_file_llm_fine_tuning_job_repository": "{local_data_dir}/llm-ft-job-repository",
+    },
+    labels={
+        "queue_delegate": "kombu filesystem broker",
+        "task_queue": "Celery on kombu filesystem",
+        "redis": "Redis URL",
+    },
+    tested_with={
+        "queue_delegate": "local disk",
+        "task_queue": "local disk + real worker",
+        "filesystem": "local disk",
+        "artifacts": "local disk",
+        "docker_repository": "docker-registry",
+        "redis": "redis-server",
+        "secrets": "environment",
     },
 )

@@ -33,9 +33,9 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from ..brokers.templates import PLACEHOLDERS, render_template
 from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
 from .base import QUEUE_NAME_PREFIX, QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
-from .templates import PLACEHOLDERS, SAMPLE_VALUES, render_template
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
@@ -398,11 +398,7 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
 
 
 def build_delegate(config: InfraConfig, infra: Infra) -> SQSQueueEndpointResourceDelegate:
-    """Templates are rendered once with sample values here, so a broken one fails at start-up."""
-    for key in ("sqs_queue_policy_template", "sqs_queue_tag_template"):
-        template = getattr(config, key)
-        if template:
-            render_template(template, SAMPLE_VALUES, key=key)
+    """The SQS broker unit (`brokers.sqs`) has checked the templates before this runs."""
     return SQSQueueEndpointResourceDelegate(
         region=config.default_region,
         profile=config.sqs_profile,

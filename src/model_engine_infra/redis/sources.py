@@ -240,8 +240,15 @@ def from_host(host: str, port: int, auth_token: str | None, *, tls: bool, origin
 def with_iam(
     source: RedisSource, config: InfraConfig, *, aws_session: Any = None, google_credentials: Any = None
 ) -> RedisSource:
-    """Replace the password with an ElastiCache (SigV4) or Memorystore (ADC) token when configured."""
-    kind = config.redis_iam_auth
+    """Replace the password with a token from the ``redis_credentials`` backend the config selects.
+
+    Built-ins: ``elasticache`` (SigV4 tokens) and ``memorystore`` (ADC tokens), chosen by
+    ``redis_iam_auth``; a plugin registers ``(source, config, **clients) -> RedisSource``.
+    """
+    from ..registry import resolve_backend
+    from ..selection import redis_credentials_name
+
+    kind = redis_credentials_name(config)
     if kind is None:
         return source
     if source.origin == "cache_redis_azure_host":
@@ -251,22 +258,34 @@ def with_iam(
             value=kind,
             fix="unset redis_iam_auth; Azure Cache uses Entra ID tokens already",
         )
+    overlay = resolve_backend("redis_credentials", kind)
+    result: RedisSource = overlay(source, config, aws_session=aws_session, google_credentials=google_credentials)
+    return result
+
+
+def elasticache_iam(source: RedisSource, config: InfraConfig, *, aws_session: Any = None, **_: Any) -> RedisSource:
+    """ElastiCache IAM auth: SigV4 tokens for ``redis_iam_user`` on ``redis_iam_cache_name``, over TLS."""
+    user, cache = config.redis_iam_user, config.redis_iam_cache_name
+    for name, value in (("redis_iam_user", user), ("redis_iam_cache_name", cache)):
+        if not value:
+            raise ConfigError(
+                "ElastiCache IAM auth needs it", key=name, value=None, fix=f"set {name} (see docs/redis.md)"
+            )
+    assert user is not None
+    assert cache is not None
     target = source.target
-    if kind == "elasticache":
-        user, cache = config.redis_iam_user, config.redis_iam_cache_name
-        for name, value in (("redis_iam_user", user), ("redis_iam_cache_name", cache)):
-            if not value:
-                raise ConfigError(
-                    "ElastiCache IAM auth needs it", key=name, value=None, fix=f"set {name} (see docs/redis.md)"
-                )
-        assert user is not None
-        assert cache is not None
-        if not target.tls:
-            log.info("ElastiCache IAM auth needs TLS: using rediss:// for %s", target.host)
-        target = replace(target, scheme="rediss", username=user)
-        tokens: TokenSource = ElastiCacheIamTokenSource(user, cache, config.default_region, session=aws_session)
-        return RedisSource(target, tokens, f"elasticache-iam:{config.default_region}:{cache}:{user}", source.origin)
-    target = replace(target, username=config.redis_iam_user or None)
+    if not target.tls:
+        log.info("ElastiCache IAM auth needs TLS: using rediss:// for %s", target.host)
+    target = replace(target, scheme="rediss", username=user)
+    tokens: TokenSource = ElastiCacheIamTokenSource(user, cache, config.default_region, session=aws_session)
+    return RedisSource(target, tokens, f"elasticache-iam:{config.default_region}:{cache}:{user}", source.origin)
+
+
+def memorystore_iam(
+    source: RedisSource, config: InfraConfig, *, google_credentials: Any = None, **_: Any
+) -> RedisSource:
+    """Memorystore IAM auth: ADC access tokens, the user being ``redis_iam_user`` (if any)."""
+    target = replace(source.target, username=config.redis_iam_user or None)
     tokens = MemorystoreTokenSource(config.redis_iam_user, credentials=google_credentials)
     return RedisSource(target, tokens, f"memorystore-iam:{config.redis_iam_user}@{target.url()}", source.origin)
 

@@ -84,7 +84,7 @@ class SecretsManagerStore(CachedSecretStore):
             raise SecretError(f"secret {name!r} in {self.store_name} is binary, not UTF-8 text") from None
 
 
-def build_store(config: InfraConfig, infra: Infra) -> SecretsManagerStore:
+def build_store(config: InfraConfig, infra: Infra | None = None) -> SecretsManagerStore:
     """The provider factory: one boto3 client for the configured region and profile."""
     import boto3
 

@@ -75,7 +75,7 @@ class KeyVaultStore(CachedSecretStore):
         return str(secret.value)
 
 
-def build_store(config: InfraConfig, infra: Infra) -> KeyVaultStore:
+def build_store(config: InfraConfig, infra: Infra | None = None) -> KeyVaultStore:
     """The provider factory: one ``SecretClient`` with ``DefaultAzureCredential``."""
     from azure.identity import DefaultAzureCredential
     from azure.keyvault.secrets import SecretClient

@@ -51,7 +51,7 @@ class EnvSecretStore(CachedSecretStore):
         )
 
 
-def build_store(config: InfraConfig, infra: Infra) -> EnvSecretStore:
+def build_store(config: InfraConfig, infra: Infra | None = None) -> EnvSecretStore:
     """The provider factory (local)."""
     secrets_dir = Path(config.local_data_dir) / "secrets"
     return EnvSecretStore(config.env_secrets, secrets_dir, ttl_seconds=config.secret_cache_ttl_seconds)

@@ -92,6 +92,6 @@ class MountedSecretStore(CachedSecretStore):
         )
 
 
-def build_store(config: InfraConfig, infra: Infra) -> MountedSecretStore:
+def build_store(config: InfraConfig, infra: Infra | None = None) -> MountedSecretStore:
     """The provider factory (gcp, onprem)."""
     return MountedSecretStore(config.secrets_dir, config.env_secrets, ttl_seconds=config.secret_cache_ttl_seconds)

@@ -42,13 +42,13 @@ from ..redact import redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .errors import translated
 from .local import check_signing
+from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri, shown
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
 
 STORE = "Azure Blob Storage"
 MIB = 1024 * 1024
@@ -349,14 +349,9 @@ def _deltas(progress: Progress | None) -> Any:
     return hook
 
 
-def build_filesystem(config: InfraConfig, infra: Infra) -> AzureBlobFilesystem:
-    return AzureBlobFilesystem(make_client(config), account_key=config.secret("abs_account_key"))
+def build_store(config: InfraConfig) -> Store:
+    """The ``az`` store (``az://``, ``azure://``, blob ``https://`` URLs): one client for files and artifacts."""
+    from .routing import weights_prefix
 
-
-def build_artifacts(config: InfraConfig, infra: Infra) -> AzureBlobArtifacts:
-    """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
-    filesystem = infra.filesystem
-    prefix = config.hf_user_fine_tuned_weights_prefix
-    if isinstance(filesystem, AzureBlobFilesystem):
-        return AzureBlobArtifacts(filesystem.client, fine_tuned_weights_prefix=prefix)
-    return AzureBlobArtifacts(make_client(config), fine_tuned_weights_prefix=prefix, owns_client=True)
+    filesystem = AzureBlobFilesystem(make_client(config), account_key=config.secret("abs_account_key"))
+    return Store(filesystem, AzureBlobArtifacts(filesystem.client, fine_tuned_weights_prefix=weights_prefix(config)))

@@ -31,13 +31,13 @@ from ..redact import redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .errors import translated
 from .local import check_signing
+from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
 
 STORE = "GCS"
 MIB = 1024 * 1024
@@ -428,14 +428,9 @@ class GCSArtifacts(LLMArtifactGateway):
             self.client.close()
 
 
-def build_filesystem(config: InfraConfig, infra: Infra) -> GCSFilesystem:
-    return GCSFilesystem(make_client(config), endpoint_url=config.gcs_endpoint_url)
+def build_store(config: InfraConfig) -> Store:
+    """The ``gs`` store: one client (anonymous at ``gcs_endpoint_url``, else ADC) for files and artifacts."""
+    from .routing import weights_prefix
 
-
-def build_artifacts(config: InfraConfig, infra: Infra) -> GCSArtifacts:
-    """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
-    filesystem = infra.filesystem
-    prefix = config.hf_user_fine_tuned_weights_prefix
-    if isinstance(filesystem, GCSFilesystem):
-        return GCSArtifacts(filesystem.client, fine_tuned_weights_prefix=prefix)
-    return GCSArtifacts(make_client(config), fine_tuned_weights_prefix=prefix, owns_client=True)
+    filesystem = GCSFilesystem(make_client(config), endpoint_url=config.gcs_endpoint_url)
+    return Store(filesystem, GCSArtifacts(filesystem.client, fine_tuned_weights_prefix=weights_prefix(config)))

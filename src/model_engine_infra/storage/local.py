@@ -13,15 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from ..errors import ConfigError, ObjectNotFoundError, StorageError, StoragePermissionError
+from ..errors import ObjectNotFoundError, StorageError, StoragePermissionError
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+from .store import Store
 from .streams import WriteStream, parse_mode, text_kwargs
 from .uploads import UploadItem
 from .uri import parse_uri
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
 
 STORE = "local disk"
 CHUNK = 1024 * 1024
@@ -164,28 +164,8 @@ class LocalArtifacts(LLMArtifactGateway):
                 temp.unlink(missing_ok=True)
 
 
-def build_filesystem(config: InfraConfig, infra: Infra) -> LocalFilesystem:
-    return LocalFilesystem()
+def build_store(config: InfraConfig) -> Store:
+    """The ``file`` store: ``file://`` URIs and plain paths on this machine."""
+    from .routing import weights_prefix
 
-
-def build_artifacts(config: InfraConfig, infra: Infra) -> LocalArtifacts:
-    """Fine-tuned weights live under ``local_data_dir`` unless the prefix was set to a local path."""
-    prefix = config.hf_user_fine_tuned_weights_prefix
-    if parse_uri_or_none(prefix) is None:
-        if config.is_set("hf_user_fine_tuned_weights_prefix"):
-            raise ConfigError(
-                "the local provider keeps files on this machine",
-                key="hf_user_fine_tuned_weights_prefix",
-                value=prefix,
-                fix="set it to a local folder (a path or file:// URI), or leave it unset",
-            )
-        prefix = str(Path(config.local_data_dir) / "fine_tuned_weights")
-    return LocalArtifacts(fine_tuned_weights_prefix=prefix)
-
-
-def parse_uri_or_none(uri: str) -> Path | None:
-    """The local path of ``uri``, or None when it is not a local URI."""
-    try:
-        return _path(uri)
-    except StorageError:
-        return None
+    return Store(LocalFilesystem(), LocalArtifacts(fine_tuned_weights_prefix=weights_prefix(config)))

@@ -29,13 +29,13 @@ from ..errors import (
 from ..redact import redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .local import check_signing
+from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
-    from ..infra import Infra
 
 STORE = "S3"
 MIB = 1024 * 1024
@@ -340,14 +340,9 @@ class S3Artifacts(LLMArtifactGateway):
             self.client.close()
 
 
-def build_filesystem(config: InfraConfig, infra: Infra) -> S3Filesystem:
-    return S3Filesystem(make_client(config), sha256=bool(config.celery_enable_sha256))
+def build_store(config: InfraConfig) -> Store:
+    """The ``s3`` store: one client (``s3_endpoint_url`` for MinIO) shared by files and artifacts."""
+    from .routing import weights_prefix
 
-
-def build_artifacts(config: InfraConfig, infra: Infra) -> S3Artifacts:
-    """Shares the filesystem's client when the filesystem is ours (it is built first if needed)."""
-    filesystem = infra.filesystem
-    prefix = config.hf_user_fine_tuned_weights_prefix
-    if isinstance(filesystem, S3Filesystem):
-        return S3Artifacts(filesystem.client, fine_tuned_weights_prefix=prefix)
-    return S3Artifacts(make_client(config), fine_tuned_weights_prefix=prefix, owns_client=True)
+    filesystem = S3Filesystem(make_client(config), sha256=bool(config.celery_enable_sha256))
+    return Store(filesystem, S3Artifacts(filesystem.client, fine_tuned_weights_prefix=weights_prefix(config)))

@@ -2,9 +2,8 @@
 
 from typing import Any
 
+from ..brokers import BrokerType, TaskVisibility, broker_type_for
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
-from .broker import BrokerType, broker_type_for
-from .settings import TaskVisibility
 
 __all__ = [
     "BrokerType",

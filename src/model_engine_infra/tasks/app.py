@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..brokers import BrokerType, broker_type_for
 from ..config.model import InfraConfig
-from .broker import BrokerType, broker_type_for
 from .settings import (
     SERVICEBUS_TRANSPORT_ALIAS,
     BrokerSettings,
@@ -39,7 +39,7 @@ def celery_conf(
     sqs_endpoint_url: str | None = None,
 ) -> tuple[BrokerSettings, dict[str, Any]]:
     """The broker settings and the full Celery configuration, without importing Celery."""
-    kind = broker_type_for(config) if broker_type is None else coerce_broker_type(broker_type)
+    kind = broker_type_for(config) if broker_type is None else _broker_type(broker_type)
     visibility = TaskVisibility.from_name(task_visibility or TaskVisibility.VISIBILITY_1H)
     broker = broker_settings(config, kind, visibility=visibility, redis=redis, sqs_endpoint_url=sqs_endpoint_url)
     protocol = backend_protocol or default_backend_protocol(config)
@@ -70,13 +70,20 @@ def celery_conf(
     }
     if broker.transport is not None:
         conf["broker_transport"] = broker.transport
-    if protocol == "redis" and isinstance(redis, RedisBroker):
-        # the result backend reaches Redis like the broker does (timeouts, health checks)
-        conf["redis_socket_timeout"] = config.redis_socket_timeout
-        conf["redis_socket_connect_timeout"] = config.redis_socket_timeout
     if config.celery_enable_sha256:
         conf["security_digest"] = "sha256"
     return broker, conf
+
+
+def _broker_type(value: BrokerType | str) -> BrokerType | str:
+    """A `BrokerType` (or its name), or the name of a plugin broker."""
+    if isinstance(value, str) and not isinstance(value, BrokerType):
+        from ..registry import available_backends
+
+        name = value.lower()
+        if name not in {b.value for b in BrokerType} and name in available_backends("broker"):
+            return name
+    return coerce_broker_type(value)
 
 
 def celery_app(

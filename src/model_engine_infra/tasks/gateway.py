@@ -16,17 +16,18 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..brokers import BrokerType, unit_for
 from ..config.model import InfraConfig
-from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError
+from ..errors import BrokerUnavailableError, MessageTooLargeError
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
-from .broker import BrokerType, broker_type_for
 from .settings import BrokerSettings, RedisBroker, TaskVisibility, default_backend_protocol, encoded_size
 
 if TYPE_CHECKING:
     from celery import Celery
 
+    from ..brokers import BrokerUnit
     from ..infra import Infra
 
 # Bytes of kombu envelope around body and headers (properties, delivery info, keys), rounded up.
@@ -108,7 +109,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         self._unavailable: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
 
     def __repr__(self) -> str:
-        return f"CeleryTaskQueueGateway(broker={self.broker.broker_type.value}, url={redact_url(self.broker.url)!r})"
+        return f"CeleryTaskQueueGateway(broker={self.broker.name}, url={redact_url(self.broker.url)!r})"
 
     @classmethod
     def from_config(
@@ -158,7 +159,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         if size > limit:
             raise MessageTooLargeError(
                 f"task {task_name!r} for queue {queue_name!r} is {size} bytes once encoded for "
-                f"{self.broker.broker_type.value}, over its limit of {limit} bytes; send a reference "
+                f"{self.broker.name}, over its limit of {limit} bytes; send a reference "
                 "(e.g. a storage URL) to the payload instead of the payload itself"
             )
 
@@ -254,20 +255,13 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         except self._unavailable as err:
             raise BrokerUnavailableError(
                 f"could not send task {task_name!r} to queue {queue_name!r}: the "
-                f"{self.broker.broker_type.value} broker {redact_url(self.broker.url)} is unreachable after "
+                f"{self.broker.name} broker {redact_url(self.broker.url)} is unreachable after "
                 f"{self._retry_policy.get('max_retries')} retries ({type(err).__name__}); the task was not sent"
             ) from err
         except Exception as err:
-            if type(err).__name__ == "MessageSizeExceededError":
-                raise MessageTooLargeError(
-                    f"the {self.broker.broker_type.value} broker refused task {task_name!r} for queue "
-                    f"{queue_name!r} as too large; send a reference to the payload instead"
-                ) from err
-            if _queue_missing(err):
-                raise QueueNotFoundError(
-                    f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
-                    f"{self.broker.broker_type.value} broker (was the endpoint deleted?); the task was not sent"
-                ) from err
+            mapped = unit_for(self.broker.broker_type).publish_error(err, task_name, queue_name)
+            if mapped is not None:
+                raise mapped from err
             raise
         return SentTask(task_id=task_id)
 
@@ -301,22 +295,6 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         self.app.close()
 
 
-# SQS's codes for a missing queue; Service Bus raises MessagingEntityNotFoundError.
-_SQS_QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue")
-
-
-def _client_error_code(err: BaseException) -> str:
-    """The error code of a botocore ``ClientError`` (kombu's SQS transport lets them through), else ''."""
-    response = getattr(err, "response", None)
-    if not isinstance(response, dict):
-        return ""
-    return str(response.get("Error", {}).get("Code", "") or "")
-
-
-def _queue_missing(err: BaseException) -> bool:
-    return type(err).__name__ == "MessagingEntityNotFoundError" or _client_error_code(err) in _SQS_QUEUE_MISSING
-
-
 def _short_repr(value: Any) -> str:
     """``repr`` cut at Celery's ``argsrepr`` size (1024); arguments are JSON data, so ``repr`` is safe."""
     text = repr(value)
@@ -335,8 +313,29 @@ def redis_source(config: InfraConfig, infra: Infra) -> RedisBroker:
 
 
 def build_task_queue(config: InfraConfig, infra: Infra) -> CeleryTaskQueueGateway:
-    """Factory used by every provider: the config's broker and result backend."""
-    kind = broker_type_for(config)
-    uses_redis = kind in (BrokerType.REDIS, BrokerType.REDIS_24H) or default_backend_protocol(config) == "redis"
+    """The component factory: a task queue on the deployment's one broker (`brokers.broker_for`)."""
+    from ..brokers import broker_for
+
+    unit = broker_for(config)
+    if unit is None:
+        from ..errors import ProviderUnavailableError
+
+        raise ProviderUnavailableError(f"the {config.cloud_provider} provider has no task_queue component")
+    return build_task_queue_on(unit, config, infra)
+
+
+def build_task_queue_on(
+    unit: BrokerUnit,
+    config: InfraConfig,
+    infra: Infra,
+    *,
+    visibility: TaskVisibility | str | None = None,
+    **overrides: Any,
+) -> CeleryTaskQueueGateway:
+    """A task queue on ``unit`` with tasks hidden for ``visibility`` once delivered, and the config's result backend."""
+    kind = unit.broker_type(config)
+    uses_redis = unit.uses_redis() or default_backend_protocol(config) == "redis"
     redis = redis_source(config, infra) if uses_redis else None
-    return CeleryTaskQueueGateway.from_config(config, broker_type=kind, redis=redis)
+    return CeleryTaskQueueGateway.from_config(
+        config, broker_type=kind, task_visibility=visibility, redis=redis, **overrides
+    )

@@ -22,7 +22,7 @@ from azure.servicebus.exceptions import (
 )
 from kombu.transport import azureservicebus
 
-from .settings import SERVICEBUS_TRANSPORT_ALIAS, SERVICEBUS_TRANSPORT_TARGET
+from ..brokers.servicebus import SERVICEBUS_TRANSPORT_ALIAS, SERVICEBUS_TRANSPORT_TARGET
 
 try:  # the SDK's own AMQP stack (azure-servicebus >= 7.12)
     from azure.servicebus._pyamqp.error import AMQPConnectionError, AMQPLinkError, AMQPSessionError

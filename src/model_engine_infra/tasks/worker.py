@@ -35,14 +35,12 @@ def worker_app(
     **overrides: Any,
 ) -> Celery:
     """The worker's app: the config's broker and backend, with the demo tasks and ``include``."""
+    from ..brokers import broker_for
     from .app import celery_app
-    from .broker import BrokerType, broker_type_for
     from .settings import default_backend_protocol
 
-    if redis is None and (
-        broker_type_for(config) in (BrokerType.REDIS, BrokerType.REDIS_24H)
-        or default_backend_protocol(config) == "redis"
-    ):
+    unit = broker_for(config)
+    if redis is None and ((unit is not None and unit.uses_redis()) or default_backend_protocol(config) == "redis"):
         from ..infra import build_infra
         from .gateway import redis_source
 

@@ -2,15 +2,17 @@
 
 `fake_infra("aws", folder)` builds the provider's components through `build_infra`'s overrides:
 
-- endpoint queues: the provider's real delegate on an in-process backend (SQS on moto's
+- endpoint queues: the broker's real delegate on an in-process backend (SQS on moto's
   ``mock_aws``, Service Bus on `FakeServiceBusNamespace`, Redis lists on fakeredis, the local
   filesystem broker);
 - task queue: `RecordingTaskQueue`, which records every task sent (and can run a handler you
   register, to stand in for the worker) — no broker, no Celery worker;
-- files and artifacts: S3 on ``mock_aws`` for aws and onprem, local disk elsewhere (no blob or GCS
-  emulator runs in-process);
-- images: `FakeDockerRepository`, in memory; secrets: the provider's real store on its fake
-  (Secrets Manager on moto, `FakeSecretClient`, files, env); Redis: fakeredis.
+- files and artifacts: S3 on ``mock_aws`` where the profile's store is s3, local disk elsewhere (no
+  blob or GCS emulator runs in-process);
+- images: `FakeDockerRepository`, in memory; secrets: the selected store on its fake (Secrets
+  Manager on moto, `FakeSecretClient`, files, env); Redis: fakeredis.
+
+Which fake stands in is decided by the backend the config selects, never by the cloud's name.
 
 What this does not cover (use the real-server harness and ``integration/`` tests for it): the
 wire protocols, a real Celery worker and result backend, broker message limits as the broker
@@ -34,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.model import InfraConfig
 from ..errors import ImageNotFoundError, InfraError
+from ..image_reference import validate_tag
 from ..images.base import DockerRepository
-from ..images.reference import validate_tag
 from ..infra import Infra
-from ..registry import get_provider
+from ..registry import BUILTIN_PROVIDERS, get_provider
+from ..selection import selected
 from ..tasks.base import SentTask, TaskQueueGateway, TaskState, TaskStatus
 
 if TYPE_CHECKING:
@@ -58,10 +61,9 @@ __all__ = [
     "sent_tasks",
 ]
 
-FAKE_PROVIDERS = ("aws", "azure", "gcp", "onprem", "local")
+FAKE_PROVIDERS = tuple(BUILTIN_PROVIDERS)  # every built-in profile's backends have a fake below
 FAKE_BUCKET = "fake-bucket"
 FAKE_REGISTRY = "registry.fake.internal/ml"
-AWS_ACCOUNT = "123456789012"
 # moto's mock_aws needs some credentials and a region; never real ones.
 _AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -333,7 +335,8 @@ def fake_config(provider: str, folder: str | os.PathLike[str], **overrides: Any)
     if provider not in FAKE_PROVIDERS:
         raise ValueError(f"no fake for provider {provider!r}; fakes exist for {', '.join(FAKE_PROVIDERS)}")
     root = Path(folder).absolute()
-    on_s3 = provider in ("aws", "onprem")
+    profile = get_provider(provider)
+    on_s3 = profile.store == "s3"
     values: dict[str, Any] = {
         "cloud_provider": provider,
         "env": "test",
@@ -352,19 +355,7 @@ def fake_config(provider: str, folder: str | os.PathLike[str], **overrides: Any)
         "redis_host": "fakeredis",
         "secrets_dir": str(root / "secrets"),
     }
-    if provider == "aws":
-        values.update(default_region="us-east-1", ml_account_id=AWS_ACCOUNT)
-    if provider == "azure":
-        values.update(
-            servicebus_namespace="fake-namespace",
-            keyvault_name="fake-vault",
-            abs_account_name="fakeaccount",
-            abs_container_name="fake-container",
-        )
-    if provider == "gcp":
-        values.update(gcp_project_id="fake-project")
-    if provider == "onprem":
-        values.update(s3_endpoint_url="http://minio.fake.internal:9000")
+    values.update(profile.sample_config)
     values.update(overrides)
     return InfraConfig(**values)
 
@@ -397,10 +388,11 @@ def fake_infra(
 
     config = config or fake_config(provider, folder)
     provider = config.cloud_provider
+    broker, store, secrets = (selected(config, kind) for kind in ("broker", "store", "secrets"))
     root = Path(folder).absolute()
-    # where the provider's own secret store looks for files (local: under local_data_dir)
+    # where the selected secret store looks for files (env: under local_data_dir)
     secrets_dir = (
-        Path(config.local_data_dir) / "secrets" if provider == "local" else Path(config.secrets_dir or root / "secrets")
+        Path(config.local_data_dir) / "secrets" if secrets == "env" else Path(config.secrets_dir or root / "secrets")
     )
     secrets_dir.mkdir(parents=True, exist_ok=True)
     redis_server = fakeredis.FakeServer()
@@ -417,16 +409,19 @@ def fake_infra(
         "redis": InMemoryRedisConnection(redis_server),
     }
     with contextlib.ExitStack() as stack:
-        if provider in ("aws", "onprem"):
-            _use_moto(stack, config, provider, overrides, cloud)
-        if provider not in ("aws", "onprem"):
+        if store == "s3" or secrets == "secretsmanager" or broker == "sqs":
+            _use_moto(stack, config, overrides, cloud, s3=store == "s3", secrets=secrets == "secretsmanager")
+        if store != "s3":
             from ..storage.local import LocalArtifacts, LocalFilesystem
+            from ..storage.routing import weights_prefix
 
             overrides["filesystem"] = LocalFilesystem()
-            overrides["artifacts"] = LocalArtifacts(fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
-        if provider == "azure":
-            _use_azure(config, overrides, cloud)
-        if provider in ("gcp", "onprem", "local"):
+            overrides["artifacts"] = LocalArtifacts(fine_tuned_weights_prefix=weights_prefix(config))
+        if broker == "servicebus":
+            _use_servicebus(config, overrides, cloud)
+        if secrets == "keyvault":
+            _use_keyvault(config, overrides, cloud)
+        if secrets in ("kubernetes", "env"):
             cloud.put_secret = lambda name, value: _write_secret_file(secrets_dir, name, value)
         infra = FakeInfra(config, cloud, overrides)
         stack.callback(infra.close)
@@ -438,55 +433,68 @@ def _write_secret_file(folder: Path, name: str, value: str) -> None:
 
 
 def _use_moto(
-    stack: contextlib.ExitStack, config: InfraConfig, provider: str, overrides: dict[str, Any], cloud: FakeCloud
+    stack: contextlib.ExitStack,
+    config: InfraConfig,
+    overrides: dict[str, Any],
+    cloud: FakeCloud,
+    *,
+    s3: bool,
+    secrets: bool,
 ) -> None:
+    """moto's ``mock_aws`` for SQS, and S3 / Secrets Manager when selected."""
     import boto3
     from moto import mock_aws
 
     stack.enter_context(_aws_environment())
     stack.enter_context(mock_aws())
     region = config.default_region
-    # moto answers S3 in memory whatever the endpoint; drop it so no client tries a real MinIO
-    storage_config = config.model_copy(update={"s3_endpoint_url": None}) if config.s3_endpoint_url else config
-    from ..storage.s3 import S3Artifacts, S3Filesystem, make_client
+    if s3:
+        # moto answers S3 in memory whatever the endpoint; drop it so no client tries a real MinIO
+        storage_config = config.model_copy(update={"s3_endpoint_url": None}) if config.s3_endpoint_url else config
+        from ..storage.routing import weights_prefix
+        from ..storage.s3 import S3Artifacts, S3Filesystem, make_client
 
-    client = make_client(storage_config)
-    bucket_kwargs: dict[str, Any] = {"Bucket": config.s3_bucket}
-    if region != "us-east-1":
-        bucket_kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    client.create_bucket(**bucket_kwargs)
-    overrides["filesystem"] = S3Filesystem(client)
-    overrides["artifacts"] = S3Artifacts(client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
-    if provider == "aws":
-        secrets = boto3.client("secretsmanager", region_name=region)
+        client = make_client(storage_config)
+        bucket_kwargs: dict[str, Any] = {"Bucket": config.s3_bucket}
+        if region != "us-east-1":
+            bucket_kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        client.create_bucket(**bucket_kwargs)
+        overrides["filesystem"] = S3Filesystem(client)
+        overrides["artifacts"] = S3Artifacts(client, fine_tuned_weights_prefix=weights_prefix(config))
+    if secrets:
+        secrets_client = boto3.client("secretsmanager", region_name=region)
 
         def put(name: str, value: str) -> None:
             try:
-                secrets.create_secret(Name=name, SecretString=value)
-            except secrets.exceptions.ResourceExistsException:
-                secrets.put_secret_value(SecretId=name, SecretString=value)
+                secrets_client.create_secret(Name=name, SecretString=value)
+            except secrets_client.exceptions.ResourceExistsException:
+                secrets_client.put_secret_value(SecretId=name, SecretString=value)
 
         cloud.put_secret = put
 
 
-def _use_azure(config: InfraConfig, overrides: dict[str, Any], cloud: FakeCloud) -> None:
+def _use_servicebus(config: InfraConfig, overrides: dict[str, Any], cloud: FakeCloud) -> None:
     from ..queues.servicebus import ServiceBusQueueEndpointResourceDelegate
-    from ..secrets.azure import KeyVaultStore
-    from .keyvault import FakeSecretClient
     from .servicebus import FakeServiceBusNamespace
 
     namespace = FakeServiceBusNamespace(config.servicebus_namespace or "fake-namespace")
-    vault = FakeSecretClient(f"https://{config.keyvault_name}.vault.azure.net")
     cloud.servicebus = namespace
+    overrides["queue_delegate"] = ServiceBusQueueEndpointResourceDelegate(
+        namespace.fully_qualified_namespace, admin_client=namespace.admin_client()
+    )
+
+
+def _use_keyvault(config: InfraConfig, overrides: dict[str, Any], cloud: FakeCloud) -> None:
+    from ..secrets.azure import KeyVaultStore
+    from .keyvault import FakeSecretClient
+
+    vault = FakeSecretClient(f"https://{config.keyvault_name}.vault.azure.net")
     cloud.keyvault = vault
 
     def put(name: str, value: str) -> None:
         vault.set_secret(name, value)
 
     cloud.put_secret = put
-    overrides["queue_delegate"] = ServiceBusQueueEndpointResourceDelegate(
-        namespace.fully_qualified_namespace, admin_client=namespace.admin_client()
-    )
     overrides["secrets"] = KeyVaultStore(
         vault, keyvault_name=config.keyvault_name, ttl_seconds=config.secret_cache_ttl_seconds
     )

@@ -1,0 +1,207 @@
+"""A broker is one unit: the endpoint queue delegate, Celery's settings, limits and rules together.
+
+One `BrokerUnit` per broker (sqs, servicebus, redis, local) supplies everything that depends on
+the broker: the queue delegate factory, the Celery broker settings and kombu transport class, the
+message-size limit, the mapping of its SDK's publish errors to ours, capability flags, the config
+keys it reads and its rules. A deployment selects one broker (see `model_engine_infra.brokers`)
+and both the queue delegate and every task queue come from that one unit.
+
+This module and the units import no SDK, Celery or component module at import time, so
+``load_config`` can run a unit's rules and ``config check`` can show its settings offline.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ConfigError, InfraError
+from ..redact import redact_url
+from ..rules import Rule, Severity, run_errors
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+    from ..infra import Infra
+    from ..queues.base import QueueEndpointResourceDelegate
+    from ..tasks.base import TaskQueueGateway
+
+KIB = 1024
+
+
+class BrokerType(str, enum.Enum):
+    SQS = "sqs"
+    SERVICEBUS = "servicebus"
+    REDIS = "redis"
+    REDIS_24H = "redis_24h"
+    LOCAL = "local"
+
+
+class TaskVisibility(str, enum.Enum):
+    """How long a delivered, unacknowledged task stays hidden before another worker may take it."""
+
+    VISIBILITY_10M = "VISIBILITY_10M"
+    VISIBILITY_1H = "VISIBILITY_1H"
+    VISIBILITY_24H = "VISIBILITY_24H"
+
+    @property
+    def seconds(self) -> int:
+        return {"VISIBILITY_10M": 600, "VISIBILITY_1H": 3600, "VISIBILITY_24H": 86400}[self.value]
+
+    @classmethod
+    def from_name(cls, value: TaskVisibility | str) -> TaskVisibility:
+        """Accept a member, its name (any case) or a short form (``10m``, ``1h``, ``24h``)."""
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().upper()
+        for member in cls:
+            if text in (member.value, member.value.removeprefix("VISIBILITY_")):
+                return member
+        raise ConfigError(
+            f"unknown task visibility {value!r}",
+            key="task_visibility",
+            value=value,
+            fix="use one of " + ", ".join(m.value for m in cls),
+        )
+
+
+@dataclass(frozen=True)
+class RedisBroker:
+    """A Redis URL without secrets plus kombu transport options (e.g. ``credential_provider``)."""
+
+    url: str
+    transport_options: Mapping[str, Any] = field(default_factory=dict)
+    # ``broker_use_ssl`` / ``redis_backend_use_ssl`` for rediss (None: derived from the config)
+    ssl_options: Mapping[str, Any] | None = None
+
+    def __repr__(self) -> str:  # a plain URL (``--redis-url``) may carry the password
+        return f"RedisBroker(url={redact_url(self.url)!r}, transport_options={dict(self.transport_options)!r})"
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    broker_type: BrokerType | str
+    url: str
+    transport: str | None
+    transport_options: dict[str, Any]
+    conf: dict[str, Any]
+    max_message_bytes: int | None
+    # How the transport encodes a body: "base64" grows it by 4/3, "utf-8" leaves it as is.
+    body_encoding: str
+    # SQS base64-encodes the whole envelope again (kombu's ``sqs_base64_encoding``).
+    envelope_base64: bool = False
+
+    @property
+    def name(self) -> str:
+        """The broker's name for messages (``sqs``, ``redis_24h``, a plugin's name)."""
+        return self.broker_type.value if isinstance(self.broker_type, BrokerType) else str(self.broker_type)
+
+    def __repr__(self) -> str:  # the URL may carry a Redis password; show it redacted
+        return (
+            f"BrokerSettings(broker_type={self.name!r}, url={redact_url(self.url)!r}, "
+            f"transport={self.transport!r}, max_message_bytes={self.max_message_bytes!r})"
+        )
+
+
+class BrokerUnit(ABC):
+    """Everything one broker supplies. Subclasses set the class attributes and `settings`."""
+
+    name: ClassVar[str]  # the registry name: sqs, servicebus, redis, local, or a plugin's
+    label: ClassVar[str]  # for people: "SQS", "Service Bus"
+    extras: ClassVar[tuple[str, ...]] = ()
+    # The chart's celeryBrokerType value that selects this broker, and what to tell a user to write.
+    chart_name: ClassVar[str | None] = None
+    chart_hint: ClassVar[str | None] = None
+    max_message_bytes: ClassVar[int | None] = None
+    max_visibility_seconds: ClassVar[int | None] = None
+    # Capabilities: does the delegate report in-flight (delivered, unacknowledged) messages apart;
+    # can each endpoint queue have its own visibility timeout (queue_message_timeout_seconds)?
+    counts_in_flight: ClassVar[bool] = False
+    per_queue_visibility: ClassVar[bool] = False
+    delegate_target: ClassVar[str]  # "module:factory(config, infra)" of the endpoint queue delegate
+    transport: ClassVar[str | None] = None  # "module:Class" of the kombu transport, when not kombu's own
+    # "module:factory(unit, config, infra, *, visibility)" of the task queue: Celery's gateway for every built-in
+    task_queue_target: ClassVar[str] = "model_engine_infra.tasks.gateway:build_task_queue_on"
+    keys: ClassVar[tuple[str, ...]] = ()  # the config keys this broker reads
+    # When a chart choice puts the Redis broker where this one is the profile's default: how bad that is.
+    replaced_by_redis: ClassVar[tuple[Severity, str] | None] = None
+    rules: tuple[Rule, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<broker {self.name}>"
+
+    def broker_type(self, config: InfraConfig) -> BrokerType | str:
+        """The `BrokerType` this unit runs as for ``config`` (a plugin: its name)."""
+        try:
+            return BrokerType(self.name)
+        except ValueError:
+            return self.name
+
+    def check(self, config: InfraConfig) -> None:
+        """Run this broker's error-level rules (``load_config`` does too; a config built by hand may not have)."""
+        run_errors(config, self.rules)
+
+    def build_delegate(self, config: InfraConfig, infra: Infra) -> QueueEndpointResourceDelegate:
+        """The endpoint queue delegate on this broker."""
+        from ..registry import import_target
+
+        self.check(config)
+        factory = import_target(self.delegate_target, extras=self.extras, what=f"the {self.label} queue delegate")
+        delegate: QueueEndpointResourceDelegate = factory(config, infra)
+        return delegate
+
+    @abstractmethod
+    def settings(
+        self,
+        config: InfraConfig,
+        *,
+        broker_type: BrokerType | str,
+        visibility: TaskVisibility,
+        redis: RedisBroker | str | None = None,
+        endpoint_url: str | None = None,
+    ) -> BrokerSettings:
+        """Everything Celery needs to reach this broker with tasks hidden for ``visibility`` once delivered."""
+
+    def uses_redis(self) -> bool:
+        """True when Celery on this broker needs the Redis component's URL and credentials."""
+        return False
+
+    def task_queue(
+        self, config: InfraConfig, infra: Infra, *, visibility: TaskVisibility | str | None = None, **overrides: Any
+    ) -> TaskQueueGateway:
+        """A task queue on this broker whose tasks stay hidden for ``visibility`` once delivered.
+
+        ``infra.task_queue`` is this with the default visibility; a deployment that needs queues of
+        several visibilities builds one per visibility here, all on the same broker.
+        """
+        from ..registry import import_target
+
+        factory = import_target(self.task_queue_target, extras=("celery", *self.extras), what="Celery")
+        queue: TaskQueueGateway = factory(self, config, infra, visibility=visibility, **overrides)
+        return queue
+
+    def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:
+        """Our error for an SDK error raised while publishing, or None to let it through."""
+        return None
+
+
+def queue_missing(broker: str, task_name: str, queue_name: str) -> InfraError:
+    """The error for a publish to a queue that no longer exists (the endpoint was deleted)."""
+    from ..errors import QueueNotFoundError
+
+    return QueueNotFoundError(
+        f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the {broker} broker "
+        "(was the endpoint deleted?); the task was not sent"
+    )
+
+
+def refused_as_too_large(broker: str, task_name: str, queue_name: str) -> InfraError:
+    """The error for a publish the broker itself refused for its size."""
+    from ..errors import MessageTooLargeError
+
+    return MessageTooLargeError(
+        f"the {broker} broker refused task {task_name!r} for queue {queue_name!r} as too large; "
+        "send a reference to the payload instead"
+    )

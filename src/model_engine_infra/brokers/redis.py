@@ -1,0 +1,104 @@
+"""The Redis broker: endpoint queues as kombu's Redis lists, Celery on kombu's Redis transport."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..rules import Rule
+from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+
+RULES: tuple[Rule, ...] = ()
+
+
+def redis_fallback_url(config: InfraConfig) -> str:
+    """``redis[s]://REDIS_HOST:REDIS_PORT/0`` when no Redis component supplies a URL."""
+    if config.redis_host is None:
+        raise ConfigError(
+            "the Redis broker needs a Redis server and none is configured",
+            key="redis_host",
+            value=None,
+            fix="set redisHost/REDIS_HOST (and redisPort), or a cache Redis URL",
+        )
+    scheme = "rediss" if config.redis_enable_tls else "redis"
+    return f"{scheme}://{config.redis_host}:{config.redis_port}/0"
+
+
+def redis_ssl_options(config: InfraConfig, source: RedisBroker) -> dict[str, Any] | None:
+    """TLS settings for a ``rediss`` URL: the Redis component's, else from ``redis_unsafe_ssl``."""
+    if not source.url.startswith("rediss://"):
+        return None
+    if source.ssl_options is not None:
+        return dict(source.ssl_options)
+    import ssl
+
+    return {"ssl_cert_reqs": ssl.CERT_NONE if config.redis_unsafe_ssl else ssl.CERT_REQUIRED}
+
+
+def redis_source(config: InfraConfig, redis: RedisBroker | str | None) -> RedisBroker:
+    """The Redis the broker or result backend reaches: the component's, a URL, else redis_host."""
+    return redis if isinstance(redis, RedisBroker) else RedisBroker(redis or redis_fallback_url(config))
+
+
+class RedisBrokerUnit(BrokerUnit):
+    name = "redis"
+    label = "Redis"
+    extras = ("redis",)
+    chart_name = "elasticache"
+    chart_hint = "elasticache (or celery_broker_type_redis: true)"
+    max_message_bytes = None  # 512 MB per value: not a limit a task payload meets first
+    counts_in_flight = True  # kombu's unacked hash
+    per_queue_visibility = False  # one visibility_timeout per connection
+    delegate_target = "model_engine_infra.queues.redis:build_delegate"
+    keys = (
+        "redis_host",
+        "redis_port",
+        "redis_enable_tls",
+        "redis_unsafe_ssl",
+        "redis_socket_timeout",
+        "redis_health_check_interval",
+        "redis_max_connections",
+        "celery_broker_pool_limit",
+    )
+    rules = RULES
+
+    def broker_type(self, config: InfraConfig) -> BrokerType:
+        from ..selection import profile_of
+
+        long = profile_of(config).redis_visibility == TaskVisibility.VISIBILITY_24H.value
+        return BrokerType.REDIS_24H if long else BrokerType.REDIS
+
+    def uses_redis(self) -> bool:
+        return True
+
+    def settings(
+        self,
+        config: InfraConfig,
+        *,
+        broker_type: BrokerType | str,
+        visibility: TaskVisibility,
+        redis: RedisBroker | str | None = None,
+        endpoint_url: str | None = None,
+    ) -> BrokerSettings:
+        if broker_type is BrokerType.REDIS_24H:
+            visibility = TaskVisibility.VISIBILITY_24H
+        source = redis_source(config, redis)
+        options: dict[str, Any] = {
+            "visibility_timeout": visibility.seconds,
+            "socket_timeout": config.redis_socket_timeout,
+            "socket_connect_timeout": config.redis_socket_timeout,
+            "health_check_interval": config.redis_health_check_interval,
+            "max_connections": config.redis_max_connections,
+            **source.transport_options,
+        }
+        conf: dict[str, Any] = {}
+        ssl_options = redis_ssl_options(config, source)
+        if ssl_options is not None:
+            conf["broker_use_ssl"] = ssl_options
+        return BrokerSettings(broker_type, source.url, None, options, conf, None, "base64")
+
+
+BROKER = RedisBrokerUnit()

@@ -1,0 +1,110 @@
+"""The Azure Service Bus broker: per-endpoint queues and Celery on kombu's Service Bus transport."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, InfraError
+from ..rules import Rule, Severity, error_rule
+from .base import (
+    KIB,
+    BrokerSettings,
+    BrokerType,
+    BrokerUnit,
+    RedisBroker,
+    TaskVisibility,
+    queue_missing,
+    refused_as_too_large,
+)
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+
+SERVICEBUS_TRANSPORT_ALIAS = "mei-azureservicebus"
+SERVICEBUS_TRANSPORT_TARGET = "model_engine_infra.tasks.servicebus_transport:Transport"
+
+
+@error_rule("servicebus-pool-limit", "celery_broker_pool_limit")
+def _pool_limit(config: InfraConfig) -> None:
+    """``broker_pool_limit: 0`` orphans the cached client, so keep-alives stop and Azure drops it at 300 s."""
+    from ..config.keys import fail
+
+    if config.celery_broker_pool_limit == 0:
+        raise fail(
+            config,
+            "celery_broker_pool_limit",
+            "0 disables the connection pool on Service Bus: each publish builds and drops a client, so the "
+            "cached client is orphaned and AMQP keep-alives never flow, and Azure drops idle connections "
+            "after 300 s (intermittent 503s)",
+            "remove it to keep Celery's default pool (10)",
+        )
+
+
+RULES: tuple[Rule, ...] = (_pool_limit,)
+
+
+class ServiceBusBrokerUnit(BrokerUnit):
+    name = "servicebus"
+    label = "Service Bus"
+    extras = ("azure",)
+    chart_name = "servicebus"
+    chart_hint = "servicebus"
+    max_message_bytes = 256 * KIB  # Standard tier; Premium allows more only when configured
+    counts_in_flight = False  # active_message_count includes locked messages
+    per_queue_visibility = True  # lock_duration, at most 300 s
+    delegate_target = "model_engine_infra.queues.servicebus:build_delegate"
+    transport = SERVICEBUS_TRANSPORT_TARGET
+    keys = ("servicebus_namespace", "servicebus_keep_alive_interval", "azure_client_id", "celery_broker_pool_limit")
+    replaced_by_redis = (
+        Severity.WARNING,
+        "celeryBrokerType {chart} on {cloud} means the Redis broker, not Service Bus (some docs say "
+        "otherwise). Set celeryBrokerType: servicebus for Service Bus, or celery_broker_type_redis: true "
+        "to say Redis on purpose",
+    )
+    rules = RULES
+
+    def settings(
+        self,
+        config: InfraConfig,
+        *,
+        broker_type: BrokerType | str,
+        visibility: TaskVisibility,
+        redis: RedisBroker | str | None = None,
+        endpoint_url: str | None = None,
+    ) -> BrokerSettings:
+        if not config.servicebus_namespace:
+            raise ConfigError(
+                "the Service Bus broker needs a namespace",
+                key="azure.servicebus_namespace",
+                value=None,
+                fix="set azure.servicebus_namespace (env SERVICEBUS_NAMESPACE), the part before "
+                ".servicebus.windows.net",
+            )
+        namespace = config.servicebus_namespace.removesuffix(".servicebus.windows.net")
+        options: dict[str, Any] = {
+            "uamqp_keep_alive_interval": config.servicebus_keep_alive_interval,
+            "retry_total": 3,
+            "retry_backoff_factor": 0.8,
+            "retry_backoff_max": 120,
+            "body_encoding": "utf-8",
+        }
+        return BrokerSettings(
+            broker_type,
+            f"azureservicebus://DefaultAzureCredential@{namespace}.servicebus.windows.net",
+            SERVICEBUS_TRANSPORT_ALIAS,
+            options,
+            {"broker_connection_retry": True, "broker_connection_retry_on_startup": True},
+            self.max_message_bytes,
+            "utf-8",
+        )
+
+    def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:
+        kind = type(err).__name__
+        if kind == "MessageSizeExceededError":
+            return refused_as_too_large(self.name, task_name, queue_name)
+        if kind == "MessagingEntityNotFoundError":
+            return queue_missing(self.name, task_name, queue_name)
+        return None
+
+
+BROKER = ServiceBusBrokerUnit()

@@ -1,0 +1,118 @@
+"""The SQS broker: per-endpoint SQS queues and Celery on kombu's SQS transport."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError, InfraError
+from ..rules import Rule, Severity, error_rule
+from .base import KIB, BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility, queue_missing
+from .templates import SAMPLE_VALUES, render_template
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+
+SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
+# SQS's codes for a missing queue (kombu's SQS transport lets botocore's ClientError through).
+QUEUE_MISSING_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue")
+
+
+@error_rule("sqs-templates", "sqs_queue_policy_template", "sqs_queue_tag_template")
+def _templates(config: InfraConfig) -> None:
+    """Render both templates with sample values: a broken one fails at start-up, not at the first endpoint."""
+    from ..config.keys import fail, key_path
+
+    for name in ("sqs_queue_policy_template", "sqs_queue_tag_template"):
+        template = getattr(config, name)
+        if template is not None:
+            document = render_template(template, SAMPLE_VALUES, key=key_path(config, name))
+            if not isinstance(document, dict):
+                raise fail(config, name, "must be a JSON object", "write the template as a JSON object {...}")
+            if name == "sqs_queue_tag_template" and not all(isinstance(v, str) for v in document.values()):
+                raise fail(config, name, "tag values must be strings", 'write tags as {"Key": "value"}')
+
+
+RULES: tuple[Rule, ...] = (_templates,)
+
+
+def _client_error_code(err: BaseException) -> str:
+    """The error code of a botocore ``ClientError``, else ''."""
+    response = getattr(err, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Code", "") or "")
+
+
+class SQSBrokerUnit(BrokerUnit):
+    name = "sqs"
+    label = "SQS"
+    extras = ("aws",)
+    chart_name = "sqs"
+    chart_hint = "sqs"
+    max_message_bytes = 256 * KIB
+    max_visibility_seconds = SQS_MAX_VISIBILITY_SECONDS
+    counts_in_flight = True
+    per_queue_visibility = True
+    delegate_target = "model_engine_infra.queues.sqs:build_delegate"
+    keys = (
+        "default_region",
+        "sqs_profile",
+        "sqs_endpoint_url",
+        "sqs_queue_policy_template",
+        "sqs_queue_tag_template",
+        "celery_broker_pool_limit",
+    )
+    replaced_by_redis = (
+        Severity.INFO,
+        "the Redis broker on {cloud} is the legacy path (no dead-letter queue, visibility by key expiry); "
+        "sqs is the supported broker",
+    )
+    rules = RULES
+
+    def settings(
+        self,
+        config: InfraConfig,
+        *,
+        broker_type: BrokerType | str,
+        visibility: TaskVisibility,
+        redis: RedisBroker | str | None = None,
+        endpoint_url: str | None = None,
+    ) -> BrokerSettings:
+        if visibility.seconds > SQS_MAX_VISIBILITY_SECONDS:
+            raise ConfigError(
+                f"SQS allows a visibility timeout of at most 12 hours, {visibility.value} asks for "
+                f"{visibility.seconds // 3600} hours",
+                key="task_visibility",
+                value=visibility.value,
+                fix="use VISIBILITY_1H or VISIBILITY_10M on SQS",
+            )
+        endpoint_url = endpoint_url or config.sqs_endpoint_url
+        url = "sqs://"
+        options: dict[str, Any] = {
+            "region": config.default_region,
+            "visibility_timeout": visibility.seconds,
+            "wait_time_seconds": 20,
+        }
+        if endpoint_url is not None:
+            parts = urlsplit(endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    "the SQS endpoint must be an http(s) URL",
+                    key="sqs_endpoint_url",
+                    value=endpoint_url,
+                    fix="write it like http://127.0.0.1:5000",
+                )
+            url = f"sqs://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            options["is_secure"] = parts.scheme == "https"
+        return BrokerSettings(
+            broker_type, url, None, options, {}, self.max_message_bytes, "base64", envelope_base64=True
+        )
+
+    def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:
+        if _client_error_code(err) in QUEUE_MISSING_CODES:
+            return queue_missing(self.name, task_name, queue_name)
+        return None
+
+
+BROKER = SQSBrokerUnit()

@@ -1,0 +1,98 @@
+"""Celery result backends, one function each: ``(config, redis) -> Celery settings``.
+
+Registered under the ``result_backend`` kind (``redis``, ``s3``, ``abs``, ``gcs``, ``file``); the
+profile names the default and ``celery_backend_protocol`` overrides it. Pure data: no Celery import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..brokers.base import RedisBroker
+from ..brokers.redis import redis_source, redis_ssl_options
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config.model import InfraConfig
+
+S3_BACKEND = "model_engine_infra.tasks.results:ChecksummedS3Backend"
+GCS_BACKEND = "model_engine_infra.tasks.gcs_results:EndpointGCSBackend"  # Celery's GCSBackend needs Firestore (chords)
+
+
+def file_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> dict[str, Any]:
+    folder = Path(config.local_data_dir).expanduser().resolve() / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"result_backend": f"file://{folder}"}
+
+
+def redis_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> dict[str, Any]:
+    source = redis_source(config, redis)
+    conf: dict[str, Any] = {"result_backend": source.url}
+    provider = source.transport_options.get("credential_provider")
+    if provider is not None:
+        conf["redis_backend_credential_provider"] = provider
+    ssl_options = redis_ssl_options(config, source)
+    if ssl_options is not None:
+        conf["redis_backend_use_ssl"] = ssl_options
+    if isinstance(redis, RedisBroker):
+        # the result backend reaches Redis like the broker does (timeouts, health checks)
+        conf["redis_socket_timeout"] = config.redis_socket_timeout
+        conf["redis_socket_connect_timeout"] = config.redis_socket_timeout
+    return conf
+
+
+def s3_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> dict[str, Any]:
+    return {
+        "result_backend": S3_BACKEND,
+        "s3_bucket": config.s3_bucket,
+        "s3_base_path": "celery-results/",
+        "s3_endpoint_url": config.s3_endpoint_url,
+        "s3_region": config.default_region,
+        "s3_addressing_style": config.s3_addressing_style or ("path" if config.s3_endpoint_url else None),
+        "s3_checksum_sha256": bool(config.celery_enable_sha256),
+    }
+
+
+def abs_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> dict[str, Any]:
+    account, container = config.abs_account_name, config.abs_container_name
+    if not account or not container:
+        raise ConfigError(
+            "the abs result backend needs a storage account and a container",
+            key="azure.abs_account_name" if not account else "azure.abs_container_name",
+            value=None,
+            fix="set ABS_ACCOUNT_NAME and ABS_CONTAINER_NAME",
+        )
+    endpoint = config.abs_endpoint_url or f"https://{account}.blob.core.windows.net"
+    key = config.secret("abs_account_key")
+    if key:  # Azurite and tests; production uses Entra ID
+        connection = (
+            f"DefaultEndpointsProtocol={urlsplit(endpoint).scheme};AccountName={account};AccountKey={key};"
+            f"BlobEndpoint={endpoint};"
+        )
+        url = "azureblockblob://" + connection
+    else:
+        url = f"azureblockblob://DefaultAzureCredential@{endpoint}"
+    return {
+        "result_backend": url,
+        "azureblockblob_container_name": container,
+        "azureblockblob_base_path": "celery-results/",
+    }
+
+
+def gcs_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> dict[str, Any]:
+    if not config.gcp_project_id:
+        raise ConfigError(
+            "the gcs result backend needs a project",
+            key="gcp_project_id",
+            value=None,
+            fix="set gcp_project_id (env GCP_PROJECT_ID), or celery_backend_protocol: redis",
+        )
+    return {
+        "result_backend": GCS_BACKEND,
+        "gcs_bucket": config.s3_bucket,
+        "gcs_project": config.gcp_project_id,
+        "gcs_base_path": "celery-results",
+        "gcs_endpoint_url": config.gcs_endpoint_url,
+    }

@@ -321,3 +321,58 @@ async def test_local_leaves_no_temporary_files(tmp_path: Path) -> None:
     assert metric is not None
     assert metric.expires_in is not None
     assert metric.expires_in > PREWARM_EXPIRY_SECONDS - 5
+
+
+# --- the kind: selected by profile or key, plugins welcome ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "expected"),
+    [
+        ("aws", "RedisInferenceAutoscalingMetricsGateway"),
+        ("gcp", "RedisInferenceAutoscalingMetricsGateway"),
+        ("onprem", "RedisInferenceAutoscalingMetricsGateway"),
+        ("azure", "ServiceBusInferenceAutoscalingMetricsGateway"),
+        ("local", "LocalInferenceAutoscalingMetricsGateway"),
+    ],
+)
+def test_each_profile_names_its_backend(provider: str, expected: str, tmp_path: Path) -> None:
+    from model_engine_infra import build_infra
+    from model_engine_infra.config import InfraConfig
+    from model_engine_infra.registry import get_provider
+
+    config = InfraConfig(
+        cloud_provider=provider,
+        local_data_dir=str(tmp_path),
+        redis_host="127.0.0.1",
+        **get_provider(provider).sample_config,
+    )
+    infra = build_infra(config)
+    assert type(infra.autoscaling_metrics).__name__ == expected
+    infra.close()
+
+
+def test_the_key_overrides_the_profile_and_plugins_register(tmp_path: Path) -> None:
+    from model_engine_infra import build_infra
+    from model_engine_infra.config import InfraConfig
+    from model_engine_infra.registry import register_backend, unregister_backend
+
+    config = InfraConfig(cloud_provider="aws", autoscaling_metrics_backend="local", local_data_dir=str(tmp_path))
+    assert isinstance(build_infra(config).autoscaling_metrics, LocalInferenceAutoscalingMetricsGateway)
+    register_backend("autoscaling_metrics", "plugmetrics", f"{__name__}:_plugin_gateway")
+    try:
+        plugged = InfraConfig(cloud_provider="aws", autoscaling_metrics_backend="plugmetrics", local_data_dir="x")
+        assert build_infra(plugged).autoscaling_metrics == ("plugin", "x")
+    finally:
+        unregister_backend("autoscaling_metrics", "plugmetrics")
+
+
+def _plugin_gateway(config: Any, infra: Any) -> Any:
+    return ("plugin", config.local_data_dir)
+
+
+def test_an_unknown_backend_name_fails_at_load(tmp_path: Path) -> None:
+    from model_engine_infra import load_config
+
+    with pytest.raises(ConfigError, match="MODEL_ENGINE_INFRA_AUTOSCALING_METRICS_BACKEND.*kafka"):
+        load_config(env={"MODEL_ENGINE_INFRA_AUTOSCALING_METRICS_BACKEND": "kafka"})

@@ -20,7 +20,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.servicebus import ServiceBusMessage
 from moto import mock_aws
 
-from model_engine_infra import build_infra
+from model_engine_infra import build_infra, load_config
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.errors import BrokerUnavailableError, ConfigError, InvalidQueueNameError, QueueError
 from model_engine_infra.queues.local import (
@@ -144,11 +144,16 @@ def test_servicebus_queue_size_follows_the_tier(settings: dict[str, Any], queue_
     ],
 )
 def test_servicebus_message_size_that_does_not_fit_the_tier_names_the_key(
-    settings: dict[str, Any], message: str
+    settings: dict[str, Any], message: str, tmp_path: Path
 ) -> None:
     config = InfraConfig(cloud_provider="azure", servicebus_namespace="sb-ns", **settings)
     with pytest.raises(ConfigError, match=f"servicebus_max_message_size_kb.*{message}"):
-        build_delegate(config, None)  # type: ignore[arg-type]
+        build_infra(config).queue_delegate  # noqa: B018
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("cloud_provider: azure\nservicebus_namespace: sb-ns\ncache_redis_azure_host: cache:6380\n")
+    env = {k.upper(): str(v) for k, v in settings.items()}  # SERVICEBUS_TIER, SERVICEBUS_MAX_MESSAGE_SIZE_KB
+    with pytest.raises(ConfigError, match=f"SERVICEBUS_MAX_MESSAGE_SIZE_KB.*{message}"):
+        load_config(str(deployment), env=env)  # refused at start-up, naming the variable it came from
 
 
 async def test_servicebus_labels_too_long_for_user_metadata_are_dropped_not_fatal() -> None:

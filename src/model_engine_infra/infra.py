@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .registry import COMPONENTS, Profile, get_provider, import_target, missing_dependency
 
 if TYPE_CHECKING:
+    from .autoscaling.base import InferenceAutoscalingMetricsGateway
     from .config.model import InfraConfig
     from .images.base import DockerRepository
     from .queues.base import QueueEndpointResourceDelegate
@@ -94,6 +95,10 @@ class Infra:
     @property
     def secrets(self) -> SecretStore:
         return self.component("secrets")  # type: ignore[no-any-return]
+
+    @property
+    def autoscaling_metrics(self) -> InferenceAutoscalingMetricsGateway:
+        return self.component("autoscaling_metrics")  # type: ignore[no-any-return]
 
     def built_components(self) -> list[str]:
         return sorted(self._built)

@@ -64,8 +64,16 @@ def redis_credentials_name(config: InfraConfig) -> str | None:
     return profile_of(config).redis_credentials
 
 
+def autoscaling_metrics_name(config: InfraConfig) -> str | None:
+    if config.autoscaling_metrics_backend is not None:
+        return config.autoscaling_metrics_backend
+    return profile_of(config).autoscaling_metrics
+
+
 def selected(config: InfraConfig, kind: str) -> str | None:
     """The backend of ``kind`` this config selects (``store``: the default store, for paths without a scheme)."""
+    if kind == "autoscaling_metrics":
+        return autoscaling_metrics_name(config)
     if kind == "broker":
         return broker_name(config)
     if kind == "registry":
@@ -88,6 +96,7 @@ NAMING_KEYS = {
     "docker_registry_type": "registry",
     "celery_backend_protocol": "result_backend",
     "redis_iam_auth": "redis_credentials",
+    "autoscaling_metrics_backend": "autoscaling_metrics",
 }
 
 

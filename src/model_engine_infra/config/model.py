@@ -218,6 +218,12 @@ class InfraConfig(BaseModel):
         "agree with them.",
         helm=INFRA + "broker",
     )
+    autoscaling_metrics_backend: str | None = key(
+        None,
+        "Where KEDA's scale-from-zero signal for async endpoints lives: redis, servicebus, local, or a plugin's. "
+        "Unset follows the provider (Service Bus on azure, local files on local, Redis elsewhere).",
+        helm=INFRA + "autoscaling_metrics_backend",
+    )
     celery_broker_type: Literal["sqs", "servicebus", "elasticache", "redis"] | None = key(
         None,
         "The chart's celeryBrokerType; unset follows cloud_provider (the chart itself defaults to sqs).",

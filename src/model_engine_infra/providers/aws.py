@@ -10,6 +10,7 @@ PROVIDER = Profile(
     registry="ecr",
     secrets="secretsmanager",
     result_backend="s3",
+    autoscaling_metrics="redis",
     brokers=("sqs", "redis"),
     cache_redis_key="cache_redis_aws_secret_name",
     sample_config={"default_region": "us-east-1", "ml_account_id": "123456789012"},
@@ -27,5 +28,6 @@ PROVIDER = Profile(
         "docker_repository": "moto server (ECR API)",
         "redis": "redis-server",
         "secrets": "moto server",
+        "autoscaling_metrics": "fakeredis + redis-server",
     },
 )

@@ -11,6 +11,7 @@ PROVIDER = Profile(
     registry_from_prefix=False,  # Artifact Registry whatever the prefix looks like (a bad one is an error)
     secrets="kubernetes",
     result_backend="gcs",
+    autoscaling_metrics="redis",
     brokers=("redis",),
     sample_config={"gcp_project_id": "fake-project"},
     labels={
@@ -26,5 +27,6 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry + fake ADC tokens",
         "redis": "redis-server",
         "secrets": "files on disk",
+        "autoscaling_metrics": "fakeredis + redis-server",
     },
 )

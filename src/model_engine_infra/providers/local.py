@@ -10,6 +10,7 @@ PROVIDER = Profile(
     registry="oci",
     secrets="env",
     result_backend="file",
+    autoscaling_metrics="local",
     brokers=("local", "redis"),
     cluster=False,
     registry_prefix_required=True,
@@ -30,5 +31,6 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry",
         "redis": "redis-server",
         "secrets": "environment",
+        "autoscaling_metrics": "local disk",
     },
 )

@@ -10,6 +10,7 @@ PROVIDER = Profile(
     registry="oci",
     secrets="kubernetes",
     result_backend="redis",
+    autoscaling_metrics="redis",
     brokers=("redis",),
     redis_visibility="VISIBILITY_24H",
     registry_prefix_required=True,
@@ -29,5 +30,6 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry",
         "redis": "redis-server",
         "secrets": "files on disk",
+        "autoscaling_metrics": "fakeredis + redis-server",
     },
 )

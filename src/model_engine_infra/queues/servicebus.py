@@ -279,9 +279,8 @@ def build_delegate(config: InfraConfig, infra: Infra) -> ServiceBusQueueEndpoint
             key="servicebus_namespace",
             fix="set azure.servicebus_namespace in the Helm values or SERVICEBUS_NAMESPACE",
         )
-    from .servicebus_limits import check_message_size, queue_max_message_size_kb
+    from ..brokers.servicebus import queue_max_message_size_kb
 
-    check_message_size(config)
     return ServiceBusQueueEndpointResourceDelegate(
         config.servicebus_namespace, max_message_size_kb=queue_max_message_size_kb(config)
     )

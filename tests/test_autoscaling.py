@@ -374,5 +374,5 @@ def _plugin_gateway(config: Any, infra: Any) -> Any:
 def test_an_unknown_backend_name_fails_at_load(tmp_path: Path) -> None:
     from model_engine_infra import load_config
 
-    with pytest.raises(ConfigError, match="MODEL_ENGINE_INFRA_AUTOSCALING_METRICS_BACKEND.*kafka"):
+    with pytest.raises(ConfigError, match=r"MODEL_ENGINE_INFRA_AUTOSCALING_METRICS_BACKEND.*kafka"):
         load_config(env={"MODEL_ENGINE_INFRA_AUTOSCALING_METRICS_BACKEND": "kafka"})

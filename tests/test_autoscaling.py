@@ -376,3 +376,13 @@ def test_an_unknown_backend_name_fails_at_load(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"MODEL_ENGINE_INFRA_AUTOSCALING_METRICS_BACKEND.*kafka"):
         load_config(env={"MODEL_ENGINE_INFRA_AUTOSCALING_METRICS_BACKEND": "kafka"})
+
+
+def test_servicebus_metrics_without_a_namespace_are_a_finding_and_refused_when_built(tmp_path: Path) -> None:
+    from model_engine_infra import build_infra
+    from model_engine_infra.config import InfraConfig
+
+    config = InfraConfig(cloud_provider="azure", celery_broker_type_redis=True, redis_host="127.0.0.1")
+    assert any(f.key == "azure.servicebus_namespace" and "KEDA" in f.message for f in config.findings())
+    with pytest.raises(ConfigError, match="servicebus_namespace"):
+        build_infra(config).autoscaling_metrics  # noqa: B018

@@ -186,7 +186,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             "model_engine_infra.autoscaling.servicebus:build_gateway",
             ("azure",),
             "Service Bus queue",
-            None,
+            "model_engine_infra.autoscaling.rules:SERVICEBUS_RULES",
             ("servicebus_namespace", "servicebus_keep_alive_interval", "azure_client_id"),
         ),
         "local": ("model_engine_infra.autoscaling.local:build_gateway", (), "local files", None, ("local_data_dir",)),

@@ -19,6 +19,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from contracts import load_contract
+from model_engine_infra.redis.connection import ManagedRedisConnection
+from model_engine_infra.redis.sources import from_url
 from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
@@ -38,11 +40,11 @@ async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
             built = contract.sqs_backend(endpoint_url=server.url)
         else:
             server = request.getfixturevalue("redis_server")
-            async_client = redis.asyncio.Redis.from_url(server.url)
+            managed = ManagedRedisConnection(from_url(server.url, origin="redis_server"))  # one client per loop
             connection = kombu.Connection(server.url)
             stack.callback(connection.release)
             built = contract.redis_backend(
-                async_client=async_client,
+                async_client=managed.async_client,
                 kombu_connection=connection,
                 unreachable=lambda: redis.asyncio.Redis(
                     host="127.0.0.1",
@@ -55,7 +57,7 @@ async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         yield built
         await built.delegate.close()
         if request.param == "redis-server":
-            await async_client.aclose()
+            await managed.aclose()
 
 
 class TestQueueDelegateContractOnServers(contract.QueueDelegateContract):  # type: ignore[misc,name-defined]

@@ -52,12 +52,35 @@ def test_show_redacts_passwords_in_plain_url_keys(tmp_path: Path) -> None:
     path.write_text(
         "cloud_provider: onprem\n"
         f"prometheus_server_address: http://admin:{canary}@prom:9090\n"
-        f"s3_endpoint_url: https://minio:{canary}@minio.internal:9000\n"
+        f'registry_endpoint_url: "https://reg.internal:5000"\n'
+        f'cache_redis_onprem_url: "redis://u:{canary}@redis:6379/0\\n"\n'  # a trailing newline, as written
     )
     code, out = run("config", "show", "--config", str(path))
     assert code == 0, out
     assert canary not in out
     assert "http://admin:***@prom:9090" in out
+
+
+def test_show_masks_a_password_followed_by_whitespace(tmp_path: Path) -> None:
+    canary = "canary-77f0e"
+    path = tmp_path / "c.yaml"
+    path.write_text(f'cloud_provider: onprem\nprometheus_server_address: "http://admin:{canary}@prom:9090\\n"\n')
+    code, out = run("config", "show", "--config", str(path))
+    assert code == 0, out
+    assert canary not in out
+    assert "http://admin:***@prom:9090" in out
+
+
+def test_sdk_endpoint_with_a_password_is_refused_masked(tmp_path: Path) -> None:
+    canary = "canary-0b9c4"
+    path = tmp_path / "c.yaml"
+    path.write_text(f'cloud_provider: onprem\ns3_endpoint_url: "https://minio:{canary}@minio.internal:9000\\n"\n')
+    for command in (["config", "show"], ["config", "check", "--json"]):
+        code, out = run(*command, "--config", str(path))
+        assert code == 1, out
+        assert canary not in out
+        assert "s3_endpoint_url" in out
+        assert "AWS_ACCESS_KEY_ID" in out
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ def test_build_redis_through_infra_uses_config_pool_settings() -> None:
         redis_max_connections=7,
         redis_socket_timeout=1.5,
         redis_health_check_interval=11,
+        redis_retries=2,
     )
     with build_infra(config) as infra:
         conn = infra.redis
@@ -58,7 +59,8 @@ def test_build_redis_through_infra_uses_config_pool_settings() -> None:
         assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("r1", 6390, 2)
         assert "password" not in kwargs or kwargs["password"] is None
         assert kwargs["credential_provider"] is conn.credential_provider
-        assert kwargs["retry"].get_retries() == 3
+        assert kwargs["retry"].get_retries() == 2
+        assert pool.timeout == conn.settings.worst_case_seconds() == 3 * 2 * 1.5 + 2 * 0.1
         assert pool.connection_class is TokenConnection
         assert conn.redacted_url() == "redis://:***@r1:6390/2"
         assert conn.url() == "redis://:canary-pw@r1:6390/2"

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from .config.model import InfraConfig
 from .errors import InfraError, ProviderUnavailableError
 from .infra import Infra, build_infra
+from .redact import redact_text, scrub_exception_chain
 
 Verdict = Literal["ok", "warn", "fail", "skip"]
 PROBE_TASK = "model_engine_infra.doctor.probe"  # never consumed: the probe only checks it arrives
@@ -122,6 +123,7 @@ class Doctor:
     ) -> None:
         started = time.perf_counter()
         verdict, message = _run_with_limit(probe, limit)
+        message = redact_text(message)
         if verdict == "fail" and fix:
             # The error may carry its own fix; the probe's hint adds which config keys to look at.
             message = f"{message}. Config: {fix}" if "Fix:" in message else f"{message}. Fix: {fix}"
@@ -284,6 +286,7 @@ def _run_with_limit(probe: Callable[[], str], limit: float | None) -> tuple[Verd
             # itself would fail here, so the doctor must too.
             outcome.append(("fail" if err.extra or err.missing_module else "skip", str(err)))
         except Exception as err:  # every failure becomes a verdict, never a crash
+            scrub_exception_chain(err)  # an SDK's message may quote a URL with its password
             outcome.append(("fail", f"{type(err).__name__}: {err}"))
 
     thread = threading.Thread(target=target, name="doctor-probe", daemon=True)

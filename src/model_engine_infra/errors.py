@@ -7,15 +7,20 @@ to do. SDK exceptions are wrapped with ``raise ... from err`` so the original st
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
+    "MAX_VALUE_CHARS",
+    "AsyncCloseRequiredError",
     "BackendConflictError",
     "BrokerUnavailableError",
     "ConfigError",
     "CredentialFetchError",
     "ImageBuildNotSupportedError",
     "ImageNotFoundError",
+    "InfraClosedError",
     "InfraError",
     "InvalidImageReferenceError",
     "InvalidQueueNameError",
@@ -39,11 +44,60 @@ __all__ = [
     "UnknownBackendError",
     "UnknownProviderError",
     "UnsafeObjectKeyError",
+    "clip",
+    "quote",
 ]
+
+#: How much of a bad value a message quotes, and how long any message of ours may get: a 34 MB value
+#: must not become a 34 MB log line (or a 34 MB ``config check --json``).
+MAX_VALUE_CHARS = 200
+MAX_MESSAGE_CHARS = 4000
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = MAX_VALUE_CHARS
+_REPR.maxother = MAX_VALUE_CHARS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 10
+_REPR.maxlevel = 3
+
+
+def clip(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``text`` cut in the middle to at most about ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    room = max(limit - len(f"…[{len(text)} characters cut]…"), 2)
+    head = max(room * 2 // 3, 1)
+    tail = max(room - head, 1)
+    return f"{text[:head]}…[{len(text) - head - tail} characters cut]…{text[-tail:]}"
+
+
+def quote(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
+    """A bounded ``repr`` of a bad value: long strings cut, big or deep containers elided (never walked whole)."""
+    if isinstance(value, str):
+        shown = repr(clip(value, limit)) if len(value) > limit else repr(value)
+        return clip(shown, limit + 2)  # escapes (\x1f, \U0002ebe1) can make a repr longer than its text
+    return clip(_REPR.repr(value), limit)
 
 
 class InfraError(Exception):
-    """Root of every error this package raises on purpose."""
+    """Root of every error this package raises on purpose.
+
+    Its text is capped at `MAX_MESSAGE_CHARS` (cut in the middle, so the key and the fix survive).
+    """
+
+    def __str__(self) -> str:
+        return clip(super().__str__(), MAX_MESSAGE_CHARS)
+
+
+class InfraClosedError(InfraError, RuntimeError):
+    """A component (or the `Infra` that built it) was used after ``close()``; build a new `Infra`."""
+
+
+class AsyncCloseRequiredError(InfraError, RuntimeError):
+    """``Infra.close()`` ran inside an event loop and some components can only close asynchronously.
+
+    Everything that could close synchronously is closed; ``await infra.aclose()`` (or
+    ``async with build_infra(...)``) closes the rest.
+    """
 
 
 # --- configuration and providers -------------------------------------------------------------
@@ -74,13 +128,21 @@ class ConfigError(InfraError, ValueError):
         if key is not None:
             parts.append(f"{key}: ")
         parts.append(message)
-        if value is not None and str(value) not in message:
-            parts.append(f" (got {value!r})")
+        if value is not None and not _mentions(message, value):
+            parts.append(f" (got {quote(value)})")
         if source is not None and source != key:
             parts.append(f" (from {source})")
         if fix:
             parts.append(f". Fix: {fix}")
         super().__init__("".join(parts))
+
+
+def _mentions(message: str, value: Any) -> bool:
+    """Whether ``message`` already shows ``value`` (only asked of scalars: a container is never stringified whole)."""
+    if isinstance(value, (str, int, float, bool)):
+        text = str(value)
+        return text in message or quote(value).strip("'\"") in message
+    return False
 
 
 class UnknownProviderError(ConfigError):
@@ -210,4 +272,4 @@ class SecretNotFoundError(SecretError, KeyError):
     """The named secret does not exist in the store."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0]) if self.args else ""
+        return clip(str(self.args[0]), MAX_MESSAGE_CHARS) if self.args else ""

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .errors import AsyncCloseRequiredError, InfraClosedError
 from .registry import COMPONENTS, Profile, get_provider, import_target, missing_dependency
 
 if TYPE_CHECKING:
@@ -35,19 +36,37 @@ class Infra:
         self.provider = provider
         self._built: dict[str, Any] = dict(overrides or {})
         self._lock = threading.RLock()
+        self._closed = False
+        # components whose async close could not run inside a running loop; `aclose` finishes them
+        self._awaiting_aclose: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         built = ", ".join(sorted(self._built)) or "none"
-        return f"Infra(provider={self.provider.name!r}, built=[{built}])"
+        state = ", closed" if self._closed else ""
+        return f"Infra(provider={self.provider.name!r}, built=[{built}]{state})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def component(self, name: str) -> Any:
-        """Build (once) and return the component ``name``."""
-        if name in self._built:
-            return self._built[name]
+        """Build (once) and return the component ``name``; after `close`, `InfraClosedError` (nothing is rebuilt)."""
+        if self._closed:
+            raise self._closed_error(name)
+        built = self._built.get(name)
+        if built is not None:
+            return built
         with self._lock:
+            if self._closed:
+                raise self._closed_error(name)
             if name not in self._built:
                 self._built[name] = self._build(name)
             return self._built[name]
+
+    def _closed_error(self, name: str) -> InfraClosedError:
+        return InfraClosedError(
+            f"infra.{name} was asked for after Infra.close(); build a new Infra with build_infra(config)"
+        )
 
     def _build(self, name: str) -> Any:
         if name not in COMPONENTS:
@@ -104,29 +123,49 @@ class Infra:
         return sorted(self._built)
 
     def close(self) -> None:
-        """Close every built component; async ``close()`` methods run to completion here.
+        """Close every built component; afterwards every use raises `InfraClosedError`.
 
-        From inside a running event loop use `aclose` instead.
+        Outside an event loop, async ``close()`` methods run to completion here (``asyncio.run``).
+        Inside a running loop nothing can be awaited: synchronous closers run, an async one runs as far
+        as it can without waiting, and if any still had to wait, `AsyncCloseRequiredError` names them
+        (``await infra.aclose()`` finishes them; ``async with build_infra(...)`` does it all).
         """
-        import asyncio  # not at import time: it costs a service that never closes ~15 ms at start-up
         import inspect
 
+        running = _running_loop()
         results, errors = self._close_all()
-        for result in results:
-            if inspect.iscoroutine(result):
+        unfinished: list[str] = []
+        for name, component, result in results:
+            if not inspect.iscoroutine(result):
+                continue
+            if running is None:
+                import asyncio  # not at import time: it costs a service that never closes ~15 ms at start-up
+
                 try:
                     asyncio.run(result)
                 except Exception as err:
                     errors.append(err)
+            elif not _finish_without_waiting(result, errors):
+                unfinished.append(name)
+                self._awaiting_aclose[name] = component
+        if unfinished:
+            errors.insert(
+                0,
+                AsyncCloseRequiredError(
+                    f"Infra.close() ran inside a running event loop, and {', '.join(unfinished)} can only finish "
+                    "closing asynchronously: use `async with build_infra(config) as infra:` or `await infra.aclose()` "
+                    "(everything else is closed)"
+                ),
+            )
         if errors:
             raise errors[0]
 
     async def aclose(self) -> None:
-        """Close every built component, awaiting the async ones."""
+        """Close every built component, awaiting the async ones (and any `close` left unfinished)."""
         import inspect
 
         results, errors = self._close_all(prefer="aclose")
-        for result in results:
+        for _name, _component, result in results:
             if inspect.isawaitable(result):
                 try:
                     await result
@@ -135,21 +174,26 @@ class Infra:
         if errors:
             raise errors[0]
 
-    def _close_all(self, prefer: str = "close") -> tuple[list[Any], list[Exception]]:
+    def _close_all(self, prefer: str = "close") -> tuple[list[tuple[str, Any, Any]], list[Exception]]:
         """Call every closer; one that fails must not leave the others open (the first error is raised).
 
-        ``prefer="aclose"`` uses a component's ``aclose()`` where it has one (its async pools too).
+        ``prefer="aclose"`` uses a component's ``aclose()`` where it has one (its async pools too), and
+        also finishes components a `close` inside a running loop could not.
         """
         with self._lock:
-            components = list(self._built.values())
+            self._closed = True
+            components = list(self._built.items())
             self._built.clear()
-        results: list[Any] = []
+            if prefer == "aclose":
+                components += list(self._awaiting_aclose.items())
+                self._awaiting_aclose.clear()
+        results: list[tuple[str, Any, Any]] = []
         errors: list[Exception] = []
-        for component in components:
+        for name, component in components:
             close = getattr(component, prefer, None) or getattr(component, "close", None)
             if callable(close):
                 try:
-                    results.append(close())
+                    results.append((name, component, close()))
                 except Exception as err:
                     errors.append(err)
         return results, errors
@@ -159,6 +203,37 @@ class Infra:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Infra:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _running_loop() -> Any:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _finish_without_waiting(coroutine: Any, errors: list[Exception]) -> bool:
+    """Run ``coroutine`` until it first waits; True when it finished.
+
+    A coroutine that has to wait is closed, so none is left "never awaited".
+    """
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return True
+    except Exception as err:
+        errors.append(err)
+        return True
+    coroutine.close()
+    return False
 
 
 def build_infra(config: InfraConfig, *, overrides: Mapping[str, Any] | None = None) -> Infra:

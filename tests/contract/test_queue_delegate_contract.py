@@ -35,6 +35,7 @@ from model_engine_infra.queues.local import LocalQueueEndpointResourceDelegate, 
 from model_engine_infra.queues.redis import META_SUFFIX, RedisQueueEndpointResourceDelegate
 from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
 from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
+from model_engine_infra.testing.redis import InMemoryRedisConnection
 from model_engine_infra.testing.servicebus import FakeServiceBusNamespace
 
 LABELS = {"team": "ml", "product": "demo"}
@@ -203,6 +204,28 @@ class QueueDelegateContract:
         assert attributes.endpoint_labels == (LABELS if backend.keeps_labels else None)
         assert attributes.endpoint_created_by == (CREATOR if backend.keeps_creator else None)
 
+    async def test_works_from_any_event_loop(self, backend: QueueBackend) -> None:
+        """``asyncio.run`` twice, a loop per thread, and this test's own loop all use one delegate."""
+        delegate = backend.delegate
+        endpoint_id = new_endpoint_id()
+        await self._create(backend, endpoint_id)
+
+        async def count() -> int:
+            return (await delegate.get_queue_attributes(endpoint_id)).approximate_message_count
+
+        def two_runs() -> list[int]:
+            return [asyncio.run(count()), asyncio.run(count())]
+
+        assert await asyncio.to_thread(two_runs) == [0, 0]
+        assert await asyncio.gather(*(asyncio.to_thread(asyncio.run, count()) for _ in range(3))) == [0, 0, 0]
+        other = new_endpoint_id()
+        await asyncio.to_thread(asyncio.run, self._create(backend, other))
+        assert await count() == 0
+        await delegate.delete_queue(other)
+        with pytest.raises(QueueNotFoundError):
+            await asyncio.to_thread(asyncio.run, delegate.get_queue_attributes(other))
+        await delegate.delete_queue(endpoint_id)
+
     async def test_bulk_read_answers_what_single_reads_do(self, backend: QueueBackend) -> None:
         ids = [new_endpoint_id() for _ in range(3)]
         for endpoint_id in ids:
@@ -342,6 +365,9 @@ def sqs_backend(*, endpoint_url: str | None) -> QueueBackend:
 def redis_backend(
     *, async_client: Any, kombu_connection: kombu.Connection, unreachable: Callable[[], Any], stack: ExitStack
 ) -> QueueBackend:
+    """``async_client`` is a client, or (as `build_delegate` passes) a callable giving the running loop's client."""
+    client_for_loop = async_client if callable(async_client) else (lambda: async_client)
+
     async def put(name: str, count: int) -> None:
         await asyncio.to_thread(kombu_put, kombu_connection, name, count)
 
@@ -349,7 +375,7 @@ def redis_backend(
         await asyncio.to_thread(kombu_hold_unacked, kombu_connection, name, count, stack)
 
     async def read_timeout(name: str) -> float | None:
-        value = await async_client.hget(name + META_SUFFIX, "queue_message_timeout_seconds")
+        value = await client_for_loop().hget(name + META_SUFFIX, "queue_message_timeout_seconds")
         return float(value)
 
     return QueueBackend(
@@ -428,9 +454,8 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             built = sqs_backend(endpoint_url=None)
         elif request.param == "redis":
             server = request.getfixturevalue("fake_redis_server")
-            async_client = fakeredis.FakeAsyncRedis(server=server)
             built = redis_backend(
-                async_client=async_client,
+                async_client=InMemoryRedisConnection(server).async_client,  # one client per event loop
                 kombu_connection=kombu.Connection("redis://fake-redis:6379/0"),
                 unreachable=_unreachable_fake_redis,
                 stack=stack,

@@ -10,12 +10,13 @@ which reruns `RedisConnectionContract` through ``load_contract``.
 
 Documented behaviour asserted here (docs/redis.md): an unreachable server raises
 `RedisUnavailableError` (also a redis-py ``ConnectionError``) after the retries, within seconds;
-refused credentials raise `RedisAuthError`; ``close()`` is idempotent and a later ``client()``
-reopens with a new pool.
+refused credentials raise `RedisAuthError`; ``close()`` is idempotent and afterwards every use
+raises `InfraClosedError` (nothing reconnects); the async client works from any event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -33,7 +34,7 @@ import redis
 from pydantic import SecretStr
 
 from model_engine_infra.config import InfraConfig
-from model_engine_infra.errors import RedisAuthError, RedisUnavailableError
+from model_engine_infra.errors import InfraClosedError, RedisAuthError, RedisUnavailableError
 from model_engine_infra.redis import connection as connection_module
 from model_engine_infra.redis.connection import ManagedRedisConnection, connection_from_config
 from model_engine_infra.redis.credentials import clear_shared_providers
@@ -283,22 +284,43 @@ class RedisConnectionContract:
         finally:
             await conn.aclose()
 
-    async def test_close_is_idempotent_and_client_reopens(self, case: RedisCase) -> None:
+    async def test_close_is_idempotent_and_a_closed_connection_is_never_rebuilt(self, case: RedisCase) -> None:
         conn = case.connection
         key = unique("k")
         first = conn.client()
         first.set(key, "kept")
+        held_async = conn.async_client()
+        assert await held_async.get(key) == b"kept"
         conn.close()
         conn.close()
-        reopened = conn.client()
-        assert reopened is not first
-        assert reopened.get(key) == b"kept"
-        assert conn.client() is reopened
-        assert (conn.credential_provider is None) == (case.credentials is None)
-        assert await conn.async_client().get(key) == b"kept"
+        with pytest.raises(InfraClosedError):
+            conn.client()
+        with pytest.raises(InfraClosedError):
+            conn.async_client()
+        with pytest.raises(InfraClosedError):
+            conn.url()
+        with pytest.raises(InfraClosedError):  # a client handed out before close does not reconnect either
+            first.get(key)
+        with pytest.raises(InfraClosedError):
+            await held_async.get(key)
         await conn.aclose()
-        await conn.aclose()
-        assert await conn.async_client().get(key) == b"kept"
+        assert conn.redacted_url()  # still safe to show
+
+    async def test_async_client_works_from_any_event_loop(self, case: RedisCase) -> None:
+        conn = case.connection
+        key = unique("loops")
+        await conn.async_client().set(key, "0")
+
+        async def bump() -> int:
+            return int(await conn.async_client().incr(key))
+
+        def two_runs() -> list[int]:
+            return [asyncio.run(bump()), asyncio.run(bump())]  # a fresh loop each time
+
+        ran = await asyncio.to_thread(two_runs)  # and a loop in another thread than this test's
+        threads = await asyncio.gather(*(asyncio.to_thread(asyncio.run, bump()) for _ in range(3)))
+        assert sorted([*ran, *threads, await bump()]) == [1, 2, 3, 4, 5, 6]
+        assert len(conn._async_clients) <= 2  # closed loops' clients are dropped, not kept forever
 
 
 # --- in-process servers: fakeredis behind the component's own connection classes ------------------------

@@ -44,6 +44,13 @@ def render_template(template: str, values: Mapping[str, str], *, key: str) -> An
     rendered = _PLACEHOLDER.sub(substitute, template)
     try:
         return json.loads(rendered)
+    except RecursionError:
+        raise ConfigError(
+            "is nested too deeply to parse",
+            key=key,
+            value=template.strip()[:80],
+            fix="write the template as a JSON document of a few levels (a policy or a tag object)",
+        ) from None
     except json.JSONDecodeError as err:
         raise ConfigError(
             f"not valid JSON after placeholder substitution: {err.msg} at line {err.lineno}, column {err.colno}",

@@ -25,8 +25,8 @@ def shown_value(config: InfraConfig, name: str) -> str:
         return ", ".join(str(v) for v in value) or "-"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and "://" in value and not any(c.isspace() for c in value):
-        return redact_url(value)  # an endpoint or Prometheus URL may carry a password too
+    if isinstance(value, str) and ("://" in value or "@" in value):
+        return redact_url(value)  # an endpoint or Prometheus URL may carry a password too, whatever its whitespace
     return str(value)
 
 

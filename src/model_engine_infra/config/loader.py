@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from ..errors import ConfigError, UnknownProviderError
+from ..errors import ConfigError, UnknownProviderError, quote
 from ..providers import HELM_DEFAULT_PROVIDER
 from .keys import edit_distance, nearest
 from .model import ENV_PREFIX, SECRET_ENV_PREFIX, InfraConfig
@@ -102,33 +102,19 @@ def _existing(path: Path, key: str, fix: str) -> Path:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse one YAML file into a mapping; a syntax error names the file and line."""
-    import yaml
+    """Parse one YAML file into a mapping, within the limits of `config.limits` (size, encoding,
+    depth, alias expansion); every failure is a `ConfigError` naming the file (and line)."""
+    from .limits import decode_config_bytes, file_error, load_yaml_text, read_config_bytes  # imports yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read config file: {err.strerror}", key="path", value=str(path)) from err
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(
-            f"YAML does not parse{line}: {problem}",
-            key="path",
-            value=str(path),
-            fix=f"correct the YAML syntax in {path}{line}",
-        ) from err
+    text = decode_config_bytes(read_config_bytes(path), path)
+    doc = load_yaml_text(text, path)
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise ConfigError(
-            f"the top level of a config file must be a mapping, got {type(doc).__name__}",
-            key="path",
-            value=str(path),
-            fix="write the file as `key: value` lines (flat) or as Helm values (config.values.infra...)",
+        raise file_error(
+            path,
+            f"the top level must be a mapping, got {type(doc).__name__}",
+            "write the file as `key: value` lines (flat) or as Helm values (config.values.infra...)",
         )
     return doc
 
@@ -168,6 +154,8 @@ def _is_helm_only(name: str) -> bool:
 def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Setting]:
     settings: dict[str, Setting] = {}
     for name, info in FIELDS.items():
+        if _is_helm_only(name):
+            continue  # MODEL_ENGINE_INFRA_ENV_SECRETS is not a way to set the MODEL_ENGINE_SECRET_* map
         for var in (*info.env, ENV_PREFIX + name.upper()):
             if var in environ and environ[var] != "" and not var.startswith(SECRET_ENV_PREFIX):
                 settings[name] = Setting(_env_value(environ[var], info), var, "env")
@@ -204,6 +192,8 @@ def _normalise(value: Any, info: FieldInfo) -> Any:
         return tuple(value)
     if info.is_text and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # YAML reads an unquoted account id or tag as a number
+    if info.is_text and isinstance(value, str) and "://" in value:
+        return value.strip()  # a URL copied with a trailing newline or space means the URL
     return value
 
 
@@ -217,7 +207,7 @@ def _config_error_from(err: ValidationError, settings: Mapping[str, Setting]) ->
     expected = info.expected if info is not None else "a valid value"
     more = f" ({len(err.errors()) - 1} more problem(s) after this one)" if len(err.errors()) > 1 else ""
     return ConfigError(
-        f"invalid value {shown!r}: {first['msg']}{more}",
+        f"invalid value {quote(shown)}: {first['msg']}{more}",
         key=key,
         value=shown,
         source=setting.source if setting else None,
@@ -225,7 +215,15 @@ def _config_error_from(err: ValidationError, settings: Mapping[str, Setting]) ->
     )
 
 
+#: Near-miss hints are checked for at most this many unknown keys per file: a file of 20,000 unknown
+#: keys must not take a minute to load (real files hold a few dozen keys besides ours).
+MAX_NEAR_MISS_CHECKS = 1000
+#: A hint needs at most this many edits (`keys.nearest`).
+NEAR_MISS_EDITS = 2
+
+
 def _warn_near_misses(doc: Mapping[str, Any], source: str) -> None:
+    budget = MAX_NEAR_MISS_CHECKS
     for namespace, known in known_names_by_namespace().items():
         found, node = (True, doc) if namespace == "" else _lookup(doc, namespace)
         if not found or not isinstance(node, Mapping):
@@ -233,12 +231,15 @@ def _warn_near_misses(doc: Mapping[str, Any], source: str) -> None:
         for written in node:
             if not isinstance(written, str) or written in known or len(written) < 5:
                 continue
-            near = nearest(written, known, limit=2)
+            if budget == 0:
+                return
+            budget -= 1
+            near = nearest(written, known, limit=NEAR_MISS_EDITS)
             if near is not None:
                 where = f"{namespace}.{written}" if namespace else written
                 meant = f"{namespace}.{near}" if namespace else near
                 warnings.warn(
-                    f"{source}: unknown key {where!r} is ignored; did you mean {meant!r}?",
+                    f"{source}: unknown key {quote(where)} is ignored; did you mean {meant!r}?",
                     ConfigWarning,
                     stacklevel=4,
                 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
 from ..image_reference import PUBLIC_DEFAULT_REGISTRY
 from ..providers import DEFAULT_PROVIDER
@@ -31,14 +31,22 @@ def key(
     helm: str | tuple[str, ...] = (),
     env: str | tuple[str, ...] = (),
     secret: bool = False,
+    **bounds: Any,
 ) -> Any:
-    """A config field with its Helm path(s) and environment variable(s) attached."""
+    """A config field with its Helm path(s) and environment variable(s) attached.
+
+    ``bounds`` are pydantic's numeric constraints (``ge``, ``gt``, ``le``, ``lt``): every numeric key
+    has them, so ``-5``, ``0`` or ``nan`` fail at load time naming the key, not at first use.
+    """
     helm_paths = (helm,) if isinstance(helm, str) else helm
     env_vars = (env,) if isinstance(env, str) else env
+    if bounds:
+        bounds.setdefault("allow_inf_nan", False)
     return Field(
         default=default,
         description=doc,
         json_schema_extra={"helm": list(helm_paths), "env": list(env_vars), "secret": secret},
+        **bounds,
     )
 
 
@@ -246,6 +254,8 @@ class InfraConfig(BaseModel):
         None,
         "Celery broker_pool_limit; unset keeps Celery's default (10). 0 is refused on Service Bus.",
         helm=INFRA + "celery_broker_pool_limit",
+        ge=0,
+        le=10_000,
     )
     sqs_profile: str = key("default", "AWS profile for SQS.", helm=LAUNCH + "sqs_profile", env="SQS_PROFILE")
     aws_profile: str | None = key(None, "AWS profile for everything else.", env="AWS_PROFILE")
@@ -275,6 +285,8 @@ class InfraConfig(BaseModel):
         30,
         "Seconds between AMQP keep-alives; keeps Service Bus from dropping idle connections at 300 s.",
         env="SERVICEBUS_KEEP_ALIVE_INTERVAL",
+        ge=1,
+        le=3600,
     )
     servicebus_tier: Literal["standard", "premium"] | None = key(
         None,
@@ -295,7 +307,9 @@ class InfraConfig(BaseModel):
     redis_host: str | None = key(
         None, "Redis host (broker / autoscaler).", helm=(INFRA + "redis_host", "redisHost"), env="REDIS_HOST"
     )
-    redis_port: int = key(6379, "Redis port.", helm=(INFRA + "redis_port", "redisPort"), env="REDIS_PORT")
+    redis_port: int = key(
+        6379, "Redis port.", helm=(INFRA + "redis_port", "redisPort"), env="REDIS_PORT", ge=1, le=65535
+    )
     redis_auth_token: SecretStr | None = key(
         None,
         "Redis AUTH password or token (prefer a Kubernetes secret injected as REDIS_AUTH_TOKEN).",
@@ -322,10 +336,31 @@ class InfraConfig(BaseModel):
         "ElastiCache replication group / serverless cache name for IAM tokens.",
         helm=INFRA + "redis_iam_cache_name",
     )
-    redis_max_connections: int = key(50, "Upper bound of each Redis pool.", helm=INFRA + "redis_max_connections")
-    redis_socket_timeout: float = key(5.0, "Redis socket timeout (s).", helm=INFRA + "redis_socket_timeout")
+    redis_max_connections: int = key(
+        50, "Upper bound of each Redis pool.", helm=INFRA + "redis_max_connections", ge=1, le=100_000
+    )
+    redis_socket_timeout: float = key(
+        2.0,
+        "Seconds to connect to Redis and to wait for each reply; a command's worst case is "
+        "(1 + redis_retries) x (connect + reply) timeouts, see docs/security.md.",
+        helm=INFRA + "redis_socket_timeout",
+        gt=0,
+        le=600,
+    )
+    redis_retries: int = key(
+        1,
+        "How many times a Redis command is retried after a connection error or timeout (one budget per "
+        "command, shared by reconnects and health checks).",
+        helm=INFRA + "redis_retries",
+        ge=0,
+        le=10,
+    )
     redis_health_check_interval: int = key(
-        30, "Seconds between Redis connection health checks.", helm=INFRA + "redis_health_check_interval"
+        30,
+        "Seconds a Redis connection may sit idle before it is PINGed before use; 0 turns the check off.",
+        helm=INFRA + "redis_health_check_interval",
+        ge=0,
+        le=86_400,
     )
     cache_redis_aws_url: SecretStr | None = key(
         None, "Cache Redis URL (AWS).", helm=LAUNCH + "cache_redis_aws_url", secret=True
@@ -379,7 +414,7 @@ class InfraConfig(BaseModel):
         helm=INFRA + "secrets_dir",
     )
     secret_cache_ttl_seconds: float = key(
-        300.0, "How long a fetched secret is cached.", helm=INFRA + "secret_cache_ttl_seconds"
+        300.0, "How long a fetched secret is cached.", helm=INFRA + "secret_cache_ttl_seconds", ge=0, le=86_400
     )
     gcp_project_id: str | None = key(None, "GCP project id.", helm=INFRA + "gcp_project_id", env="GCP_PROJECT_ID")
     prometheus_server_address: str | None = key(
@@ -389,8 +424,12 @@ class InfraConfig(BaseModel):
     )
 
     # --- database engine (carried through for services that share the file) --------------------------
-    db_engine_pool_size: int = key(10, "SQLAlchemy pool size.", helm=INFRA + "db_engine_pool_size")
-    db_engine_max_overflow: int = key(10, "SQLAlchemy max overflow.", helm=INFRA + "db_engine_max_overflow")
+    db_engine_pool_size: int = key(
+        10, "SQLAlchemy pool size (0: no limit).", helm=INFRA + "db_engine_pool_size", ge=0, le=10_000
+    )
+    db_engine_max_overflow: int = key(
+        10, "SQLAlchemy max overflow (-1: no limit).", helm=INFRA + "db_engine_max_overflow", ge=-1, le=10_000
+    )
     db_engine_echo: bool = key(False, "Log SQL statements.", helm=INFRA + "db_engine_echo")
     db_engine_echo_pool: bool = key(False, "Log pool events.", helm=INFRA + "db_engine_echo_pool")
     db_engine_disconnect_strategy: Literal["pessimistic", "optimistic"] = key(
@@ -406,12 +445,22 @@ class InfraConfig(BaseModel):
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``redis_socket_timeout: true`` is a mistake, not 1 second: refuse booleans for numeric keys."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float, int | None, float | None):
+                raise ValueError("expected a number, got true/false")
+        return value
+
     def __repr_args__(self) -> Any:
         """Plain URL values may still carry a password (``http://user:pw@prom``): mask it here too."""
         from ..redact import redact_url
 
         for name, value in super().__repr_args__():
-            if isinstance(value, str) and "://" in value and "@" in value:
+            if isinstance(value, str) and "@" in value:
                 value = redact_url(value)
             yield name, value
 

@@ -26,6 +26,19 @@ class FieldInfo:
     default: Any
     doc: str
     annotation: Any
+    #: numeric bounds as pydantic constraints: (("ge", 1), ("le", 65535)); empty for other keys
+    bounds: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def range_text(self) -> str:
+        """The bounds in words, e.g. ``from 1 to 65535`` or ``above 0, at most 600``; empty without bounds."""
+        limits = dict(self.bounds)
+        low = f"from {limits['ge']}" if "ge" in limits else f"above {limits['gt']}" if "gt" in limits else ""
+        high = f"to {limits['le']}" if "le" in limits else f"below {limits['lt']}" if "lt" in limits else ""
+        if low.startswith("above") and high:
+            high = "at most " + high[3:] if high.startswith("to ") else high
+            return f"{low}, {high}"
+        return " ".join(part for part in (low, high) if part)
 
     @property
     def is_sequence(self) -> bool:
@@ -49,13 +62,14 @@ class FieldInfo:
         if choices:
             return "one of " + ", ".join(repr(c) for c in choices)
         base = _base_type(ann)
-        return {
+        words: str = {
             int: "a whole number",
             float: "a number",
             bool: "true or false",
             tuple: "a list of strings",
             dict: "a mapping",
         }.get(base, "a string")  # type: ignore[call-overload]
+        return f"{words} {self.range_text}" if self.bounds else words
 
     @property
     def type_name(self) -> str:
@@ -64,6 +78,8 @@ class FieldInfo:
             return " | ".join(str(c) for c in choices)
         base = _base_type(self.annotation)
         name = {SecretStr: "secret string", tuple: "list[str]"}.get(base, getattr(base, "__name__", str(base)))
+        if self.bounds:
+            name = f"{name}, {self.range_text}"
         return f"{name} (optional)" if _is_optional(self.annotation) else str(name)
 
 
@@ -107,8 +123,20 @@ def _build_fields() -> dict[str, FieldInfo]:
             default=field.default,
             doc=field.description or "",
             annotation=field.annotation,
+            bounds=_bounds(field.metadata),
         )
     return fields
+
+
+def _bounds(metadata: list[Any]) -> tuple[tuple[str, Any], ...]:
+    """The numeric constraints pydantic keeps in a field's metadata (annotated-types ``Ge``, ``Le``...)."""
+    found = []
+    for item in metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            value = getattr(item, name, None)
+            if value is not None and type(item).__name__.lower() == name:
+                found.append((name, value))
+    return tuple(found)
 
 
 FIELDS: dict[str, FieldInfo] = _build_fields()

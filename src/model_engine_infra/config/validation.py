@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, UnknownProviderError
+from ..errors import ConfigError, UnknownProviderError, quote
 from ..redact import redact_url
+from .first_use import check_first_use_values
 from .keys import fail as _fail
 from .keys import key_path, nearest
 from .model import InfraConfig
@@ -34,7 +35,7 @@ def validate(config: InfraConfig) -> None:
     from ..checks import check
 
     _check_provider(config)
-    _check_positive(config)
+    check_first_use_values(config)
     _check_urls(config)
     _check_cache_redis(config)
     _check_broker_pool(config)
@@ -51,21 +52,12 @@ def _check_provider(config: InfraConfig) -> None:
     hint = f"did you mean {near!r}? " if near else ""
     source = config.source_of("cloud_provider")
     raise UnknownProviderError(
-        f"unknown cloud provider {config.cloud_provider!r}",
+        f"unknown cloud provider {quote(config.cloud_provider)}",
         key=key_path(config, "cloud_provider"),
         value=config.cloud_provider,
         source=source.rsplit(":", 1)[0],
         fix=f"{hint}use one of {', '.join(sorted(known))}, or install the plugin that provides it",
     )
-
-
-def _check_positive(config: InfraConfig) -> None:
-    for name in ("redis_port", "servicebus_keep_alive_interval", "redis_max_connections"):
-        value = getattr(config, name)
-        if value <= 0:
-            raise _fail(config, name, f"must be a positive whole number, got {value}", "set a value above 0")
-    if not config.redis_port <= 65535:
-        raise _fail(config, "redis_port", f"{config.redis_port} is not a TCP port", "use a port from 1 to 65535")
 
 
 def _check_urls(config: InfraConfig) -> None:

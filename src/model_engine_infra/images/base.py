@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ImageBuildNotSupportedError, InvalidImageReferenceError
+from ..lifecycle import Closeable
 from .reference import (
     is_relative_repository,
     parse_prefix,
@@ -16,7 +17,7 @@ from .reference import (
 )
 
 
-class DockerRepository(ABC):
+class DockerRepository(Closeable, ABC):
     """Answers whether an image exists — never guessing: unreachable or unauthorised raise."""
 
     def __init__(self, docker_repo_prefix: str) -> None:

@@ -275,11 +275,18 @@ def docker_config_login(path: str, host: str) -> Credentials | None:
             value=path,
             fix="point registry_auth_file at a Docker config JSON (e.g. a mounted .dockerconfigjson)",
         ) from None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
         raise ConfigError(
             f"{path} is not JSON", key="registry_auth_file", value=path, fix="use a Docker config JSON file"
         ) from None
-    auths = document.get("auths") or {}
+    auths = (document.get("auths") or {}) if isinstance(document, dict) else None
+    if not isinstance(auths, dict):
+        raise ConfigError(
+            f'{path} is not a Docker config: it needs an object with an "auths" object',
+            key="registry_auth_file",
+            value=path,
+            fix='use a Docker config JSON file ({"auths": {"registry.example.com": {"auth": "..."}}})',
+        )
     entry = None
     for name, value in auths.items():
         netloc = urlsplit(name).netloc if "://" in name else name.split("/", 1)[0]

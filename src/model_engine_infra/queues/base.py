@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import InvalidQueueNameError, QueueNotFoundError
+from ..lifecycle import Closeable
 
 QUEUE_NAME_PREFIX = "launch-endpoint-id-"
 #: How many single reads `get_queue_attributes_many` runs at once where a broker has no bulk read.
@@ -53,7 +54,7 @@ class QueueAttributes:
     endpoint_created_by: str | None = None
 
 
-class QueueEndpointResourceDelegate(ABC):
+class QueueEndpointResourceDelegate(Closeable, ABC):
     """Creates, inspects and deletes the queue behind an async endpoint.
 
     Contract: create twice is idempotent; delete of a missing queue is a no-op; attributes of a

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -75,6 +75,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _describe_connection(client_for_loop: Any) -> str:
+    """``host:port/db`` of a `RedisConnection`'s target, from the bound method's owner (no client built)."""
+    owner = getattr(client_for_loop, "__self__", None)
+    target = getattr(getattr(owner, "source", None), "target", None)
+    if target is None:
+        return "redis"
+    return f"unix:{target.path}" if target.scheme == "unix" else f"{target.host}:{target.port}/{target.db}"
+
+
 def _describe(client: Any) -> str:
     """``host:port/db`` of the client's pool; never the password."""
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
@@ -93,16 +102,27 @@ class _Batch:
 
 
 class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
-    """Endpoint queues as Celery redis-transport lists on an injected ``redis.asyncio.Redis``."""
+    """Endpoint queues as Celery redis-transport lists.
+
+    ``client`` is a ``redis.asyncio.Redis``, or a callable returning the running loop's client
+    (`RedisConnection.async_client`): with the callable the delegate works from any event loop
+    (``asyncio.run`` twice, a loop per test or per thread), since an asyncio pool belongs to one loop.
+    """
 
     broker_name: ClassVar[str] = "Redis"
     max_queue_name_length: ClassVar[int] = 255
 
-    def __init__(self, client: Redis, *, priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS) -> None:
-        self._client = client
+    def __init__(
+        self, client: Redis | Callable[[], Redis], *, priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS
+    ) -> None:
+        self._client_for_loop: Callable[[], Redis] = client if callable(client) else (lambda: client)
         self._priority_steps = priority_steps
-        self._where = _describe(client)
+        self._where = _describe(client) if not callable(client) else _describe_connection(client)
         self._batch: _Batch | None = None
+
+    @property
+    def _client(self) -> Redis:
+        return self._client_for_loop()
 
     def __repr__(self) -> str:
         return f"RedisQueueEndpointResourceDelegate({self._where!r})"
@@ -310,4 +330,4 @@ def _route_targets(exchange: str, routing_key: str, bindings: set[str]) -> set[s
 
 
 def build_delegate(config: InfraConfig, infra: Infra) -> RedisQueueEndpointResourceDelegate:
-    return RedisQueueEndpointResourceDelegate(infra.redis.async_client())
+    return RedisQueueEndpointResourceDelegate(infra.redis.async_client)

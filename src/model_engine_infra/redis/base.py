@@ -5,9 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from ..lifecycle import Closeable
 
-class RedisConnection(ABC):
+
+class RedisConnection(Closeable, ABC):
     """Hands out the process's Redis clients; never bakes a token into a URL it uses itself."""
+
+    usable_after_close = frozenset({"redacted_url"})  # reprs and error messages show it
 
     @abstractmethod
     def client(self) -> Any:

@@ -9,22 +9,23 @@ backoff, and a refused token is replaced before the retry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 import redis.asyncio.connection
-import redis.asyncio.retry
 import redis.connection
 from redis.auth.token import SimpleToken
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
 
-from ..errors import InfraError, RedisUnavailableError
+from ..errors import InfraClosedError, InfraError, RedisUnavailableError
 from .base import RedisConnection
+from .bounded import AsyncBoundedRedis, AsyncBudgetRetry, BoundedRedis, BudgetRetry, worst_case_seconds
 from .credentials import (
     RedisAuthenticationError,
     RefreshingCredentialProvider,
@@ -148,15 +149,26 @@ class AsyncTokenUnixConnection(_AsyncReportRejection, redis.asyncio.UnixDomainSo
     pass
 
 
+def _closed_error(where: str) -> InfraClosedError:
+    return InfraClosedError(
+        f"the Redis connection to {where} was closed (Infra.close()); build a new Infra (or connection) to reconnect"
+    )
+
+
 class TokenBlockingPool(redis.BlockingConnectionPool):
     """A blocking pool whose connections re-authenticate at checkout or release once a new token is pending.
 
     redis-py's async pools re-authenticate on release through their event dispatcher; the sync
     blocking pool does not, so this one does it on both ends, always in the thread that holds the
-    connection (the refresher only marks connections, it never touches their sockets).
+    connection (the refresher only marks connections, it never touches their sockets). Once its
+    owner closes it, checking a connection out raises `InfraClosedError` instead of reconnecting.
     """
 
+    closed_by_owner = False
+
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self.closed_by_owner:
+            raise _closed_error(_where_kwargs(self.connection_kwargs))
         connection = super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         _apply_pending_reauth(connection)
         return connection
@@ -164,6 +176,21 @@ class TokenBlockingPool(redis.BlockingConnectionPool):
     def release(self, connection: Any) -> None:
         _apply_pending_reauth(connection)
         super().release(connection)  # type: ignore[no-untyped-call]
+
+
+class AsyncTokenBlockingPool(redis.asyncio.BlockingConnectionPool):
+    """The async pool of one event loop; refuses checkouts with `InfraClosedError` once its owner closed it."""
+
+    closed_by_owner = False
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self.closed_by_owner:
+            raise _closed_error(_where_kwargs(self.connection_kwargs))
+        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _where_kwargs(kwargs: dict[str, Any]) -> str:
+    return str(kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}")
 
 
 def _apply_pending_reauth(connection: Any) -> None:
@@ -180,15 +207,20 @@ def _apply_pending_reauth(connection: Any) -> None:
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """Pool limits and timeouts; `from_config` reads the ``redis_*`` keys."""
+    """Pool limits and timeouts; `from_config` reads the ``redis_*`` keys.
+
+    One command makes at most ``1 + retries`` attempts in all (see `redis.bounded`); its worst case
+    is `worst_case_seconds`. ``pool_timeout`` (waiting for a free pooled connection) defaults to
+    that worst case: no longer than one command may hold a connection.
+    """
 
     max_connections: int = 50
-    socket_timeout: float = 5.0
+    socket_timeout: float = 2.0
     health_check_interval: int = 30
-    retries: int = 3
+    retries: int = 1
     backoff_base: float = 0.05
-    backoff_cap: float = 1.0
-    pool_timeout: float = 20.0
+    backoff_cap: float = 0.1
+    pool_timeout: float | None = None
 
     @classmethod
     def from_config(cls, config: InfraConfig) -> PoolSettings:
@@ -196,7 +228,16 @@ class PoolSettings:
             max_connections=config.redis_max_connections,
             socket_timeout=config.redis_socket_timeout,
             health_check_interval=config.redis_health_check_interval,
+            retries=config.redis_retries,
         )
+
+    def worst_case_seconds(self, *, silent: bool = False) -> float:
+        """The longest one command can take; ``silent``: against a server that accepts and never answers."""
+        return worst_case_seconds(self.socket_timeout, self.retries, self.backoff_cap, silent=silent)
+
+    @property
+    def checkout_timeout(self) -> float:
+        return self.pool_timeout if self.pool_timeout is not None else self.worst_case_seconds()
 
 
 class ManagedRedisConnection(RedisConnection):
@@ -219,7 +260,12 @@ class ManagedRedisConnection(RedisConnection):
         self._remove_listener = provider.add_listener(self._on_new_token) if provider else None
         self._lock = threading.Lock()
         self._client: redis.Redis | None = None
-        self._async_client: redis.asyncio.Redis | None = None
+        # One async client per event loop: an asyncio pool belongs to the loop that made its connections.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._async_outside_loop: redis.asyncio.Redis | None = None
+        self._pending_disconnects: set[Any] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -236,31 +282,47 @@ class ManagedRedisConnection(RedisConnection):
         return self.source.target
 
     def client(self) -> redis.Redis:
-        """The sync client, built once; after `close` a new pool is built (the component reopens)."""
-        if self._client is None:
+        """The sync client, built once. After `close` it raises `InfraClosedError` (it never reopens)."""
+        client = self._client
+        if client is None or self._closed:
             with self._lock:
-                self._reopen()
+                self._ensure_open()
                 if self._client is None:
                     options: dict[str, Any] = dict(redis.connection.parse_url(self._pool_url()))  # type: ignore[no-untyped-call]
                     options.update(self._pool_kwargs(asynchronous=False))
                     pool = TokenBlockingPool(**options)  # type: ignore[no-untyped-call]
-                    self._client = redis.Redis(connection_pool=pool)
-        return self._client
+                    self._client = BoundedRedis(connection_pool=pool)
+                client = self._client
+        return client
 
     def async_client(self) -> redis.asyncio.Redis:
-        """The async client; its pool binds to the event loop that first uses it (one loop per process)."""
-        if self._async_client is None:
-            with self._lock:
-                self._reopen()
-                if self._async_client is None:
-                    options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(self._pool_url()))
-                    options.update(self._pool_kwargs(asynchronous=True))
-                    pool = redis.asyncio.BlockingConnectionPool(**options)
-                    self._async_client = redis.asyncio.Redis(connection_pool=pool)
-        return self._async_client
+        """The async client of the running event loop: one per loop, so any loop may use the component.
+
+        ``asyncio.run`` twice, a loop per test or a loop per thread each get their own pool; a loop's
+        client is dropped once that loop is closed. Called outside any loop, it returns one client
+        that binds to the first loop using it (prefer calling it inside the loop).
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lock:
+            self._ensure_open()
+            self._drop_closed_loops()
+            client = self._async_clients.get(loop) if loop is not None else self._async_outside_loop
+            if client is None:
+                options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(self._pool_url()))
+                options.update(self._pool_kwargs(asynchronous=True))
+                client = AsyncBoundedRedis(connection_pool=AsyncTokenBlockingPool(**options))
+                if loop is None:
+                    self._async_outside_loop = client
+                else:
+                    self._async_clients[loop] = client
+            return client
 
     def url(self) -> str:
         """A URL with the current credentials, for tools that need one: it stops working when they expire."""
+        self._ensure_open()
         if self._provider is None:
             return self.source.target.url()
         token = self._provider.current_token()
@@ -272,42 +334,82 @@ class ManagedRedisConnection(RedisConnection):
     def redacted_url(self) -> str:
         return self.source.target.redacted_url(self._provider is not None)
 
-    def close(self) -> None:
-        """Disconnect the sync pool and release the shared provider; see `aclose` for the async pool.
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
-        Idempotent. A later `client()` or `async_client()` reopens: new pool, provider acquired again.
+    def close(self) -> None:
+        """Close every pool and release the shared provider; afterwards every use raises `InfraClosedError`.
+
+        Idempotent. Async pools are disconnected on their own loop when it still runs (scheduled
+        there), dropped when their loop is closed; `aclose` awaits the current loop's pool instead.
         """
         with self._lock:
-            client, self._client = self._client, None
             if self._closed:
                 return
             self._closed = True
+            client, self._client = self._client, None
+            async_clients = self._take_async_clients()
         if client is not None:
-            client.connection_pool.disconnect()
+            pool: Any = client.connection_pool
+            pool.closed_by_owner = True
+            pool.disconnect()
+        for loop, async_client in async_clients:
+            self._disconnect_on_its_loop(loop, async_client)
         if self._remove_listener is not None:
             self._remove_listener()
         if self._shared:
             release_shared(self.source.key)
 
     async def aclose(self) -> None:
-        """Close the async pool (on its event loop), then everything `close` does."""
-        client, self._async_client = self._async_client, None
-        if client is not None:
-            await client.connection_pool.disconnect()
+        """Close the running loop's async pool (awaited), then everything `close` does."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            current = self._async_clients.pop(loop, None)
+        if current is not None:
+            pool: Any = current.connection_pool
+            pool.closed_by_owner = True
+            await pool.disconnect()
         self.close()
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _reopen(self) -> None:
-        """Undo `close` before building a pool (caller holds the lock): provider and re-auth listener back."""
-        if not self._closed:
-            return
-        self._closed = False
-        if self._shared and self.source.tokens is not None:
-            tokens = self.source.tokens
-            self._provider = acquire_shared(self.source.key, lambda: RefreshingCredentialProvider(tokens))
-        if self._provider is not None:
-            self._remove_listener = self._provider.add_listener(self._on_new_token)
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise _closed_error(self.redacted_url())
+
+    def _drop_closed_loops(self) -> None:
+        """Forget the clients of loops that are closed (caller holds the lock); their sockets close when collected."""
+        for loop in [loop for loop in list(self._async_clients) if loop.is_closed()]:
+            client = self._async_clients.pop(loop, None)
+            if client is not None:
+                pool: Any = client.connection_pool
+                pool.closed_by_owner = True
+
+    def _take_async_clients(self) -> list[tuple[asyncio.AbstractEventLoop | None, redis.asyncio.Redis]]:
+        taken: list[tuple[asyncio.AbstractEventLoop | None, redis.asyncio.Redis]] = list(self._async_clients.items())
+        self._async_clients.clear()
+        if self._async_outside_loop is not None:
+            taken.append((None, self._async_outside_loop))
+            self._async_outside_loop = None
+        return taken
+
+    def _disconnect_on_its_loop(self, loop: asyncio.AbstractEventLoop | None, client: redis.asyncio.Redis) -> None:
+        """Disconnect an async pool from synchronous code: on its loop if that loop still runs."""
+        pool: Any = client.connection_pool
+        pool.closed_by_owner = True
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return  # nothing can await it any more; the sockets close when the pool is collected
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task = loop.create_task(pool.disconnect())
+            self._pending_disconnects.add(task)
+            task.add_done_callback(self._pending_disconnects.discard)
+        else:
+            asyncio.run_coroutine_threadsafe(pool.disconnect(), loop)
 
     def _pool_url(self) -> str:
         """The target without credentials; with a provider the user name comes from it, not the URL."""
@@ -318,17 +420,17 @@ class ManagedRedisConnection(RedisConnection):
         target = self.source.target
         backoff = ExponentialWithJitterBackoff(base=settings.backoff_base, cap=settings.backoff_cap)
         if asynchronous:
-            retry: Any = redis.asyncio.retry.Retry(backoff, settings.retries)
+            retry: Any = AsyncBudgetRetry(backoff, settings.retries)
             classes: tuple[type, type, type] = (AsyncTokenConnection, AsyncTokenSSLConnection, AsyncTokenUnixConnection)
         else:
-            retry = Retry(backoff, settings.retries)
+            retry = BudgetRetry(backoff, settings.retries)
             classes = (TokenConnection, TokenSSLConnection, TokenUnixConnection)
         plain, ssl, unix = classes
         connection_class = unix if target.scheme == "unix" else ssl if target.tls else plain
         kwargs: dict[str, Any] = {
             "connection_class": connection_class,
             "max_connections": settings.max_connections,
-            "timeout": settings.pool_timeout,
+            "timeout": settings.checkout_timeout,
             "socket_timeout": settings.socket_timeout,
             "socket_connect_timeout": settings.socket_timeout,
             "health_check_interval": settings.health_check_interval,
@@ -347,8 +449,10 @@ class ManagedRedisConnection(RedisConnection):
         client = self._client
         if client is not None:
             _reauth_blocking_pool(client.connection_pool, reauth)
-        async_client = self._async_client
-        if async_client is not None:
+        async_clients = [*self._async_clients.values(), self._async_outside_loop]
+        for async_client in async_clients:
+            if async_client is None:
+                continue
             apool: Any = async_client.connection_pool
             for conn in [*apool._available_connections, *apool._in_use_connections]:
                 conn.set_re_auth_token(reauth)  # applied by redis-py when the connection is released

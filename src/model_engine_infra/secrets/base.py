@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import SecretError
+from ..lifecycle import Closeable
 
 
-class SecretStore(ABC):
+class SecretStore(Closeable, ABC):
     store_name: str = "secret store"
 
     @abstractmethod

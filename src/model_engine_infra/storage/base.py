@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from ..errors import ObjectNotFoundError, StorageError
+from ..lifecycle import Closeable
 from .paths import safe_join
 from .uploads import DEFAULT_UPLOAD_CONCURRENCY, UploadItem, plan_uploads, run_uploads
 
@@ -40,7 +41,7 @@ class ObjectInfo:
     version: str | None = None
 
 
-class FilesystemGateway(ABC):
+class FilesystemGateway(Closeable, ABC):
     """Streaming open, signed URLs and the few file operations the control plane needs."""
 
     @abstractmethod
@@ -65,7 +66,7 @@ class FilesystemGateway(ABC):
         """Release clients; the default holds none."""
 
 
-class LLMArtifactGateway(ABC):
+class LLMArtifactGateway(Closeable, ABC):
     """Model artifacts: listing, safe parallel downloads, fine-tuned weights, model config."""
 
     def __init__(self, *, fine_tuned_weights_prefix: str) -> None:

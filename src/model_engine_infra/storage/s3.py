@@ -26,7 +26,7 @@ from ..errors import (
     StoragePermissionError,
     StorageUnavailableError,
 )
-from ..redact import redact_url
+from ..redact import redact_text, redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .local import check_signing
 from .store import Store
@@ -47,7 +47,14 @@ _CHECKSUM_FIELDS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "Che
 
 
 def make_client(config: InfraConfig) -> Any:
-    """The one S3 client: region ``default_region``, ``s3_endpoint_url`` with path-style addressing."""
+    """The one S3 client: region ``default_region``, ``s3_endpoint_url`` with path-style addressing.
+
+    The endpoint is checked first (no user-info, a host botocore accepts), so a URL with a password
+    never reaches botocore, its errors or its DEBUG log.
+    """
+    from ..config.first_use import check_sdk_endpoint
+
+    check_sdk_endpoint(config, "s3_endpoint_url")
     style = config.s3_addressing_style or ("path" if config.s3_endpoint_url else None)
     boto_config = BotoConfig(
         region_name=config.default_region,
@@ -62,7 +69,14 @@ def make_client(config: InfraConfig) -> Any:
         raise ConfigError(
             "no such AWS profile", key="aws_profile", value=config.aws_profile, fix="name a profile in ~/.aws/config"
         ) from err
-    return session.client("s3", endpoint_url=config.s3_endpoint_url, config=boto_config)
+    try:
+        return session.client("s3", endpoint_url=config.s3_endpoint_url, config=boto_config)
+    except ValueError as err:  # botocore's own endpoint and region checks (InvalidRegionError is one)
+        raise ConfigError(
+            f"botocore refused the S3 client settings: {redact_text(str(err))}",
+            key="s3_endpoint_url" if config.s3_endpoint_url else "default_region",
+            fix="set s3_endpoint_url to http(s)://host[:port] with a DNS host name, and default_region like us-east-1",
+        ) from None
 
 
 def translate(err: BaseException, uri: str, endpoint: str | None = None) -> StorageError | None:

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..lifecycle import Closeable
+
 
 class TaskStatus(str, enum.Enum):
     PENDING = "PENDING"
@@ -32,7 +34,7 @@ class TaskState:
     traceback: str | None = None
 
 
-class TaskQueueGateway(ABC):
+class TaskQueueGateway(Closeable, ABC):
     @abstractmethod
     def send_task(
         self,

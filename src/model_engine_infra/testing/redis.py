@@ -7,8 +7,10 @@ fails against it). For credential rotation against a real server use `rotate_acl
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from ..errors import InfraClosedError
 from ..redis.base import RedisConnection
 from ..redis.tokens import Token
 
@@ -53,7 +56,10 @@ class InMemoryRedisConnection(RedisConnection):
         self.server = server or fakeredis.FakeServer()
         self._provider = credential_provider
         self._client: redis.Redis | None = None
-        self._async_client: redis.asyncio.Redis | None = None
+        # like ManagedRedisConnection: one async client per event loop, so any loop may use it
+        self._async_clients: weakref.WeakKeyDictionary[Any, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
+        self._async_outside_loop: redis.asyncio.Redis | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return "InMemoryRedisConnection()"
@@ -63,14 +69,32 @@ class InMemoryRedisConnection(RedisConnection):
         return self._provider
 
     def client(self) -> redis.Redis:
+        self._ensure_open()
         if self._client is None:
             self._client = fakeredis.FakeRedis(server=self.server, protocol=2)
         return self._client
 
     def async_client(self) -> redis.asyncio.Redis:
-        if self._async_client is None:
-            self._async_client = fakeredis.FakeAsyncRedis(server=self.server, protocol=2)
-        return self._async_client
+        """The running loop's client (one per loop); outside a loop, one that binds to its first loop."""
+        self._ensure_open()
+        try:
+            loop: Any = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        for closed in [old for old in list(self._async_clients) if old.is_closed()]:
+            del self._async_clients[closed]
+        client = self._async_clients.get(loop) if loop is not None else self._async_outside_loop
+        if client is None:
+            client = fakeredis.FakeAsyncRedis(server=self.server, protocol=2)
+            if loop is None:
+                self._async_outside_loop = client
+            else:
+                self._async_clients[loop] = client
+        return client
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise InfraClosedError("the in-memory Redis connection was closed; build a new one")
 
     def url(self) -> str:
         """A placeholder URL: nothing listens there; fakeredis lives in this process only."""
@@ -80,9 +104,12 @@ class InMemoryRedisConnection(RedisConnection):
         return FAKE_URL
 
     def close(self) -> None:
+        self._closed = True
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._async_clients.clear()
+        self._async_outside_loop = None
 
 
 class ScriptedTokenSource:

@@ -6,6 +6,8 @@ PTTL, LPUSH, LTRIM and PEXPIRE are checked against the real thing; outages go th
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -14,10 +16,9 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from model_engine_infra.autoscaling.redis import RedisInferenceAutoscalingMetricsGateway, build_gateway, redis_key
-from model_engine_infra.config.model import InfraConfig
+from model_engine_infra import InfraConfig, build_infra
+from model_engine_infra.autoscaling.redis import RedisInferenceAutoscalingMetricsGateway, redis_key
 from model_engine_infra.errors import BrokerUnavailableError
-from model_engine_infra.redis.connection import connection_from_config
 from model_engine_infra.testing.conformance.autoscaling import (
     AutoscalingTarget,
     RedisAutoscalingMetricsConformance,
@@ -55,24 +56,23 @@ class TestRedisAutoscalingMetricsOnRedisServer(RedisAutoscalingMetricsConformanc
         await target.gateway.close()
 
 
-async def test_the_deployments_redis_connection_carries_the_metric(
+def test_the_deployments_redis_connection_carries_the_metric_from_any_loop(
     redis_server: RunningServer, sync_client: redis.Redis
 ) -> None:
-    """``build_gateway`` on the connection a deployment builds from its config (``redis_host``/``redis_port``)."""
+    """``infra.autoscaling_metrics`` as a deployment builds it (``redis_host``/``redis_port``), from three loops."""
     config = InfraConfig(cloud_provider="onprem", redis_host=redis_server.host, redis_port=redis_server.port)
-    connection = connection_from_config(config)
-
-    class _Infra:
-        redis = connection
-
-    gateway = build_gateway(config, _Infra())  # type: ignore[arg-type]
-    assert gateway.timeout == config.redis_socket_timeout
-    endpoint_id = new_endpoint_id()
-    await gateway.emit_prewarm_metric(endpoint_id)
-    await gateway.emit_inference_autoscaling_metric(endpoint_id)
-    assert sync_client.lrange(redis_key(endpoint_id), 0, -1) == [b"1"]
-    assert sync_client.ttl(redis_key(endpoint_id)) > 3590
-    await connection.aclose()
+    with build_infra(config) as infra:
+        gateway = infra.autoscaling_metrics
+        assert isinstance(gateway, RedisInferenceAutoscalingMetricsGateway)
+        assert gateway.timeout == config.redis_socket_timeout
+        endpoint_id = new_endpoint_id()
+        asyncio.run(gateway.emit_prewarm_metric(endpoint_id))
+        asyncio.run(gateway.emit_inference_autoscaling_metric(endpoint_id))
+        thread = threading.Thread(target=lambda: asyncio.run(gateway.emit_inference_autoscaling_metric(endpoint_id)))
+        thread.start()
+        thread.join(30)
+        assert sync_client.lrange(redis_key(endpoint_id), 0, -1) == [b"1"]
+        assert sync_client.ttl(redis_key(endpoint_id)) > 3590
 
 
 @pytest.mark.parametrize("condition", ["refuse", "cut"])

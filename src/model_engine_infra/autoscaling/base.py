@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import InvalidQueueNameError
+from ..lifecycle import Closeable
 
 __all__ = [
     "EXPIRY_SECONDS",
@@ -62,13 +63,14 @@ class AutoscalingMetric:
     expires_in: float | None
 
 
-class InferenceAutoscalingMetricsGateway(ABC):
+class InferenceAutoscalingMetricsGateway(Closeable, ABC):
     """Emits the signal KEDA scales async endpoints from (llm-engine's interface of the same name).
 
     Contract: an emit never shortens what an earlier, longer emit set (a prewarm's hour survives
     the inference requests inside it); an unreachable broker raises `BrokerUnavailableError` within
     the backend's timeout, never hangs; an invalid endpoint id raises `InvalidQueueNameError` before
-    any call. Every method may be awaited from any event loop.
+    any call. Every method may be awaited from any event loop. After ``close()`` every call raises
+    `InfraClosedError`.
     """
 
     backend_name: ClassVar[str] = "broker"

@@ -29,7 +29,7 @@ from ...autoscaling.base import (
     AutoscalingMetric,
     InferenceAutoscalingMetricsGateway,
 )
-from ...errors import BrokerUnavailableError, InvalidQueueNameError, QueueNotFoundError
+from ...errors import BrokerUnavailableError, InfraClosedError, InvalidQueueNameError, QueueNotFoundError
 
 #: Slack for the time a test itself takes between an emit and looking at the broker.
 SLACK_SECONDS = 5.0
@@ -228,6 +228,16 @@ class AutoscalingMetricsConformance:
                     await asyncio.wait_for(call(endpoint_id), HANG_GUARD_SECONDS)
         finally:
             await gateway.close()
+
+    @pytest.mark.asyncio
+    async def test_a_closed_gateway_refuses_every_call(self, autoscaling_target: AutoscalingTarget) -> None:
+        gateway = autoscaling_target.gateway
+        endpoint_id = await self._ready(autoscaling_target)
+        await gateway.close()
+        await gateway.close()  # twice is fine
+        for call in (gateway.emit_inference_autoscaling_metric, gateway.read_metric, gateway.delete_resources):
+            with pytest.raises(InfraClosedError):
+                await call(endpoint_id)
 
     @pytest.mark.asyncio
     async def test_works_from_any_event_loop(self, autoscaling_target: AutoscalingTarget) -> None:

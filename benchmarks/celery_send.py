@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
+from model_engine_infra.testing.queues import declare_queue
 from model_engine_infra.testing.servers import start_redis
 
 QUEUE = "bench-q"
@@ -36,6 +37,7 @@ def redis_figures(count: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as folder, start_redis(folder) as server:
         config = InfraConfig(cloud_provider="onprem", redis_host="127.0.0.1", celery_backend_protocol="redis")
         gateway = CeleryTaskQueueGateway.from_config(config, redis=server.url)
+        declare_queue(gateway, QUEUE)  # send_task refuses queues nobody created
         app = gateway.app
         body = (ARGS, {}, dict.fromkeys(("callbacks", "errbacks", "chain", "chord")))
         content_type, content_encoding, data = dumps(body, serializer="json")
@@ -103,6 +105,7 @@ def servicebus_figures() -> None:
         namespace = FakeServiceBusNamespace("bench-ns")
         with patch_kombu_servicebus(namespace):
             gateway = CeleryTaskQueueGateway.from_config(config, **overrides)
+            declare_queue(gateway, "sb-q")
             gateway.send_task(TASK, "sb-q", args=ARGS)
             opened, clients = namespace.stats.connections_opened, namespace.stats.clients_created
             for _ in range(100):

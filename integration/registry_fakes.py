@@ -50,6 +50,7 @@ class TokenServer:
         self.refresh_tokens: set[str] = set()
         self.token_requests = 0
         self.exchanges = 0
+        self.authorizations: list[str] = []  # every Authorization header it received (leak checks)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token-signer")])
         now = dt.datetime.now(dt.timezone.utc)
@@ -124,6 +125,8 @@ class TokenServer:
                     self._reply(404, {})
                     return
                 header = self.headers.get("Authorization", "")
+                if header:
+                    server.authorizations.append(header)
                 if not header.startswith("Basic "):
                     self._reply(401, {"details": "anonymous access denied"})
                     return

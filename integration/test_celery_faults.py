@@ -23,6 +23,7 @@ import pytest
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.errors import BrokerUnavailableError
 from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
+from model_engine_infra.testing.queues import declare_queue
 from model_engine_infra.testing.servers import RunningServer, free_port
 from model_engine_infra.testing.servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
 
@@ -82,6 +83,7 @@ def test_redis_crash_during_5000_publishes(durable_redis: DurableRedis) -> None:
 
     config = InfraConfig(cloud_provider="onprem", redis_host="127.0.0.1", celery_backend_protocol="redis")
     gateway = CeleryTaskQueueGateway.from_config(config, redis=f"redis://127.0.0.1:{durable_redis.port}/0")
+    declare_queue(gateway, "fault-q")  # what the worker consuming it does
     sent: list[str] = []
     refused = 0
     slowest = 0.0
@@ -131,18 +133,21 @@ def servicebus_gateway() -> CeleryTaskQueueGateway:
     config = InfraConfig(
         cloud_provider="azure", servicebus_namespace="faults-ns", celery_backend_protocol="redis", redis_host="r"
     )
-    return CeleryTaskQueueGateway.from_config(config)
+    gateway = CeleryTaskQueueGateway.from_config(config)
+    declare_queue(gateway, "sb-q")
+    return gateway
 
 
 def test_100_sends_build_one_client(namespace: FakeServiceBusNamespace) -> None:
     gateway = servicebus_gateway()
+    credentials = namespace.stats.credentials_created  # the queue's declaration (a worker's job) made one
     gateway.send_task("tasks.predict", "sb-q", args=[0])  # warm-up: credential, client, sender
     before = (namespace.stats.clients_created, namespace.stats.connections_opened, namespace.stats.senders_created)
     for i in range(100):
         gateway.send_task("tasks.predict", "sb-q", args=[i])
     after = (namespace.stats.clients_created, namespace.stats.connections_opened, namespace.stats.senders_created)
     assert before == after == (1, 1, 1)
-    assert namespace.stats.credentials_created == 1
+    assert namespace.stats.credentials_created == credentials + 1
     assert len(namespace.message_bodies("sb-q")) == 101
 
 
@@ -186,6 +191,7 @@ def test_without_keep_alive_the_drop_still_costs_one_retry(namespace: FakeServic
         redis_host="r",
     )
     gateway = CeleryTaskQueueGateway.from_config(config)
+    declare_queue(gateway, "sb-q")
     gateway.send_task("tasks.predict", "sb-q", args=[0])
     namespace.clock.advance(301)
     gateway.send_task("tasks.predict", "sb-q", args=[1])

@@ -510,3 +510,36 @@ def test_https_registry_with_a_private_ca(tmp_path: Path) -> None:
                 untrusted.image_exists("1.0", "secure/app")
         finally:
             untrusted.close()
+
+
+# --- a token realm on another host (issue 14) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def foreign_realm_registry(
+    tmp_path_factory: pytest.TempPathFactory, token_server: TokenServer
+) -> Iterator[RunningServer]:
+    """A real registry we reach as 127.0.0.1 whose challenge names its token server as ``localhost``:
+    another host as far as the client can tell."""
+    auth = {**token_server.registry_auth(), "realm": token_server.realm.replace("127.0.0.1", "localhost")}
+    with _start("registry-foreign-realm", tmp_path_factory, token_auth=auth) as server:
+        yield server
+
+
+def test_foreign_realm_gets_no_login_until_trusted(
+    foreign_realm_registry: RunningServer, token_server: TokenServer
+) -> None:
+    pusher = _token_pusher(foreign_realm_registry, token_server)
+    pusher.image("realm/app", "1", created=contract.T0)
+    host = foreign_realm_registry.extra["registry"]
+    before = len(token_server.authorizations)
+    untrusted = OCIDockerRepository(host, credentials=StaticCredentials(USER, PASSWORD))
+    with pytest.raises(contract.RegistryAuthError, match="registry_trusted_auth_hosts"):
+        untrusted.image_exists("1", "realm/app")
+    assert token_server.authorizations[before:] == []  # the token server never saw our login
+    untrusted.close()
+    trusted = OCIDockerRepository(host, credentials=StaticCredentials(USER, PASSWORD), trusted_auth_hosts=["localhost"])
+    assert trusted.image_exists("1", "realm/app")
+    assert len(token_server.authorizations) > before
+    trusted.close()
+    pusher.close()

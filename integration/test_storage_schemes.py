@@ -113,3 +113,25 @@ def test_onprem_reads_https_files(tmp_path: Path, gcs_server: RunningServer, htt
             infra.filesystem.delete(f"{model}/weights.bin")
     finally:
         infra.close()
+
+
+def test_https_read_through_a_cut_connection_is_storage_unavailable(https_site: str) -> None:
+    """The HTTPS store's read path through netsim's ``reset_after``: a typed error naming the URL."""
+    from model_engine_infra.errors import StorageError, StorageUnavailableError
+    from model_engine_infra.storage.https import HttpsFilesystem
+    from model_engine_infra.testing.netsim import netsim
+
+    port = int(https_site.rsplit(":", 1)[1])
+    with netsim(port, reset_after=100_000) as proxy:
+        fs = HttpsFilesystem()
+        with pytest.raises(StorageError) as info:
+            read_all(fs, f"https://127.0.0.1:{proxy}/models/tiny/weights.bin")
+        fs.close()
+    assert isinstance(info.value, StorageUnavailableError), repr(info.value)
+    assert "weights.bin" in str(info.value)
+
+
+def read_all(fs: object, url: str) -> None:
+    with fs.open(url, "rb") as stream:  # type: ignore[attr-defined]
+        while stream.read(64 * 1024):
+            pass

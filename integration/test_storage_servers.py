@@ -28,7 +28,6 @@ from model_engine_infra.testing.servers import RunningServer
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
-NETSIM = ROOT.parent / "shared" / "tools" / "netsim.py"
 MIB = 1024 * 1024
 
 
@@ -189,7 +188,7 @@ class TestStorageOnServers(StorageContract):
 @contextlib.contextmanager
 def proxied(target: RunningServer, **conditions: Any) -> Iterator[str]:
     """netsim.py between us and ``target``; yields the proxy's base URL."""
-    with netsim(target.port, script=NETSIM, **conditions) as port:
+    with netsim(target.port, **conditions) as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -262,3 +261,81 @@ def test_refused_connection_is_storage_unavailable(
         with pytest.raises(StorageUnavailableError):
             artifacts.list_files(f"{root}/model")
         artifacts.close()
+
+
+# --- reads through a cut connection: typed errors on every store's read path (issue 14) ---------------
+
+
+def proxied_filesystem(kind: str, server: RunningServer, proxy: str, root: str) -> Any:
+    """A filesystem gateway whose traffic goes through ``proxy``, with short retry budgets."""
+    if kind == "s3":
+        from model_engine_infra.storage.s3 import S3Filesystem, make_client
+
+        return S3Filesystem(make_client(s3_config(server, "minio", root, endpoint=proxy)))
+    if kind == "azure":
+        from azure.storage.blob import ExponentialRetry
+
+        from model_engine_infra.storage.abs import AzureBlobFilesystem, make_client
+
+        config = azure_config(server, root, endpoint=f"{proxy}/{server.extra['account_name']}")
+        quick = ExponentialRetry(initial_backoff=0, increment_base=1, retry_total=1)
+        return AzureBlobFilesystem(make_client(config, retry_policy=quick))
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    from model_engine_infra.storage.gcs import GCSFilesystem, make_client
+
+    config = gcs_config(server, root, endpoint=proxy)
+    return GCSFilesystem(make_client(config), retry=DEFAULT_RETRY.with_timeout(2))
+
+
+def read_to_end(fs: Any, uri: str, mode: str) -> None:
+    with fs.open(uri, mode) as stream:
+        while stream.read(64 * 1024):
+            pass
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
+@pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
+def test_read_through_a_cut_connection_is_storage_unavailable(
+    kind: str, mode: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``filesystem.open(uri).read()`` with the connection reset mid-body: a typed error, never the SDK's."""
+    scheme = {"s3": "s3", "azure": "az", "gcs": "gs"}[kind]
+    root = contract.fresh_root(scheme, "contract-bucket" if kind != "azure" else "contract")
+    backend = direct_backend(kind, request, monkeypatch, root)
+    uri = contract.write(backend, "model/notes.txt", b"line of text\n" * 250_000)  # 3.25 MB
+    server = request.getfixturevalue(SERVERS[kind])
+    # GCS reads in ranges (256 KiB, or 8 KiB under a text wrapper) and retries each: cut inside the smallest.
+    with proxied(server, reset_after=5_000 if kind == "gcs" else 300_000) as proxy:
+        fs = proxied_filesystem(kind, server, proxy, root)
+        with pytest.raises(StorageError) as info:
+            read_to_end(fs, uri, mode)
+        fs.close()
+    assert isinstance(info.value, StorageUnavailableError), repr(info.value)
+    assert "model/notes.txt" in str(info.value)
+    backend.infra.close()
+
+
+def test_cli_copy_between_buckets_through_a_cut_prints_one_line(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``storage cp s3://... s3://...`` through a cut: exit 1 with one line, no traceback, nothing at the target."""
+    from typer.testing import CliRunner
+
+    from model_engine_infra.cli import app
+
+    moto = request.getfixturevalue("moto_server")
+    root = contract.fresh_root("s3", "contract-bucket")
+    backend = direct_backend("s3", request, monkeypatch, root)
+    contract.write(backend, "src/weights.bin", contract.MULTI_CHUNK[: 3 * MIB])
+    with proxied(moto, reset_after=300_000) as proxy:
+        config = tmp_path / "config.yaml"
+        config.write_text(f"cloud_provider: onprem\ns3_endpoint_url: {proxy}\n")
+        result = CliRunner().invoke(
+            app, ["storage", "cp", f"{root}/src/weights.bin", f"{root}/dst/weights.bin", "-c", str(config)]
+        )
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "retry later" in result.output
+    assert backend.fs.exists(f"{root}/dst/weights.bin") is False
+    backend.infra.close()

@@ -49,3 +49,34 @@ async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
 class TestTaskQueueContractOnServers(contract.TaskQueueContract):  # type: ignore[misc,name-defined]
     """The same contract, on redis-server and the moto server."""
+
+
+def test_wrong_type_key_on_redis_server_is_a_key_conflict(request: pytest.FixtureRequest) -> None:
+    """A key of another type under the queue's binding (left by older code) on a real redis-server:
+    reported as a key conflict with the broker reachable, not as "unreachable after 3 retries"."""
+    import time
+
+    import redis
+
+    from model_engine_infra.config import InfraConfig
+    from model_engine_infra.errors import BrokerUnavailableError, QueueKeyConflictError
+    from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
+
+    server: RunningServer = request.getfixturevalue("redis_server")
+    name = f"wrongtype-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(server.url)
+    client.hset(f"{name}:meta", "created_by", "test")
+    client.rpush(f"_kombu.binding.{name}", "a list where kombu keeps a set")
+    gateway = CeleryTaskQueueGateway.from_config(
+        InfraConfig(cloud_provider="onprem", celery_backend_protocol="redis"), redis=server.url
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(QueueKeyConflictError, match="WRONGTYPE") as err:
+            gateway.send_task("tasks.predict", name, args=[1])
+        assert time.monotonic() - started < 5
+        assert not isinstance(err.value, BrokerUnavailableError)
+    finally:
+        gateway.close()
+        client.delete(f"{name}:meta", f"_kombu.binding.{name}")
+        client.close()

@@ -235,7 +235,9 @@ def test_bearer_flow_caches_tokens_per_scope_until_expiry() -> None:
             )
         return httpx.Response(200, headers={"Docker-Content-Digest": "sha256:" + "0" * 64})
 
-    repo = repo_for(registry, credentials=StaticCredentials("u", "p"), clock=lambda: now[0])
+    repo = repo_for(
+        registry, credentials=StaticCredentials("u", "p"), clock=lambda: now[0], trusted_auth_hosts=["auth.example"]
+    )
     for _ in range(3):
         assert repo.image_exists("1", "app")
     assert token_calls == ["repository:app:pull"]
@@ -258,8 +260,9 @@ def test_latest_tag_reads_config_created_through_an_index() -> None:
     import hashlib
 
     created = {"old": "2023-01-01T00:00:00.123456789Z", "new": "2024-06-01T00:00:00Z"}
+    config_digest = {tag: "sha256:" + hashlib.sha256(tag.encode()).hexdigest() for tag in created}
     images = {
-        tag: json.dumps({"schemaVersion": 2, "config": {"digest": f"sha256:{tag}"}, "layers": []}).encode()
+        tag: json.dumps({"schemaVersion": 2, "config": {"digest": config_digest[tag]}, "layers": []}).encode()
         for tag in created
     }
     child = "sha256:" + hashlib.sha256(images["new"]).hexdigest()
@@ -278,7 +281,8 @@ def test_latest_tag_reads_config_created_through_an_index() -> None:
             return httpx.Response(200, json={"name": "app", "tags": ["new", "old"]})
         if "/manifests/" in path:
             return httpx.Response(200, content=manifests[path.rsplit("/", 1)[1]])
-        return httpx.Response(200, json={"created": created[path.rsplit(":", 1)[1]]})
+        tag = next(t for t, digest in config_digest.items() if path.endswith(digest))
+        return httpx.Response(200, json={"created": created[tag]})
 
     assert repo_for(registry).get_latest_image_tag("app") == "new"
 

@@ -20,6 +20,7 @@ from model_engine_infra.errors import BrokerUnavailableError, MessageTooLargeErr
 from model_engine_infra.tasks import BrokerType, TaskStatus
 from model_engine_infra.tasks.app import celery_app, celery_conf
 from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
+from model_engine_infra.testing.queues import declare_queue
 from model_engine_infra.testing.servers import free_port
 
 AZURE = InfraConfig(
@@ -106,6 +107,7 @@ def drain(gateway: CeleryTaskQueueGateway, queue: str) -> list[Any]:
 
 def test_message_matches_celerys_own(local_gateway: CeleryTaskQueueGateway) -> None:
     app = local_gateway.app
+    declare_queue(local_gateway, "shape-q")
     sent = local_gateway.send_task("tasks.predict", "shape-q", args=[{"p": 1}], kwargs={"k": "v"}, expires=60)
     app.send_task("tasks.predict", args=[{"p": 1}], kwargs={"k": "v"}, queue="shape-q", expires=60)
     ours, celerys = drain(local_gateway, "shape-q")
@@ -126,6 +128,7 @@ def test_message_matches_celerys_own(local_gateway: CeleryTaskQueueGateway) -> N
 
 
 def test_long_arguments_are_cut_in_the_repr(local_gateway: CeleryTaskQueueGateway) -> None:
+    declare_queue(local_gateway, "repr-q")
     local_gateway.send_task("tasks.predict", "repr-q", args=["y" * 5000])
     (message,) = drain(local_gateway, "repr-q")
     assert len(message.headers["argsrepr"]) == 1024
@@ -137,6 +140,7 @@ def test_a_celery_worker_runs_gateway_tasks(local_gateway: CeleryTaskQueueGatewa
     from celery.contrib.testing.worker import start_worker
 
     app = local_gateway.app
+    declare_queue(local_gateway, "work-q")
     ok = local_gateway.send_task("model_engine_infra.demo.predict", "work-q", args=[{"prompt": "one two"}])
     bad = local_gateway.send_task("model_engine_infra.demo.fail", "work-q", args=["broken"])
     with start_worker(app, pool="solo", perform_ping_check=False, queues=["work-q"], shutdown_timeout=10):
@@ -168,6 +172,7 @@ def test_one_producer_reused(local_gateway: CeleryTaskQueueGateway) -> None:
         made.append(object())
         return original(*args, **kwargs)
 
+    declare_queue(local_gateway, "reuse-q")
     local_gateway.app.connection_for_write = counting
     for _ in range(50):
         local_gateway.send_task("tasks.predict", "reuse-q", args=[1])
@@ -187,6 +192,7 @@ def test_threads_share_at_most_pool_limit_connections(local_gateway: CeleryTaskQ
             made.append(object())
         return original(*args, **kwargs)
 
+    declare_queue(local_gateway, "threads-q")
     local_gateway.app.connection_for_write = counting
     ids: list[str] = []
 

@@ -10,6 +10,7 @@ import pytest
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.errors import BrokerUnavailableError, MessageTooLargeError
 from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
+from model_engine_infra.testing.queues import declare_queue
 from model_engine_infra.testing.servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
 
 CONFIG = InfraConfig(
@@ -29,6 +30,7 @@ def namespace() -> Iterator[FakeServiceBusNamespace]:
 def test_publish_retry_fires_with_our_transport(namespace: FakeServiceBusNamespace) -> None:
     """Both the SDK's retries and kombu's one resend fail: only Celery's retry policy can save the send."""
     gateway = CeleryTaskQueueGateway.from_config(CONFIG)
+    declare_queue(gateway, "q-retry")
     gateway.send_task("tasks.predict", "q-retry", args=[0])
     clients = namespace.stats.clients_created
     namespace.fail_next_send_attempts(KOMBU_ATTEMPTS)
@@ -41,6 +43,7 @@ def test_publish_retry_fires_with_our_transport(namespace: FakeServiceBusNamespa
 def test_kombus_own_transport_gives_up(namespace: FakeServiceBusNamespace) -> None:
     """The reason for the subclass: with kombu's transport the same fault reaches the caller."""
     gateway = CeleryTaskQueueGateway.from_config(CONFIG, broker_transport="azureservicebus")
+    declare_queue(gateway, "q-plain")
     gateway.send_task("tasks.predict", "q-plain", args=[0])
     namespace.fail_next_send_attempts(KOMBU_ATTEMPTS)
     with pytest.raises(Exception) as err:
@@ -51,6 +54,7 @@ def test_kombus_own_transport_gives_up(namespace: FakeServiceBusNamespace) -> No
 
 def test_unreachable_namespace(namespace: FakeServiceBusNamespace) -> None:
     gateway = CeleryTaskQueueGateway.from_config(CONFIG)
+    declare_queue(gateway, "q-down")
     gateway.send_task("tasks.predict", "q-down", args=[0])
     namespace.faults.unreachable = True
     started = time.monotonic()
@@ -80,6 +84,8 @@ def test_size_check_agrees_with_the_service(namespace: FakeServiceBusNamespace) 
     """Ours refuses at most a few hundred bytes before the service would, never after."""
     unchecked = CeleryTaskQueueGateway.from_config(CONFIG)
     unchecked.max_message_bytes = None
+    declare_queue(unchecked, "q-service")
+    declare_queue(unchecked, "q-ours")
     service_limit = _first_refused(unchecked, "q-service")
     our_limit = _first_refused(CeleryTaskQueueGateway.from_config(CONFIG), "q-ours")
     assert service_limit - 512 <= our_limit <= service_limit

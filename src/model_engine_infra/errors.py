@@ -18,6 +18,7 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigError",
     "CredentialFetchError",
+    "DownloadConflictError",
     "ImageBuildNotSupportedError",
     "ImageNotFoundError",
     "InfraClosedError",
@@ -29,6 +30,7 @@ __all__ = [
     "ObjectNotFoundError",
     "ProviderUnavailableError",
     "QueueError",
+    "QueueKeyConflictError",
     "QueueNotFoundError",
     "RedisAuthError",
     "RedisError",
@@ -176,7 +178,7 @@ class QueueError(InfraError):
 
 
 class InvalidQueueNameError(QueueError, ValueError):
-    """An endpoint id would make a queue name the broker rejects."""
+    """A queue name (or an endpoint id making one) the broker rejects, would rewrite, or keeps for itself."""
 
 
 class QueueNotFoundError(QueueError, LookupError):
@@ -189,6 +191,10 @@ class BrokerUnavailableError(QueueError, ConnectionError):
 
 class MessageTooLargeError(QueueError, ValueError):
     """A task payload is larger than the broker accepts."""
+
+
+class QueueKeyConflictError(QueueError):
+    """A key the broker keeps for a queue holds something else (Redis ``WRONGTYPE``): the broker is up."""
 
 
 # --- storage ----------------------------------------------------------------------------------
@@ -216,6 +222,10 @@ class StorageUnavailableError(StorageError, ConnectionError):
 
 class UnsafeObjectKeyError(StorageError, ValueError):
     """An object key would land outside the download's target folder."""
+
+
+class DownloadConflictError(StorageError, ValueError):
+    """Keys (or existing local files) need one local path as both a file and a folder, or the target is a file."""
 
 
 # --- images -----------------------------------------------------------------------------------

@@ -36,7 +36,12 @@ import redis.asyncio
 from kombu.connection import Connection
 
 from model_engine_infra.config import InfraConfig
-from model_engine_infra.errors import BrokerUnavailableError, MessageTooLargeError
+from model_engine_infra.errors import (
+    BrokerUnavailableError,
+    InvalidQueueNameError,
+    MessageTooLargeError,
+    QueueNotFoundError,
+)
 from model_engine_infra.queues.base import QueueEndpointResourceDelegate
 from model_engine_infra.tasks import TaskStatus
 from model_engine_infra.tasks.demo_tasks import FAIL, PREDICT
@@ -217,10 +222,91 @@ class TaskQueueContract:
         finally:
             gateway.close()
 
-    def test_close_is_idempotent(self, backend: TaskQueueBackend) -> None:
-        backend.gateway.send_task(PREDICT, "launch-endpoint-id-" + new_endpoint_id(), args=[1])
+    async def test_close_is_idempotent(self, backend: TaskQueueBackend) -> None:
+        _, queue = await self._queue(backend)
+        backend.gateway.send_task(PREDICT, queue, args=[1])
         backend.gateway.close()
         backend.gateway.close()
+
+    # --- queues that do not exist: never created by a send (docs/queues.md) ---------------------------
+
+    async def test_send_to_a_queue_that_does_not_exist(self, backend: TaskQueueBackend) -> None:
+        endpoint_id = new_endpoint_id()
+        queue = backend.delegate.queue_name(endpoint_id)
+        for _ in range(2):  # the first send and the next one alike
+            with pytest.raises(QueueNotFoundError, match="the task was not sent") as err:
+                backend.gateway.send_task(PREDICT, queue, args=[1])
+            assert queue in str(err.value)
+        with pytest.raises(QueueNotFoundError):  # the send created nothing
+            await backend.delegate.get_queue_attributes(endpoint_id)
+
+    async def test_send_to_a_deleted_queue(self, backend: TaskQueueBackend) -> None:
+        endpoint_id, queue = await self._queue(backend)
+        backend.gateway.send_task(PREDICT, queue, args=[0])
+        await backend.delegate.delete_queue(endpoint_id)
+        for _ in range(2):
+            with pytest.raises(QueueNotFoundError, match=queue):
+                backend.gateway.send_task(PREDICT, queue, args=[1])
+        with pytest.raises(QueueNotFoundError):  # not recreated either
+            await backend.delegate.get_queue_attributes(endpoint_id)
+        await self._queue_again(backend, endpoint_id)
+        backend.gateway.send_task(PREDICT, queue, args=[2])  # created again: sends work again
+        assert await message_count(backend.delegate, endpoint_id) == 1
+
+    async def _queue_again(self, backend: TaskQueueBackend, endpoint_id: str) -> None:
+        deadline = time.monotonic() + 90  # SQS refuses to recreate a queue for 60 s after deleting it
+        while True:
+            try:
+                await backend.delegate.create_queue_if_not_exists(endpoint_id, "again", "contract", {})
+                return
+            except Exception as err:  # QueueError on SQS within the 60 s
+                if time.monotonic() > deadline or "60 s" not in str(err):
+                    raise
+                time.sleep(2)
+
+    def test_queue_declared_by_a_worker_exists(self, backend: TaskQueueBackend) -> None:
+        """A queue no delegate made (a builder service's queue) exists once a worker consumes it."""
+        queue = "worker-declared-" + new_endpoint_id()
+        with worker_thread(backend.worker_app(), queue):
+            sent = backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "b a"}])
+            wait_done(backend.gateway, sent.task_id)
+        assert backend.gateway.get_task(sent.task_id).status is TaskStatus.SUCCESS
+
+    # --- queue names: the broker's own rules, before any call -----------------------------------------
+
+    def test_invalid_queue_names_make_no_call(self, backend: TaskQueueBackend) -> None:
+        gateway = backend.unreachable()  # any call that goes out would fail differently
+        try:
+            no_connection(gateway)
+            for name in (*INVALID_EVERYWHERE, *INVALID_NAMES[backend.name]):
+                with pytest.raises(InvalidQueueNameError) as err:
+                    gateway.send_task(PREDICT, name, args=[1])
+                assert backend.name != "sqs" or "SQS" in str(err.value), name
+        finally:
+            gateway.close()
+
+    def test_valid_names_pass_the_rule(self, backend: TaskQueueBackend) -> None:
+        from model_engine_infra.queues.names import check_queue_name
+
+        for name in VALID_NAMES[backend.name]:
+            assert check_queue_name(backend.gateway.broker.broker_type.value, name) == name
+
+
+# Names no broker takes: empty, a newline, longer than every broker's limit.
+INVALID_EVERYWHERE = ("", "launch-endpoint-id-x\n", "x" * 300)
+# Names each broker rejects, would rewrite into another name's queue, or keeps for itself.
+INVALID_NAMES = {
+    "sqs": ("a b", "x" * 81, "q.1", "q:1", "q/1", "é", ".fifo", "a.b.fifo"),
+    "servicebus": ("a b", "Q1", "q:1", "q/1", "-q", "q-", "x" * 261),
+    "redis": ("unacked", "unacked_index", "unacked_mutex", "_kombu.binding.celery", "q:meta", "celery-task-meta-1"),
+    "local": ("a b", "a/b", ".hidden", "..", "x" * 201),
+}
+VALID_NAMES = {
+    "sqs": ("q-1", "q_1", "Q1", "x" * 80, "jobs.fifo"),
+    "servicebus": ("q-1", "q.1", "q_1", "x" * 260),
+    "redis": ("q.1", "q:1", "Q 1", "celery", "x" * 255),
+    "local": ("q-1", "q.1", "Q_1", "x" * 200),
+}
 
 
 # --- in-process backends -------------------------------------------------------------------------------

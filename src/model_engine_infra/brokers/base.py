@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..infra import Infra
     from ..queues.base import QueueEndpointResourceDelegate
     from ..tasks.base import TaskQueueGateway
+    from ..tasks.presence import Presence
 
 KIB = 1024
 
@@ -184,6 +185,17 @@ class BrokerUnit(ABC):
 
     def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:
         """Our error for an SDK error raised while publishing, or None to let it through."""
+        return None
+
+    def check_queue_name(self, name: str) -> str:
+        """``name`` if this broker takes it unchanged, else `InvalidQueueNameError` (see `queues.names`).
+
+        Run by the task queue before any call; the default (a plugin that says nothing) takes any name.
+        """
+        return name
+
+    def queue_presence(self) -> Presence | None:
+        """How the task queue asks whether a queue exists before sending (`tasks.presence`); None: not asked."""
         return None
 
 

@@ -9,6 +9,7 @@ from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisib
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
+    from ..tasks.presence import Presence
 
 LOCAL_TRANSPORT_TARGET = "model_engine_infra.tasks.local_transport:Transport"
 LOCAL_POLLING_INTERVAL = 0.05
@@ -26,6 +27,16 @@ class LocalBrokerUnit(BrokerUnit):
     transport = LOCAL_TRANSPORT_TARGET
     keys = ("local_data_dir",)
     rules = RULES
+
+    def check_queue_name(self, name: str) -> str:
+        from ..queues.names import local_queue_name
+
+        return local_queue_name(name)
+
+    def queue_presence(self) -> Presence:
+        from ..tasks import presence
+
+        return presence.LOCAL
 
     def settings(
         self,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InfraError, QueueKeyConflictError
 from ..rules import Rule
 from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
+    from ..tasks.presence import Presence
 
 RULES: tuple[Rule, ...] = ()
 
@@ -73,6 +74,31 @@ class RedisBrokerUnit(BrokerUnit):
 
     def uses_redis(self) -> bool:
         return True
+
+    def check_queue_name(self, name: str) -> str:
+        from ..queues.names import redis_queue_name
+
+        return redis_queue_name(name)
+
+    def queue_presence(self) -> Presence:
+        from ..tasks import presence
+
+        return presence.REDIS
+
+    def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:
+        """WRONGTYPE: a key the queue needs holds another type. The broker is up: say so, not "unreachable"."""
+        seen: BaseException | None = err
+        for _ in range(10):  # the cause chain (kombu wraps redis-py's ResponseError after its retries)
+            if seen is None:
+                return None
+            if "WRONGTYPE" in str(seen):
+                return QueueKeyConflictError(
+                    f"could not send task {task_name!r} to queue {queue_name!r}: Redis holds a key this queue "
+                    f"needs ('{queue_name}' or '_kombu.binding.{queue_name}') as another type (WRONGTYPE), so "
+                    "every send to it fails; the broker is reachable. Delete or rename that key; the task was not sent"
+                )
+            seen = seen.__cause__ or seen.__context__
+        return None
 
     def settings(
         self,

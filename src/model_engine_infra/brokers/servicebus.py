@@ -28,6 +28,7 @@ from .base import (
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
+    from ..tasks.presence import Presence
 
 SERVICEBUS_TRANSPORT_ALIAS = "mei-azureservicebus"
 SERVICEBUS_TRANSPORT_TARGET = "model_engine_infra.tasks.servicebus_transport:Transport"
@@ -170,6 +171,16 @@ class ServiceBusBrokerUnit(BrokerUnit):
         if kind == "MessagingEntityNotFoundError":
             return queue_missing(self.name, task_name, queue_name)
         return None
+
+    def check_queue_name(self, name: str) -> str:
+        from ..queues.names import servicebus_queue_name
+
+        return servicebus_queue_name(name)
+
+    def queue_presence(self) -> Presence:
+        from ..tasks import presence
+
+        return presence.SERVICEBUS
 
 
 BROKER = ServiceBusBrokerUnit()

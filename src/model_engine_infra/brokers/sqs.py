@@ -12,6 +12,7 @@ from .templates import SAMPLE_VALUES, render_template
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
+    from ..tasks.presence import Presence
 
 SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
 # SQS's codes for a missing queue (kombu's SQS transport lets botocore's ClientError through).
@@ -113,6 +114,16 @@ class SQSBrokerUnit(BrokerUnit):
         if _client_error_code(err) in QUEUE_MISSING_CODES:
             return queue_missing(self.name, task_name, queue_name)
         return None
+
+    def check_queue_name(self, name: str) -> str:
+        from ..queues.names import sqs_queue_name
+
+        return sqs_queue_name(name)
+
+    def queue_presence(self) -> Presence:
+        from ..tasks import presence
+
+        return presence.SQS
 
 
 BROKER = SQSBrokerUnit()

@@ -139,6 +139,7 @@ def mirror_command(
                 source_credentials=src_login,
                 target_credentials=dst_login,
                 insecure_registries=insecure,
+                trusted_auth_hosts=config.registry_trusted_auth_hosts if config else (),
                 ca_bundle=ca,
                 progress=on_event,
                 concurrency=concurrency,

@@ -103,6 +103,12 @@ class InfraConfig(BaseModel):
         "Registries (host[:port]) allowed over plain HTTP besides localhost and 127.0.0.0/8.",
         helm=INFRA + "insecure_registries",
     )
+    registry_trusted_auth_hosts: tuple[str, ...] = key(
+        (),
+        "Hosts (host[:port]) besides the registry's own that may receive its credentials as a bearer-token "
+        "realm (a token server on another host); Docker Hub's auth.docker.io is built in.",
+        helm=INFRA + "registry_trusted_auth_hosts",
+    )
     registry_ca_bundle: str | None = key(
         None, "CA bundle (PEM path) for registries with a private CA.", helm=INFRA + "registry_ca_bundle"
     )

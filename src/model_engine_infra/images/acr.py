@@ -111,6 +111,7 @@ class ACRDockerRepository(OCIDockerRepository):
         tenant: str | None = None,
         registry_url: str | None = None,
         insecure_registries: tuple[str, ...] = (),
+        trusted_auth_hosts: tuple[str, ...] = (),
         ca_bundle: str | None = None,
     ) -> None:
         if credential is None:
@@ -124,6 +125,7 @@ class ACRDockerRepository(OCIDockerRepository):
             credentials=self.exchange,
             registry_url=registry_url,
             insecure_registries=insecure_registries,
+            trusted_auth_hosts=trusted_auth_hosts,
             ca_bundle=ca_bundle,
         )
 
@@ -147,5 +149,6 @@ class ACRDockerRepository(OCIDockerRepository):
             credential=credential,
             registry_url=config.registry_endpoint_url,
             insecure_registries=config.insecure_registries,
+            trusted_auth_hosts=config.registry_trusted_auth_hosts,
             ca_bundle=config.registry_ca_bundle,
         )

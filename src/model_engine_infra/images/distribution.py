@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import ConfigError, RegistryAuthError, RegistryUnavailableError
+from ..errors import ConfigError, RegistryAuthError, RegistryError, RegistryUnavailableError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -34,6 +34,18 @@ MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"})
 DEFAULT_TOKEN_LIFETIME = 60.0  # seconds, when the token server gives no expires_in (token spec)
 USER_AGENT = "model-engine-infra"
+MIB = 1024 * 1024
+# Bodies read into memory (manifests, indexes, tag lists, configs, errors, tokens) stop here; containerd
+# refuses manifests over 4 MiB too. Blobs are streamed and never held whole.
+MAX_RESPONSE_BYTES = 4 * MIB
+MAX_TOKEN_RESPONSE_BYTES = 1 * MIB
+MAX_REDIRECTS = 10
+# Token servers on another host that a registry's own login may go to without configuration.
+BUILT_IN_AUTH_HOSTS: dict[str, tuple[str, ...]] = {
+    "registry-1.docker.io": ("auth.docker.io",),
+    "docker.io": ("auth.docker.io",),
+    "index.docker.io": ("auth.docker.io",),
+}
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,7 @@ class RegistryClient:
         *,
         credentials: CredentialSource | None = None,
         insecure_registries: Sequence[str] = (),
+        trusted_auth_hosts: Sequence[str] = (),
         ca_bundle: str | None = None,
         base_url: str | None = None,
         session: httpx.Client | None = None,
@@ -192,6 +205,7 @@ class RegistryClient:
     ) -> None:
         self.host = host.lower()
         self.insecure_registries = tuple(insecure_registries)
+        self.trusted_auth_hosts = tuple(h.strip().lower() for h in trusted_auth_hosts if h.strip())
         self.base_url = (base_url or registry_base_url(self.host, self.insecure_registries)).rstrip("/")
         # Like Docker with an insecure registry: try HTTPS first, fall back to plain HTTP once if the
         # first contact fails. A loopback registry with TLS and a private CA then works too.
@@ -212,7 +226,7 @@ class RegistryClient:
         self._http = session or httpx.Client(
             verify=tls_verify(ca_bundle),
             timeout=timeout,
-            follow_redirects=True,  # blob downloads redirect to storage; httpx drops Authorization cross-origin
+            follow_redirects=False,  # followed by `_send`, which checks every hop (blob downloads redirect)
             headers={"User-Agent": USER_AGENT},
         )
         self._retries = retries
@@ -220,6 +234,7 @@ class RegistryClient:
         self._clock = clock
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, str | None, tuple[str, ...]], _Token] = {}
+        self._withheld_from: str | None = None  # a token realm our credentials were not sent to
         self._lock = threading.Lock()
         self.token_requests = 0  # how many times a token server was asked (tests and benchmarks)
 
@@ -247,11 +262,14 @@ class RegistryClient:
         content: bytes | Iterator[bytes] | None = None,
         stream: bool = False,
         what: str = "",
+        max_body: int = MAX_RESPONSE_BYTES,
     ) -> httpx.Response:
         """Send one request with auth, retrying transport errors, 5xx and 429 for replayable ones.
 
         Returns the response for any status but 401, 403, 429 and 5xx, which raise. With
-        ``stream=True`` the caller must close the response.
+        ``stream=True`` the caller must close the response; otherwise the body is read, and a body
+        over ``max_body`` bytes raises `RegistryError` (nothing bigger is ever held in memory).
+        Redirects are followed only where `_send` allows.
         """
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
         replayable = not isinstance(content, Iterator)
@@ -261,11 +279,11 @@ class RegistryClient:
         reauthenticated = False
         while True:
             request = self._http.build_request(method, url, headers=dict(headers or {}), params=params, content=content)
-            authorization = self._authorization(scopes)
+            authorization = self._authorization(scopes) if self.may_receive_credentials(request.url.netloc) else None
             if authorization is not None:
                 request.headers["Authorization"] = authorization
             try:
-                response = self._http.send(request, stream=stream)
+                response = self._send(request, what)
                 self._plain_fallback = None  # the scheme answered: keep it
             except httpx.TransportError as err:
                 untrusted = _certificate_rejection(err)
@@ -313,9 +331,52 @@ class RegistryClient:
                     continue
                 reason = "throttled the request (429)" if status == 429 else f"answered {status}"
                 raise RegistryUnavailableError(f"registry {self.host} {reason} during {what}; retry later")
+            if not stream:
+                read_capped(response, max_body, f"registry {self.host}", what)
             return response
 
+    def may_receive_credentials(self, netloc: str | bytes) -> bool:
+        """Whether our login (or a token made from it) may go to ``netloc``: the registry's own host, its
+        configured endpoint, Docker Hub's token server for Docker Hub, or ``registry_trusted_auth_hosts``."""
+        netloc = (netloc.decode() if isinstance(netloc, bytes) else netloc).lower()
+        host = _host_only(netloc)
+        own = {self.host, urlsplit(self.base_url).netloc.lower()}
+        if self._plain_fallback is not None:
+            own.add(urlsplit(self._plain_fallback).netloc.lower())
+        if host in {_host_only(name) for name in own}:
+            return True
+        trusted = (*self.trusted_auth_hosts, *BUILT_IN_AUTH_HOSTS.get(self.host, ()))
+        return any(entry in (netloc, host) for entry in trusted)
+
+    def _send(self, request: httpx.Request, what: str) -> httpx.Response:
+        """Send, following redirects one hop at a time: never to plain HTTP on a host not allowed it.
+
+        httpx drops ``Authorization`` when a redirect leaves the origin; a hop to plain HTTP on a host
+        outside localhost and ``insecure_registries`` is refused, so its answer is never trusted.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._http.send(request, stream=True, follow_redirects=False)
+            following = response.next_request
+            if following is None:
+                return response
+            response.close()
+            target = following.url
+            if target.scheme != "https" and not plain_http_allowed(target.netloc.decode(), self.insecure_registries):
+                raise RegistryUnavailableError(
+                    f"registry {self.host} redirected {what} from {request.url.scheme}://{request.url.netloc.decode()} "
+                    f"to plain HTTP at {target.netloc.decode()}, which is not allowed plain HTTP; refusing to follow "
+                    "(add that host to insecure_registries only if it is yours)"
+                )
+            request = following
+        raise RegistryUnavailableError(f"registry {self.host} redirected {what} more than {MAX_REDIRECTS} times")
+
     def _auth_message(self, status: int, what: str) -> str:
+        if self._withheld_from is not None:
+            return (
+                f"registry {self.host} refused an anonymous token ({status}) for {what}: its token server "
+                f"{self._withheld_from} is on another host, so our credentials were not sent there. If you trust it, "
+                "add it to registry_trusted_auth_hosts"
+            )
         if self._challenge is not None and self._credentials is None:
             return (
                 f"registry {self.host} requires credentials ({status}) for {what}: configure "
@@ -367,9 +428,14 @@ class RegistryClient:
             raise RegistryAuthError(
                 f"registry {self.host} asks for credentials over plain HTTP at {realm.netloc}; refusing"
             )
-        credentials = self._credentials_for(challenge)
+        # The registry names the realm: a login goes only to its own host or hosts the config trusts.
+        trusted = self.may_receive_credentials(realm.netloc)
+        credentials = self._credentials_for(challenge) if trusted else None
+        if not trusted and self._credentials is not None:
+            self._withheld_from = realm.netloc
         started = self._clock()
         self.token_requests += 1
+        what = f"fetching a token for {' '.join(scopes) or 'the registry'}"
         try:
             if credentials is not None and credentials.identity_token:
                 form = {"grant_type": "refresh_token", "client_id": USER_AGENT, "refresh_token": credentials.password}
@@ -377,19 +443,25 @@ class RegistryClient:
                     form["service"] = challenge.service
                 if scopes:
                     form["scope"] = " ".join(scopes)
-                response = self._http.post(challenge.realm, data=form)
+                request = self._http.build_request("POST", challenge.realm, data=form)
             else:
                 query: list[tuple[str, str | int | float | bool | None]] = (
                     [("service", challenge.service)] if challenge.service else []
                 )
                 query += [("scope", scope) for scope in scopes]
-                auth = (credentials.username, credentials.password) if credentials is not None else None
-                response = self._http.get(challenge.realm, params=query, auth=auth)
+                request = self._http.build_request("GET", challenge.realm, params=query)
+                if credentials is not None:
+                    raw = f"{credentials.username}:{credentials.password}".encode()
+                    request.headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+            response = self._send(request, what)
+            read_capped(response, MAX_TOKEN_RESPONSE_BYTES, f"token server {realm.netloc}", what)
         except httpx.TransportError as err:
             raise RegistryUnavailableError(
                 f"token server {realm.netloc} for registry {self.host} is unreachable ({type(err).__name__})"
             ) from err
         if response.status_code in (400, 401, 403):
+            if self._withheld_from is not None:
+                raise RegistryAuthError(self._auth_message(response.status_code, what))
             raise RegistryAuthError(
                 f"token server {realm.netloc} refused a token for registry {self.host} "
                 f"({response.status_code}): check the credentials and their access to {' '.join(scopes) or 'it'}"
@@ -402,12 +474,37 @@ class RegistryClient:
             body: dict[str, Any] = response.json()
             value = str(body.get("token") or body["access_token"])
             lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise RegistryUnavailableError(
                 f"token server {realm.netloc} for registry {self.host} sent no token"
             ) from err
         # Renew a little early so a token never expires between our check and the registry's.
         return _Token(value, started + max(lifetime - min(30.0, lifetime * 0.1), 1.0))
+
+
+def read_capped(response: httpx.Response, limit: int, who: str, what: str) -> None:
+    """Read a streamed response's body into it, refusing more than ``limit`` bytes (after decoding)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise RegistryError(_too_big(who, what, f"{int(declared)} bytes", limit))
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise RegistryError(_too_big(who, what, f"more than {limit} bytes", limit))
+            chunks.append(chunk)
+    except httpx.TransportError as err:
+        raise RegistryUnavailableError(f"{who} broke off its answer during {what} ({type(err).__name__})") from err
+    finally:
+        response.close()
+    response._content = b"".join(chunks)
+
+
+def _too_big(who: str, what: str, size: str, limit: int) -> str:
+    return f"{who} answered {size} during {what}; the limit is {limit // MIB} MiB, so the answer was not read"
 
 
 def _discard(response: httpx.Response) -> None:

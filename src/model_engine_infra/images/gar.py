@@ -91,6 +91,7 @@ class GARDockerRepository(OCIDockerRepository):
         token_source: TokenSource | None = None,
         registry_url: str | None = None,
         insecure_registries: tuple[str, ...] = (),
+        trusted_auth_hosts: tuple[str, ...] = (),
         ca_bundle: str | None = None,
     ) -> None:
         self.gar = parse_gar_prefix(docker_repo_prefix)
@@ -99,6 +100,7 @@ class GARDockerRepository(OCIDockerRepository):
             credentials=GARCredentials(token_source or ADCTokenSource()),
             registry_url=registry_url,
             insecure_registries=insecure_registries,
+            trusted_auth_hosts=trusted_auth_hosts,
             ca_bundle=ca_bundle,
         )
 
@@ -108,5 +110,6 @@ class GARDockerRepository(OCIDockerRepository):
             config.docker_repo_prefix,
             registry_url=config.registry_endpoint_url,
             insecure_registries=config.insecure_registries,
+            trusted_auth_hosts=config.registry_trusted_auth_hosts,
             ca_bundle=config.registry_ca_bundle,
         )

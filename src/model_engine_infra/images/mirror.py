@@ -33,6 +33,7 @@ def mirror(
     source_credentials: CredentialSource | None = None,
     target_credentials: CredentialSource | None = None,
     insecure_registries: Sequence[str] = (),
+    trusted_auth_hosts: Sequence[str] = (),
     ca_bundle: str | None = None,
     progress: ProgressCallback | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
@@ -56,7 +57,11 @@ def mirror(
 
     def client_for(prefix: RegistryPrefix, credentials: CredentialSource | None) -> RegistryClient:
         made = RegistryClient(
-            prefix.host, credentials=credentials, insecure_registries=insecure_registries, ca_bundle=ca_bundle
+            prefix.host,
+            credentials=credentials,
+            insecure_registries=insecure_registries,
+            trusted_auth_hosts=trusted_auth_hosts,
+            ca_bundle=ca_bundle,
         )
         owned.append(made)
         return made

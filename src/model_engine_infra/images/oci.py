@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from ..infra import Infra
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # containerd's limit for manifests and indexes
+MAX_TAG_PAGES = 1000  # of up to 1,000 tags each
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,17 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+_DIGEST = re.compile(r"(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})")
+
+
+def checked_digest(value: object, host: str) -> str:
+    """A digest from a registry's document, before it goes into a URL path: only ``sha256:``/``sha512:`` hex."""
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+        shown = repr(value)[:80]
+        raise RegistryError(f"registry {host} sent a descriptor with the malformed digest {shown}")
+    return value
+
+
 def fetch_manifest(client: RegistryClient, repository: str, reference: str) -> Manifest | None:
     """GET a manifest by tag or digest; None when the registry says it is unknown; digest verified."""
     response = client.request(
@@ -71,7 +85,8 @@ def fetch_manifest(client: RegistryClient, repository: str, reference: str) -> M
         f"/v2/{repository}/manifests/{reference}",
         scopes=[pull_scope(repository)],
         headers={"Accept": MANIFEST_ACCEPT},
-        what=f"reading {repository}:{reference}",
+        what=f"reading the manifest {repository}:{reference}",
+        max_body=MAX_MANIFEST_BYTES,
     )
     if response.status_code == 404:
         if distribution_errors(response) & NOT_FOUND_CODES:
@@ -92,7 +107,9 @@ def fetch_manifest(client: RegistryClient, repository: str, reference: str) -> M
         parsed = json.loads(body)
     except ValueError as err:
         raise RegistryError(f"manifest {repository}:{reference} on {client.host} is not JSON") from err
-    media_type = parsed.get("mediaType") or media_type
+    if not isinstance(parsed, dict):
+        raise RegistryError(f"manifest {repository}:{reference} on {client.host} is not a JSON object")
+    media_type = str(parsed.get("mediaType") or media_type)
     return Manifest(body, media_type, digest)
 
 
@@ -160,6 +177,7 @@ class OCIDockerRepository(DockerRepository):
         client: RegistryClient | None = None,
         credentials: CredentialSource | None = None,
         insecure_registries: Sequence[str] = (),
+        trusted_auth_hosts: Sequence[str] = (),
         ca_bundle: str | None = None,
         registry_url: str | None = None,
     ) -> None:
@@ -168,6 +186,7 @@ class OCIDockerRepository(DockerRepository):
             self.prefix.host,
             credentials=credentials,
             insecure_registries=insecure_registries,
+            trusted_auth_hosts=trusted_auth_hosts,
             ca_bundle=ca_bundle,
             base_url=registry_url,
         )
@@ -184,7 +203,19 @@ class OCIDockerRepository(DockerRepository):
         repository = self.repository_path(repository_name)
         tags: list[str] = []
         path: str | None = f"/v2/{repository}/tags/list?n=1000"
+        seen: set[str] = set()
         while path is not None:
+            if path in seen:
+                raise RegistryError(
+                    f"registry {self.prefix.host} paginates the tags of {repository} in a loop (the next page "
+                    f"{path!r} came before); stopped after {len(seen)} pages"
+                )
+            if len(seen) >= MAX_TAG_PAGES:
+                raise RegistryError(
+                    f"registry {self.prefix.host} kept paginating the tags of {repository} past {MAX_TAG_PAGES} pages; "
+                    "stopped"
+                )
+            seen.add(path)
             response = self.client.request(
                 "GET", path, scopes=[pull_scope(repository)], what=f"listing tags of {repository}"
             )
@@ -193,7 +224,7 @@ class OCIDockerRepository(DockerRepository):
             if response.status_code == 404:
                 raise _not_a_registry(self.client, response)
             _expect(self.client, response, (200,), f"listing tags of {repository}")
-            tags.extend(response.json().get("tags") or [])
+            tags.extend(_tags_of(self.client, response, repository))
             path = _next_link(response)
         return tags
 
@@ -210,19 +241,19 @@ class OCIDockerRepository(DockerRepository):
         if manifest is None:  # deleted between listing and reading
             return EPOCH
         if manifest.is_index:
-            children = manifest.document.get("manifests") or []
+            children = [c for c in manifest.document.get("manifests") or [] if isinstance(c, dict)]
             if not children:
                 return EPOCH
             child = next((c for c in children if (c.get("platform") or {}).get("architecture") == "amd64"), children[0])
-            manifest = fetch_manifest(self.client, repository, child["digest"])
+            manifest = fetch_manifest(self.client, repository, checked_digest(child.get("digest"), self.client.host))
             if manifest is None:
                 return EPOCH
         config = manifest.document.get("config") or {}
-        if "digest" not in config:
+        if not isinstance(config, dict) or "digest" not in config:
             return EPOCH
         response = self.client.request(
             "GET",
-            f"/v2/{repository}/blobs/{config['digest']}",
+            f"/v2/{repository}/blobs/{checked_digest(config['digest'], self.client.host)}",
             scopes=[pull_scope(repository)],
             what=f"reading the config of {repository}:{tag}",
         )
@@ -230,13 +261,27 @@ class OCIDockerRepository(DockerRepository):
             return EPOCH
         _expect(self.client, response, (200,), f"reading the config of {repository}:{tag}")
         try:
-            created = response.json().get("created")
+            config_document = response.json()
         except ValueError:
             return EPOCH
-        return parse_created(created)
+        return parse_created(config_document.get("created") if isinstance(config_document, dict) else None)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _tags_of(client: RegistryClient, response: httpx.Response, repository: str) -> list[str]:
+    """The ``tags`` of one page; anything but a JSON object with a list of strings is the registry's fault."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    tags = body.get("tags") if isinstance(body, dict) else None
+    if tags is None and isinstance(body, dict):
+        return []
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise RegistryError(f"registry {client.host} sent a tag list for {repository} that is not a list of names")
+    return tags
 
 
 def _next_link(response: httpx.Response) -> str | None:
@@ -351,5 +396,6 @@ def repository_for_prefix(prefix: str, config: InfraConfig) -> DockerRepository:
         credentials=config_credentials(config, host),
         registry_url=config.registry_endpoint_url if host == configured_host else None,
         insecure_registries=config.insecure_registries,
+        trusted_auth_hosts=config.registry_trusted_auth_hosts,
         ca_bundle=config.registry_ca_bundle,
     )

@@ -11,7 +11,7 @@ import httpx
 
 from ..errors import ImageNotFoundError, RegistryError
 from .distribution import RegistryClient, pull_scope, push_scope
-from .oci import Manifest, fetch_manifest, head_manifest_digest
+from .oci import Manifest, checked_digest, fetch_manifest, head_manifest_digest
 from .progress import Event, MirrorProgress, MirrorResult, ProgressCallback
 
 CHUNK = 1 << 20
@@ -62,12 +62,13 @@ class Copier:
             return result
         if manifest.is_index:
             for child in manifest.document.get("manifests") or []:
-                if head_manifest_digest(self.dst, dst_repo, child["digest"]) == child["digest"]:
+                digest = checked_digest(child.get("digest") if isinstance(child, dict) else None, self.src.host)
+                if head_manifest_digest(self.dst, dst_repo, digest) == digest:
                     continue
-                child_manifest = fetch_manifest(self.src, src_repo, child["digest"])
+                child_manifest = fetch_manifest(self.src, src_repo, digest)
                 if child_manifest is None:
-                    raise ImageNotFoundError(f"{src_repo}@{child['digest']} (in the index of :{tag}) is missing")
-                self._copy_image(child_manifest, src_repo, dst_repo, child["digest"], label, result)
+                    raise ImageNotFoundError(f"{src_repo}@{digest} (in the index of :{tag}) is missing")
+                self._copy_image(child_manifest, src_repo, dst_repo, digest, label, result)
         else:
             self._copy_image(manifest, src_repo, dst_repo, tag, label, result, push=False)
         self._put_manifest(manifest, dst_repo, tag, label, result)
@@ -92,8 +93,10 @@ class Copier:
     ) -> None:
         document = manifest.document
         blobs = [document["config"], *(document.get("layers") or [])] if "config" in document else []
+        if not all(isinstance(b, dict) for b in blobs):
+            raise RegistryError(f"registry {self.src.host} sent a manifest of {src_repo} with malformed descriptors")
         wanted = [b for b in blobs if not any(word in str(b.get("mediaType", "")) for word in NON_DISTRIBUTABLE)]
-        unique = list({b["digest"]: b for b in wanted}.values())
+        unique = list({checked_digest(b.get("digest"), self.src.host): b for b in wanted}.values())
         for future in [self.pool.submit(self._copy_blob, b, src_repo, dst_repo, label, result) for b in unique]:
             future.result()
         if push:
@@ -135,7 +138,13 @@ class Copier:
     def _copy_blob(
         self, descriptor: dict[str, Any], src_repo: str, dst_repo: str, label: str, result: MirrorResult
     ) -> None:
-        digest, size = str(descriptor["digest"]), int(descriptor.get("size") or 0)
+        digest = checked_digest(descriptor.get("digest") if isinstance(descriptor, dict) else None, self.src.host)
+        try:
+            size = int(descriptor.get("size") or 0)
+        except (TypeError, ValueError):
+            raise RegistryError(
+                f"registry {self.src.host} sent a descriptor of {digest} with a malformed size"
+            ) from None
         if self._blob_exists(dst_repo, digest):
             result.add(blobs_skipped=1)
             self._emit(label, "blob_skipped", digest, size)

@@ -68,7 +68,12 @@ class QueueEndpointResourceDelegate(Closeable, ABC):
     max_queue_name_length: ClassVar[int] = 80
 
     def queue_name(self, endpoint_id: str) -> str:
-        return queue_name_for(endpoint_id, max_length=self.max_queue_name_length, broker=self.broker_name)
+        name = queue_name_for(endpoint_id, max_length=self.max_queue_name_length, broker=self.broker_name)
+        return self.check_queue_name(name)
+
+    def check_queue_name(self, name: str) -> str:
+        """The broker's own rule (`names`), so the task queue sends to exactly the names created here."""
+        return name
 
     @abstractmethod
     async def create_queue_if_not_exists(

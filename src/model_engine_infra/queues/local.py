@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import BrokerUnavailableError, QueueNotFoundError
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
+from .names import local_queue_name
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
@@ -34,11 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LocalQueueEndpointResourceDelegate",
+    "binding_file",
     "broker_paths_for",
     "build_delegate",
     "ensure_broker_dirs",
     "local_broker_paths",
+    "local_queue_exists",
     "message_file_queue",
+    "meta_folder_for",
 ]
 
 BROKER_DIR = "broker"
@@ -72,6 +76,27 @@ def ensure_broker_dirs(paths: Mapping[str, str]) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
 
 
+def meta_folder_for(data_folder_in: Path) -> Path:
+    """``broker/meta`` beside ``broker/queue`` (the layout above)."""
+    return data_folder_in.parent / "meta"
+
+
+def binding_file(control_folder: Path, name: str) -> Path:
+    """kombu's exchange table for ``name``: written when a worker (or a send) declares the queue."""
+    return control_folder / f"{name}.exchange"
+
+
+def local_queue_exists(data_folder_in: Path, control_folder: Path, name: str) -> bool:
+    """Created by the delegate (a metadata file) or declared by a worker (kombu's exchange table).
+
+    A broker folder that is missing or not a folder raises `NotADirectoryError`: the broker is unusable,
+    which is not the same as a missing queue.
+    """
+    if not data_folder_in.is_dir():
+        raise NotADirectoryError(f"the local broker folder {data_folder_in} is not a folder")
+    return (meta_folder_for(data_folder_in) / f"{name}.json").exists() or binding_file(control_folder, name).exists()
+
+
 def message_file_queue(filename: str) -> str | None:
     """The queue a kombu message file belongs to (kombu's own rule), or None for other files."""
     rest = filename.partition(".")[2]
@@ -84,6 +109,9 @@ class LocalQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
     broker_name: ClassVar[str] = "local filesystem broker"
     # kombu adds 51 characters (``{ms}_{uuid}.`` and ``.msg``) to make a file name; most file systems stop at 255.
     max_queue_name_length: ClassVar[int] = 200
+
+    def check_queue_name(self, name: str) -> str:
+        return local_queue_name(name)
 
     def __init__(self, paths: Mapping[str, str]) -> None:
         self.paths = dict(paths)
@@ -156,7 +184,8 @@ class LocalQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         name = self.queue_name(endpoint_id)
 
         def delete() -> None:
-            for path in [self._meta_file(name), *self._message_files(name)]:
+            binding = binding_file(Path(self.paths["control_folder"]), name)
+            for path in [self._meta_file(name), binding, *self._message_files(name)]:
                 try:
                     path.unlink()
                 except FileNotFoundError:

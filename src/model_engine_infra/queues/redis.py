@@ -35,6 +35,7 @@ import redis.exceptions
 
 from ..errors import BrokerUnavailableError, QueueNotFoundError
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
+from .names import redis_queue_name
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -112,6 +113,9 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
     broker_name: ClassVar[str] = "Redis"
     max_queue_name_length: ClassVar[int] = 255
 
+    def check_queue_name(self, name: str) -> str:
+        return redis_queue_name(name)
+
     def __init__(
         self, client: Redis | Callable[[], Redis], *, priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS
     ) -> None:
@@ -168,7 +172,8 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         try:
             tags = [tag async for tag, _ in self._unacked_entries(name)]
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(name + META_SUFFIX, *kombu_list_keys(name, self._priority_steps))
+                binding = KOMBU_BINDING_KEY.format(exchange=name)  # a send's or a worker's declaration
+                pipe.delete(name + META_SUFFIX, binding, *kombu_list_keys(name, self._priority_steps))
                 if tags:
                     pipe.hdel(KOMBU_UNACKED_KEY, *tags)
                     pipe.zrem(KOMBU_UNACKED_INDEX_KEY, *tags)

@@ -27,8 +27,9 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from ..errors import BrokerUnavailableError, ConfigError, InvalidQueueNameError, QueueError, QueueNotFoundError
+from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
+from .names import servicebus_queue_name
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
@@ -130,15 +131,9 @@ class ServiceBusQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
     def __repr__(self) -> str:
         return f"ServiceBusQueueEndpointResourceDelegate({self.fully_qualified_namespace!r})"
 
-    def queue_name(self, endpoint_id: str) -> str:
-        """The shared rule, plus Service Bus's own: a name ends with a letter or digit."""
-        name = super().queue_name(endpoint_id)
-        if not name[-1].isalnum():
-            raise InvalidQueueNameError(
-                f"endpoint_id {endpoint_id!r} makes the queue name {name!r}, which Service Bus refuses: a name "
-                "must end with a letter or digit"
-            )
-        return name
+    def check_queue_name(self, name: str) -> str:
+        """Service Bus's rule: ends with a letter or digit, and lower case (it ignores case)."""
+        return servicebus_queue_name(name)
 
     def _admin_client(self) -> Any:
         with self._lock:

@@ -36,6 +36,7 @@ from botocore.config import Config
 from ..brokers.templates import PLACEHOLDERS, render_template
 from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
 from .base import QUEUE_NAME_PREFIX, QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
+from .names import sqs_queue_name
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
@@ -135,6 +136,9 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
 
     broker_name: ClassVar[str] = "SQS"
     max_queue_name_length: ClassVar[int] = 80
+
+    def check_queue_name(self, name: str) -> str:
+        return sqs_queue_name(name)
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import requests
+import urllib3.exceptions
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import (
@@ -117,9 +118,14 @@ def translate(err: BaseException, uri: str) -> StorageError | None:
         return StorageUnavailableError(f"{uri}: could not reach Azure Blob Storage ({type(err).__name__}); retry later")
     if isinstance(err, HttpResponseError) and isinstance(err.__cause__, (IncompleteReadError, ServiceResponseError)):
         return StorageUnavailableError(f"{uri}: the connection broke mid-transfer; retry later")
+    if isinstance(err, _CUT):  # below the SDK's own types: requests/urllib3 while streaming a body
+        return StorageUnavailableError(f"{uri}: the connection broke mid-transfer ({type(err).__name__}); retry later")
     if isinstance(err, AzureError):
         return StorageError(f"{uri}: Azure Blob Storage refused the request ({type(err).__name__})")
     return None
+
+
+_CUT = (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 
 
 def _errors(uri: str) -> contextlib.AbstractContextManager[None]:

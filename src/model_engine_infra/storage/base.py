@@ -3,7 +3,7 @@
 A store implements a few primitives (list a folder, size of one object, stream one object into a
 file); `LLMArtifactGateway` turns them into safe, parallel, resumable-looking downloads: keys are
 checked before anything is written, each file lands under a temporary name and is renamed when
-complete, and complete files of the right size are skipped unless ``overwrite``.
+complete (both in `landing`), and complete files of the right size are skipped unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -21,7 +20,7 @@ from typing import IO, Any, BinaryIO
 
 from ..errors import ObjectNotFoundError, StorageError
 from ..lifecycle import Closeable
-from .paths import safe_join
+from .landing import DownloadPlan, LandingZone, PlannedFile, plan_download
 from .uploads import DEFAULT_UPLOAD_CONCURRENCY, UploadItem, plan_uploads, run_uploads
 
 Progress = Callable[[int], None]
@@ -186,21 +185,30 @@ def download_all(
     overwrite: bool,
     max_concurrency: int,
     progress: Progress | None,
+    after_plan: Callable[[DownloadPlan], None] | None = None,
 ) -> list[str]:
-    """Check every key, then download in parallel, each to a temporary name renamed when complete."""
-    plan = [(obj, safe_join(target, obj.key)) for obj in objects]  # raises before anything is written
+    """Plan (every key checked before anything is written), then download in parallel.
+
+    Each file is written under a temporary name through directory descriptors that never follow
+    links (`LandingZone`) and renamed when complete. ``after_plan`` runs between the two steps; tests
+    use it to change the disk under a download.
+    """
+    plan = plan_download(objects, target)  # raises before anything is written
+    if after_plan is not None:
+        after_plan(plan)
     report = _locked(progress)
-    todo = [(obj, dest) for obj, dest in plan if overwrite or not _complete(dest, obj.size)]
-    if todo:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(todo)))) as pool:
-            futures = [pool.submit(_download_one, obj, dest, fetch, report) for obj, dest in todo]
-            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in pending:
-                future.cancel()
-            for future in futures:
-                if future.done() and not future.cancelled() and future.exception() is not None:
-                    raise future.exception()  # type: ignore[misc]
-    return [str(dest) for _, dest in plan]
+    with LandingZone(target) as zone:
+        todo = [planned for planned in plan.files if overwrite or not zone.is_complete(planned)]
+        if todo:
+            with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(todo)))) as pool:
+                futures = [pool.submit(_download_one, zone, planned, fetch, report) for planned in todo]
+                _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in pending:
+                    future.cancel()
+                for future in futures:
+                    if future.done() and not future.cancelled() and future.exception() is not None:
+                        raise future.exception()  # type: ignore[misc]
+    return [str(planned.path) for planned in plan.files]
 
 
 def _folder_marker(obj: ObjectInfo) -> bool:
@@ -208,33 +216,13 @@ def _folder_marker(obj: ObjectInfo) -> bool:
     return obj.key.endswith("/") and not obj.size
 
 
-def _complete(dest: Path, size: int | None) -> bool:
-    try:
-        return dest.is_file() and (size is None or dest.stat().st_size == size)
-    except OSError:
-        return False
-
-
 def _download_one(
-    obj: ObjectInfo,
-    dest: Path,
+    zone: LandingZone,
+    planned: PlannedFile,
     fetch: Callable[[ObjectInfo, BinaryIO, Progress | None], None],
     report: Progress | None,
 ) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        with open(partial, "wb") as fileobj:
-            fetch(obj, fileobj, report)
-            fileobj.flush()
-            # Not tell(): parallel ranged writers seek around or write with pwrite.
-            written = os.fstat(fileobj.fileno()).st_size
-        if obj.size is not None and written != obj.size:
-            raise StorageError(f"{obj.uri}: got {written} of {obj.size} bytes; the transfer was cut short")
-        os.replace(partial, dest)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    zone.write(planned, lambda fileobj: fetch(planned.obj, fileobj, report))
 
 
 def _locked(progress: Progress | None) -> Progress | None:

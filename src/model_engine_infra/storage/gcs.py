@@ -18,12 +18,14 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import google.auth
 import requests
+import urllib3.exceptions
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials, Signing
 from google.auth.transport.requests import AuthorizedSession
 from google.auth.transport.requests import Request as AuthRequest
 from google.cloud import storage
+from google.cloud.storage import exceptions as gcs_exc
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from ..errors import ObjectNotFoundError, StorageError, StoragePermissionError, StorageUnavailableError
@@ -89,10 +91,23 @@ def translate(err: BaseException, uri: str) -> StorageError | None:
         requests.ConnectionError,
         requests.Timeout,
         requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
         auth_exc.TransportError,
+        urllib3.exceptions.HTTPError,  # a body cut mid-read, below requests
+        ConnectionError,
+        TimeoutError,
     )
     if isinstance(err, transient):
         return StorageUnavailableError(f"{uri}: could not reach GCS ({type(err).__name__}); retry later")
+    if isinstance(err, gcs_exc.DataCorruption):
+        return StorageUnavailableError(f"{uri}: the download arrived corrupted (checksum mismatch); retry")
+    if isinstance(err, gcs_exc.InvalidResponse):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if status == 404:
+            return ObjectNotFoundError(f"{uri}: no such object or bucket")
+        if status in (401, 403):
+            return StoragePermissionError(f"{uri}: access denied; check the service account's storage roles")
+        return StorageUnavailableError(f"{uri}: GCS answered {status} mid-transfer; retry later")
     if isinstance(err, (gexc.GoogleAPICallError, requests.RequestException)):
         return StorageError(f"{uri}: GCS refused the request ({type(err).__name__})")
     return None

@@ -62,6 +62,27 @@ def _errors(uri: str) -> Iterator[None]:
         raise StorageUnavailableError(f"{shown(uri)}: could not reach the server ({type(err).__name__})") from err
 
 
+def _refuse_plain_http(request: httpx.Request) -> None:
+    """Every request, redirects included, stays on HTTPS: a hop to ``http://`` would drop TLS for the bytes."""
+    if request.url.scheme != "https":
+        raise StoragePermissionError(
+            f"refusing to follow a redirect to plain HTTP ({request.url.scheme}://{request.url.host}): the HTTPS "
+            "store reads only over HTTPS"
+        )
+
+
+def make_client(**options: Any) -> httpx.Client:
+    """The store's one client: redirects followed (CDNs, the Hugging Face hub), but never to plain HTTP."""
+    # identity: sizes from HEAD are the bytes written (no transparent gzip to undo or miscount)
+    defaults: dict[str, Any] = {
+        "follow_redirects": True,
+        "timeout": TIMEOUT,
+        "headers": {"Accept-Encoding": "identity"},
+        "event_hooks": {"request": [_refuse_plain_http]},
+    }
+    return httpx.Client(**{**defaults, **options})
+
+
 def _read_only(uri: str, what: str) -> StoragePermissionError:
     return StoragePermissionError(f"{shown(uri)}: the HTTPS store is read-only and cannot {what}")
 
@@ -70,10 +91,7 @@ class HttpsFilesystem(FilesystemGateway):
     """GET and HEAD on ``https://`` URLs through one client; everything else is refused."""
 
     def __init__(self, client: httpx.Client | None = None) -> None:
-        # identity: sizes from HEAD are the bytes written (no transparent gzip to undo or miscount)
-        self.client = client or httpx.Client(
-            follow_redirects=True, timeout=TIMEOUT, headers={"Accept-Encoding": "identity"}
-        )
+        self.client = client or make_client()
 
     def __repr__(self) -> str:
         return "HttpsFilesystem()"

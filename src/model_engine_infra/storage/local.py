@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from ..errors import ObjectNotFoundError, StorageError, StoragePermissionError
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .store import Store
-from .streams import WriteStream, parse_mode, text_kwargs
+from .streams import ChunkedReader, WriteStream, parse_mode, reader_stream, text_kwargs
 from .uploads import UploadItem
 from .uri import parse_uri
 
@@ -64,6 +64,40 @@ class _Errors:
         if isinstance(exc, PermissionError):
             message = f"permission denied for {self.uri!r}; check the file's owner and mode"
             raise StoragePermissionError(message) from exc
+        if isinstance(exc, OSError):
+            raise StorageError(f"local disk failed on {self.uri!r}: {exc.strerror or type(exc).__name__}") from exc
+
+
+def _make_parents(path: Path) -> None:
+    """``mkdir -p`` of ``path``'s folder without recursion (pathlib's recurses once per missing level)."""
+    missing = []
+    folder = path.parent
+    while not folder.is_dir():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+
+
+def _reader(uri: str, path: Path, binary: bool, kwargs: dict[str, Any]) -> Any:
+    """A buffered reader whose errors are storage errors naming ``uri`` (a disk can fail mid-read too)."""
+    source = open(path, "rb")  # noqa: SIM115 - closed by the reader
+
+    def read(size: int) -> bytes:
+        with _Errors(uri):
+            return source.read(size)
+
+    try:
+        return reader_stream(ChunkedReader(read, source.close), binary, kwargs, CHUNK)
+    except BaseException:
+        source.close()
+        raise
 
 
 class LocalFilesystem(FilesystemGateway):
@@ -75,14 +109,16 @@ class LocalFilesystem(FilesystemGateway):
         extra = {} if binary else text_kwargs(kwargs)
         with _Errors(uri):
             if not writing:
-                return open(path, "rb" if binary else "r", **extra)  # returned to the caller
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+                return _reader(uri, path, binary, kwargs)  # type: ignore[no-any-return]
+            _make_parents(path)
+            # A short fixed-length name: ``.{name}.{uuid}`` overflowed NAME_MAX for names near 255 bytes.
+            temp = path.with_name(f".mei.{secrets.token_hex(8)}.tmp")
             stream = open(temp, "wb" if binary else "w", **extra)  # noqa: SIM115 - closed by WriteStream
 
         def commit() -> None:
-            stream.close()
-            os.replace(temp, path)
+            with _Errors(uri):
+                stream.close()
+                os.replace(temp, path)
 
         def discard() -> None:
             try:
@@ -151,8 +187,8 @@ class LocalArtifacts(LLMArtifactGateway):
         """Copied under a temporary name in the target folder, renamed when complete."""
         path = _path(item.uri)
         with _Errors(item.uri):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            _make_parents(path)
+            temp = path.with_name(f".mei.{secrets.token_hex(8)}.tmp")  # fits beside a 255-byte name
             try:
                 with open(item.path, "rb") as source, open(temp, "wb") as sink:
                     while chunk := source.read(CHUNK):

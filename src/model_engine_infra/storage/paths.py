@@ -1,4 +1,8 @@
-"""Safe local paths for downloads: an object key never escapes the target folder."""
+"""``safe_join``: a key as a path below a folder, by the rule downloads use (`landing.unsafe_reason`).
+
+Downloads themselves do not resolve paths: they plan with `landing.plan_download` and write through
+directory descriptors, which also holds when the disk changes after the check.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import os
 from pathlib import Path
 
 from ..errors import UnsafeObjectKeyError
+from .landing import unsafe_reason
 
 
 def safe_join(target: Path, key: str) -> Path:
     """``target / key``, or `UnsafeObjectKeyError` for ``..``, absolute, backslash or empty segments."""
-    reason = _unsafe_reason(key)
+    reason = unsafe_reason(key)
     if reason is None:
         dest = (target / key).resolve()
         root = target.resolve()
@@ -21,18 +26,3 @@ def safe_join(target: Path, key: str) -> Path:
             f"object key {key!r} is unsafe: {reason}; refusing to download into {target} (nothing was written)"
         )
     return target / key
-
-
-def _unsafe_reason(key: str) -> str | None:
-    if not key:
-        return "it is empty"
-    if "\x00" in key:
-        return "it contains a NUL byte"
-    if "\\" in key:
-        return "it contains a backslash"
-    if key.startswith("/") or (len(key) > 1 and key[1] == ":"):
-        return "it is absolute"
-    for segment in key.split("/"):
-        if segment in ("", ".", ".."):
-            return "it has an empty, '.' or '..' segment"
-    return None

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 import botocore.exceptions as bexc
+import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config as BotoConfig
 from s3transfer.exceptions import RetriesExceededError  # type: ignore[import-untyped]
@@ -101,12 +102,23 @@ def translate(err: BaseException, uri: str, endpoint: str | None = None) -> Stor
         return StoragePermissionError(
             f"{uri}: no AWS credentials found; use IRSA, AWS_PROFILE/aws_profile or AWS_ACCESS_KEY_ID"
         )
-    if isinstance(err, (bexc.ConnectionError, bexc.HTTPClientError, RetriesExceededError, ConnectionError)) or (
-        isinstance(err, bexc.BotoCoreError) and "stream" in type(err).__name__.lower()
-    ):
+    if isinstance(err, _CUT) or (isinstance(err, bexc.BotoCoreError) and "stream" in type(err).__name__.lower()):
+        # IncompleteReadError, ResponseStreamingError, urllib3's errors: a connection cut mid-body.
         where = f" at {redact_url(endpoint)}" if endpoint else ""
         return StorageUnavailableError(f"{uri}: could not reach S3{where} ({type(err).__name__}); retry later")
     return None
+
+
+# Everything a dropped or stalled connection raises, while connecting or while reading a body.
+_CUT = (
+    bexc.ConnectionError,
+    bexc.HTTPClientError,
+    bexc.IncompleteReadError,
+    RetriesExceededError,
+    ConnectionError,
+    TimeoutError,
+    urllib3.exceptions.HTTPError,
+)
 
 
 @contextlib.contextmanager

@@ -53,7 +53,10 @@ def shown(uri: str) -> str:
 def _parse(uri: str) -> StorageURI | None:
     if "://" not in uri:
         return StorageURI("file", "", uri, original=uri)
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unclosed '[' read as an IPv6 host
+        return None
     scheme = parts.scheme.lower()
     path = unquote(parts.path)
     if scheme == "file":

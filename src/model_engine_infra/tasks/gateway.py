@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..brokers import BrokerType, unit_for
 from ..config.model import InfraConfig
-from ..errors import BrokerUnavailableError, MessageTooLargeError
+from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
@@ -105,6 +105,8 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         self._retry_policy = dict(app.conf.task_publish_retry_policy)
         self._producers = ProducerCache(app)
         self._queues: dict[str, Any] = {}
+        self._unit = unit_for(broker.broker_type)
+        self._presence = self._unit.queue_presence()  # None: the broker (a plugin) is not asked
         self._lock = threading.Lock()
         self._unavailable: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
 
@@ -138,8 +140,10 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
     # ------------------------------------------------------------------ sending
 
     def _queue(self, name: str) -> Any:
+        """The kombu queue for ``name``; the broker's name rule runs once per name, before any call."""
         queue = self._queues.get(name)
         if queue is None:
+            self._unit.check_queue_name(name)
             with self._lock:
                 queue = self._queues.get(name)
                 if queue is None:
@@ -202,6 +206,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         kwargs: Mapping[str, Any] | None = None,
         expires: int | None = None,
     ) -> SentTask:
+        queue = self._queue(queue_name)  # the name is checked before anything else
         task_id = str(uuid.uuid4())
         args = list(args)
         kwargs = dict(kwargs or {})
@@ -232,12 +237,13 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             "stamps": {},
         }
         self._check_size(task_name, queue_name, data, headers)
-        queue = self._queue(queue_name)
         try:
             with self._producers.acquire() as producer:
                 # declare once per connection (kombu forgets on reconnect); maybe_declare on every
                 # publish copies the queue and costs more than the publish itself on Redis
                 declared = hash(queue) in producer.connection.declared_entities
+                if self._presence is not None and (self._presence.every_send or not declared):
+                    self._require_queue(producer, task_name, queue_name)
                 producer.publish(
                     data,
                     exchange="",
@@ -252,18 +258,42 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
                     retry=True,
                     retry_policy=self._retry_policy,
                 )
+        except QueueNotFoundError:
+            raise
         except self._unavailable as err:
+            mapped = self._unit.publish_error(err, task_name, queue_name)  # e.g. Redis WRONGTYPE after retries
+            if mapped is not None:
+                raise mapped from err
             raise BrokerUnavailableError(
                 f"could not send task {task_name!r} to queue {queue_name!r}: the "
                 f"{self.broker.name} broker {redact_url(self.broker.url)} is unreachable after "
                 f"{self._retry_policy.get('max_retries')} retries ({type(err).__name__}); the task was not sent"
             ) from err
         except Exception as err:
-            mapped = unit_for(self.broker.broker_type).publish_error(err, task_name, queue_name)
+            mapped = self._unit.publish_error(err, task_name, queue_name)
             if mapped is not None:
                 raise mapped from err
             raise
         return SentTask(task_id=task_id)
+
+    def _require_queue(self, producer: Any, task_name: str, queue_name: str) -> None:
+        """`QueueNotFoundError` unless the queue exists (see `presence`); retried like a publish."""
+        assert self._presence is not None
+        exists = self._presence.exists
+        try:
+            found = exists(producer.channel, queue_name)  # the hot path: one broker call, no wrapper
+        except producer.connection.recoverable_connection_errors:
+            # a dropped connection: retry like a publish (revive, back off, give up as OperationalError)
+            def check() -> bool:
+                return exists(producer.channel, queue_name)
+
+            found = producer.connection.ensure(producer, check, **self._retry_policy)()
+        if not found:
+            raise QueueNotFoundError(
+                f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
+                f"{self.broker.name} broker. Create it with the queue delegate "
+                "(create_queue_if_not_exists) or start a worker that consumes it; the task was not sent"
+            )
 
     # ------------------------------------------------------------------ reading
 

@@ -1,0 +1,70 @@
+"""Whether a queue exists, asked before a task is sent to it: one function per broker.
+
+``send_task`` never creates a queue. A queue exists once the queue delegate created it
+(``create_queue_if_not_exists``) or a worker consuming it declared it; a send to any other name
+raises `QueueNotFoundError` and nothing is stored. A queue created by a send would have none of the
+settings the delegate gives (visibility timeout, policy, tags, lock duration) and no consumer: the task
+would wait forever, which is worse than an error the caller sees.
+
+Each broker unit says how (`BrokerUnit.queue_presence`). SQS and Service Bus are asked once per
+queue and connection (kombu then caches the queue's URL or sender, and the broker itself answers
+"not found" for a queue deleted later). Redis and the local broker would silently recreate a
+deleted queue on the next push, so they are asked on every send: one ``EXISTS`` or two ``stat`` calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..queues.local import local_queue_exists
+from ..queues.redis import KOMBU_BINDING_KEY, META_SUFFIX, kombu_list_keys
+
+
+def sqs_queue_exists(channel: Any, name: str) -> bool:
+    """kombu's own lookup (``GetQueueUrl``, cached per channel), without its create-if-missing."""
+    from kombu.transport.SQS.exceptions import DoesNotExistQueueException
+
+    try:
+        channel._resolve_queue_url(name)
+    except DoesNotExistQueueException:
+        return False
+    return True
+
+
+def servicebus_queue_exists(channel: Any, name: str) -> bool:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        with channel.queue_mgmt_service as admin:  # kombu builds a new admin client per access: close it
+            admin.get_queue(name)
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
+def redis_queue_exists(channel: Any, name: str) -> bool:
+    """The delegate's metadata hash, a worker's binding, or waiting messages (kombu's lists)."""
+    keys = [name + META_SUFFIX, KOMBU_BINDING_KEY.format(exchange=name), *kombu_list_keys(name)]
+    return bool(channel.client.exists(*keys))
+
+
+def filesystem_queue_exists(channel: Any, name: str) -> bool:
+    return local_queue_exists(Path(channel.data_folder_in), Path(channel.control_folder), name)
+
+
+@dataclass(frozen=True)
+class Presence:
+    """How one broker answers "does this queue exist": the check, and whether to ask on every send."""
+
+    exists: Callable[[Any, str], bool]
+    every_send: bool
+
+
+# What each built-in broker unit answers from ``queue_presence()`` (`model_engine_infra.brokers`).
+SQS = Presence(sqs_queue_exists, every_send=False)
+SERVICEBUS = Presence(servicebus_queue_exists, every_send=False)
+REDIS = Presence(redis_queue_exists, every_send=True)
+LOCAL = Presence(filesystem_queue_exists, every_send=True)

@@ -29,7 +29,7 @@ from model_engine_infra.autoscaling.base import EXPIRY_SECONDS, PREWARM_EXPIRY_S
 from model_engine_infra.autoscaling.local import LocalInferenceAutoscalingMetricsGateway
 from model_engine_infra.autoscaling.redis import RedisInferenceAutoscalingMetricsGateway, redis_key
 from model_engine_infra.autoscaling.servicebus import ServiceBusInferenceAutoscalingMetricsGateway, queue_name
-from model_engine_infra.errors import BrokerUnavailableError, ConfigError, QueueError
+from model_engine_infra.errors import BrokerUnavailableError, ConfigError, QueueKeyConflictError
 from model_engine_infra.testing.conformance.autoscaling import closed_port, per_loop_clients
 from model_engine_infra.testing.servicebus import FakeServiceBusNamespace
 
@@ -118,7 +118,7 @@ async def test_redis_inference_inside_a_prewarm_keeps_the_hour_where_the_referen
 async def test_redis_key_of_another_type_is_a_typed_error(server: fakeredis.FakeServer) -> None:
     client = fakeredis.FakeAsyncRedis(server=server)
     await client.set(redis_key("e1"), "not a list")
-    with pytest.raises(QueueError, match="delete the key"):
+    with pytest.raises(QueueKeyConflictError, match="delete the key"):
         await _gateway(client).emit_inference_autoscaling_metric("e1")
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import redis.exceptions
 
-from ..errors import BrokerUnavailableError, InfraError, QueueError, RedisUnavailableError
+from ..errors import BrokerUnavailableError, InfraError, QueueKeyConflictError, RedisUnavailableError
 from .base import REDIS_KEY_PREFIX, AutoscalingMetric, InferenceAutoscalingMetricsGateway
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class RedisInferenceAutoscalingMetricsGateway(InferenceAutoscalingMetricsGateway
             ) from err
         except redis.exceptions.ResponseError as err:
             if "WRONGTYPE" in str(err):
-                raise QueueError(
+                raise QueueKeyConflictError(
                     f"Redis key {key!r} on {_describe(client)} holds something other than a list, so KEDA cannot "
                     f"read it; delete the key (it is rebuilt on the next request)"
                 ) from err

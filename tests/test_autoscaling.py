@@ -406,3 +406,17 @@ def test_through_the_deployments_wiring_a_dead_redis_is_a_typed_error_within_the
         with pytest.raises(BrokerUnavailableError, match=f"127.0.0.1:{port}"):
             asyncio.run(infra.autoscaling_metrics.emit_inference_autoscaling_metric("e1"))
         assert time.monotonic() - started < 5  # the 0.5 s timeout, not redis-py's retries times reconnects
+
+
+@pytest.mark.parametrize("endpoint_id", ["End1", "e1-", "e1_"])
+async def test_servicebus_refuses_ids_the_service_would_fold_or_refuse(
+    namespace: FakeServiceBusNamespace, endpoint_id: str
+) -> None:
+    """As the Service Bus queue delegate does: upper case would share a queue; a name must end alphanumeric."""
+    from model_engine_infra.errors import InvalidQueueNameError
+
+    gateway = _sb_gateway(namespace, client=namespace.client())
+    with pytest.raises(InvalidQueueNameError):
+        await gateway.create_or_update_resources(endpoint_id)
+    assert namespace.queue_names() == []
+    await gateway.close()

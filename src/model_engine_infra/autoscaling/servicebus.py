@@ -147,6 +147,16 @@ class ServiceBusInferenceAutoscalingMetricsGateway(InferenceAutoscalingMetricsGa
     def __repr__(self) -> str:
         return f"ServiceBusInferenceAutoscalingMetricsGateway({self.fully_qualified_namespace!r})"
 
+    def check(self, endpoint_id: str) -> str:
+        """The shared rule, plus the queue delegate's Service Bus rule: lower case, ending with a letter or digit.
+
+        Service Bus ignores case, so ``E1`` and ``e1`` would share one autoscaling queue.
+        """
+        from ..queues.names import servicebus_queue_name
+
+        servicebus_queue_name(queue_name(super().check(endpoint_id)))
+        return endpoint_id
+
     # --- clients, built once -----------------------------------------------------------------------
 
     def _azure_credential(self) -> Any:

@@ -27,6 +27,7 @@ FACTORIES = {
     "redis": "model_engine_infra.redis.connection:build_redis",
     "secrets": "model_engine_infra.components:build_secrets",
     "autoscaling_metrics": "model_engine_infra.components:build_autoscaling_metrics",
+    "file_storage": "model_engine_infra.storage.files:build_file_storage",
 }
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .redis.base import RedisConnection
     from .secrets.base import SecretStore
     from .storage.base import FilesystemGateway, LLMArtifactGateway
+    from .storage.files import FileStorageGateway
     from .tasks.base import TaskQueueGateway
 
 
@@ -118,6 +119,11 @@ class Infra:
     @property
     def autoscaling_metrics(self) -> InferenceAutoscalingMetricsGateway:
         return self.component("autoscaling_metrics")  # type: ignore[no-any-return]
+
+    @property
+    def file_storage(self) -> FileStorageGateway:
+        """The Files API's user files (llm-engine's ``FileStorageGateway``), on `filesystem`."""
+        return self.component("file_storage")  # type: ignore[no-any-return]
 
     def built_components(self) -> list[str]:
         return sorted(self._built)

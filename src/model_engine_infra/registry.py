@@ -50,6 +50,7 @@ COMPONENTS = (
     "redis",
     "secrets",
     "autoscaling_metrics",
+    "file_storage",
 )
 # The kind whose backend builds each component (redis has one implementation; its credentials vary).
 COMPONENT_KINDS: dict[str, str | None] = {
@@ -61,6 +62,7 @@ COMPONENT_KINDS: dict[str, str | None] = {
     "redis": None,
     "secrets": "secrets",
     "autoscaling_metrics": "autoscaling_metrics",
+    "file_storage": "store",  # user files on the stores, under file_storage_prefix
 }
 
 

@@ -70,10 +70,19 @@ def autoscaling_metrics_name(config: InfraConfig) -> str | None:
     return profile_of(config).autoscaling_metrics
 
 
+def secrets_name(config: InfraConfig) -> str | None:
+    """``secrets_backend``, else the profile's secret store."""
+    if config.secrets_backend is not None:
+        return config.secrets_backend
+    return profile_of(config).secrets
+
+
 def selected(config: InfraConfig, kind: str) -> str | None:
     """The backend of ``kind`` this config selects (``store``: the default store, for paths without a scheme)."""
     if kind == "autoscaling_metrics":
         return autoscaling_metrics_name(config)
+    if kind == "secrets":
+        return secrets_name(config)
     if kind == "broker":
         return broker_name(config)
     if kind == "registry":
@@ -97,6 +106,7 @@ NAMING_KEYS = {
     "celery_backend_protocol": "result_backend",
     "redis_iam_auth": "redis_credentials",
     "autoscaling_metrics_backend": "autoscaling_metrics",
+    "secrets_backend": "secrets",
 }
 
 

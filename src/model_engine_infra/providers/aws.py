@@ -29,5 +29,6 @@ PROVIDER = Profile(
         "redis": "redis-server",
         "secrets": "moto server",
         "autoscaling_metrics": "fakeredis + redis-server",
+        "file_storage": "moto server",
     },
 )

@@ -34,5 +34,6 @@ PROVIDER = Profile(
         "redis": "redis-server + fake Entra tokens",
         "secrets": "Key Vault fake",
         "autoscaling_metrics": "Service Bus fake",
+        "file_storage": "Azurite",
     },
 )

@@ -17,6 +17,7 @@ PROVIDER = Profile(
     path_defaults={
         "hf_user_fine_tuned_weights_prefix": "{local_data_dir}/fine_tuned_weights",
         "s3_file_llm_fine_tuning_job_repository": "{local_data_dir}/llm-ft-job-repository",
+        "file_storage_prefix": "{local_data_dir}/files",
     },
     labels={
         "queue_delegate": "kombu filesystem broker",
@@ -32,5 +33,6 @@ PROVIDER = Profile(
         "redis": "redis-server",
         "secrets": "environment",
         "autoscaling_metrics": "local disk",
+        "file_storage": "local disk",
     },
 )

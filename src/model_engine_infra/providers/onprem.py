@@ -31,5 +31,6 @@ PROVIDER = Profile(
         "redis": "redis-server",
         "secrets": "files on disk",
         "autoscaling_metrics": "fakeredis + redis-server",
+        "file_storage": "moto server (MinIO path)",
     },
 )

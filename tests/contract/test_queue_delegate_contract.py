@@ -11,6 +11,7 @@ delegate, so the counts check the delegate against what the broker really holds.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import socket
 import uuid
@@ -31,7 +32,7 @@ from moto import mock_aws
 
 from model_engine_infra.errors import BrokerUnavailableError, InvalidQueueNameError, QueueNotFoundError
 from model_engine_infra.queues.base import QUEUE_NAME_PREFIX, QueueEndpointResourceDelegate
-from model_engine_infra.queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
+from model_engine_infra.queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for, ensure_broker_dirs
 from model_engine_infra.queues.pubsub import PubSubQueueEndpointResourceDelegate
 from model_engine_infra.queues.redis import META_SUFFIX, RedisQueueEndpointResourceDelegate
 from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
@@ -80,6 +81,9 @@ class QueueBackend:
     has_urls: bool = False
     #: the broker can count a queue's messages; else the count is None (unknown), never a guess
     counts_messages: bool = True
+    #: make the queue as the broker's kombu transport does when a task is sent before the delegate ran
+    #: (with the transport's own defaults), with one message on it; None: put one message with kombu
+    create_like_transport: Callable[[str], Awaitable[None]] | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -268,6 +272,33 @@ class QueueDelegateContract:
         info = await self._create(backend, endpoint_id, timeout=600)
         assert await backend.read_timeout(info.queue_name) == backend.expected_timeout(600)
 
+    async def test_create_again_brings_the_queue_in_line_with_the_request(self, backend: QueueBackend) -> None:
+        endpoint_id = new_endpoint_id()
+        first = await self._create(backend, endpoint_id, timeout=120)
+        labels = {"team": "other", "product": "renamed"}
+        again = await backend.delegate.create_queue_if_not_exists(endpoint_id, "renamed", "bob", labels, 600)
+        assert again == first
+        assert await backend.read_timeout(again.queue_name) == backend.expected_timeout(600)
+        attributes = await backend.delegate.get_queue_attributes(endpoint_id, include_tags=True)
+        assert attributes.endpoint_labels == (labels if backend.keeps_labels else None)
+        assert attributes.endpoint_created_by == ("bob" if backend.keeps_creator else None)
+
+    async def test_a_queue_the_transport_made_first_follows_the_request(self, backend: QueueBackend) -> None:
+        """A task sent before the endpoint's queue existed: kombu made it, with its own settings."""
+        endpoint_id = new_endpoint_id()
+        name = QUEUE_NAME_PREFIX + endpoint_id
+        if backend.create_like_transport is not None:
+            await backend.create_like_transport(name)
+        else:
+            await backend.put_messages(name, 1)
+        await self._create(backend, endpoint_id, timeout=600)
+        assert await backend.read_timeout(name) == backend.expected_timeout(600)
+        attributes = await backend.delegate.get_queue_attributes(endpoint_id, include_tags=True)
+        assert attributes.endpoint_labels == (LABELS if backend.keeps_labels else None)
+        assert attributes.endpoint_created_by == (CREATOR if backend.keeps_creator else None)
+        if backend.counts_messages:
+            assert attributes.approximate_message_count == 1  # the transport's message is still there
+
 
 # --- in-process backends ------------------------------------------------------------------------
 
@@ -308,6 +339,10 @@ def local_backend(tmp_path: Path) -> QueueBackend:
         meta = json.loads((Path(paths["meta_folder"]) / f"{name}.json").read_text())
         return meta["queue_message_timeout_seconds"]  # type: ignore[no-any-return]
 
+    async def create_like_transport(name: str) -> None:
+        ensure_broker_dirs(paths)  # what the Celery app does before kombu writes
+        await put(name, 1)
+
     return QueueBackend(
         name="local",
         delegate=LocalQueueEndpointResourceDelegate(paths),
@@ -315,6 +350,7 @@ def local_backend(tmp_path: Path) -> QueueBackend:
         unreachable=lambda: LocalQueueEndpointResourceDelegate(broker_paths_for(blocker / "data")),
         read_timeout=read_timeout,
         expected_timeout=float,
+        create_like_transport=create_like_transport,
     )
 
 
@@ -353,6 +389,13 @@ def sqs_backend(*, endpoint_url: str | None) -> QueueBackend:
         attributes = client.get_queue_attributes(QueueUrl=url(name), AttributeNames=["VisibilityTimeout"])
         return float(attributes["Attributes"]["VisibilityTimeout"])
 
+    async def create_like_transport(name: str) -> None:
+        def create() -> None:  # kombu's SQS channel: its visibility_timeout (1800 s), no tags, no policy
+            made = client.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "1800"})
+            client.send_message(QueueUrl=made["QueueUrl"], MessageBody="{}")
+
+        await asyncio.to_thread(create)
+
     return QueueBackend(
         name="sqs",
         delegate=delegate,
@@ -366,6 +409,7 @@ def sqs_backend(*, endpoint_url: str | None) -> QueueBackend:
         reports_in_flight=True,
         keeps_labels=False,  # the tag template carries id, name and creator only
         has_urls=True,
+        create_like_transport=create_like_transport,
     )
 
 
@@ -414,6 +458,11 @@ def servicebus_backend() -> QueueBackend:
     async def read_timeout(name: str) -> float | None:
         return float(namespace.admin_client().get_queue(name).lock_duration.total_seconds())
 
+    async def create_like_transport(name: str) -> None:
+        # kombu's Service Bus channel: create_queue with its peek_lock_seconds (60 s), nothing else
+        namespace.admin_client().create_queue(name, lock_duration=datetime.timedelta(seconds=60))
+        await put(name, 1)
+
     def unreachable() -> QueueEndpointResourceDelegate:
         down = FakeServiceBusNamespace("down-ns")
         down.faults.unreachable = True
@@ -428,6 +477,7 @@ def servicebus_backend() -> QueueBackend:
         expected_timeout=lambda seconds: float(min(seconds, 300)),  # the service's cap on lock_duration
         take_in_flight=take,
         reports_in_flight=False,  # the service does not report locked messages
+        create_like_transport=create_like_transport,
     )
 
 
@@ -453,6 +503,14 @@ def pubsub_backend() -> QueueBackend:
         resource = subscriber.get_subscription(request={"subscription": subscriber.subscription_path(project, name)})
         return float(resource.ack_deadline_seconds)
 
+    async def create_like_transport(name: str) -> None:
+        # kombu's Pub/Sub channel: a topic and a subscription with its ack_deadline_seconds (240 s), no labels
+        topic = publisher.topic_path(project, name)
+        publisher.create_topic(request={"name": topic})
+        subscription = subscriber.subscription_path(project, name)
+        subscriber.create_subscription(request={"name": subscription, "topic": topic, "ack_deadline_seconds": 240})
+        await put(name, 1)
+
     def unreachable() -> QueueEndpointResourceDelegate:
         down = FakePubSub()
         down.faults.unreachable = True
@@ -468,6 +526,7 @@ def pubsub_backend() -> QueueBackend:
         take_in_flight=take,
         reports_in_flight=False,  # Pub/Sub cannot count at all
         counts_messages=False,
+        create_like_transport=create_like_transport,
     )
 
 

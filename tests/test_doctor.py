@@ -36,8 +36,11 @@ def test_healthy_local(tmp_path: Path) -> None:
         "registry": "skip",
         "secrets": "skip",
         "file_storage": "ok",
+        "autoscaling_metrics": "ok",
     }
     assert report.exit_code == 0
+    metrics = next(r for r in report.results if r.name == "autoscaling_metrics")
+    assert "local: created, emitted (pending 1, expires in 60 s)" in metrics.message
 
 
 def test_config_error_stops_with_exit_1(tmp_path: Path) -> None:
@@ -185,3 +188,27 @@ def test_the_database_secret_of_the_chart_is_checked(tmp_path: Path) -> None:
     )
     assert present.verdict == "ok"
     assert "postgres://x" not in present.message
+
+
+def test_autoscaling_metrics_on_a_redis_pointing_nowhere_fail_with_a_fix(tmp_path: Path) -> None:
+    config = local_config(
+        tmp_path, "autoscaling_metrics_backend: redis\ncache_redis_onprem_url: redis://127.0.0.1:1/0\n"
+    )
+    report = Doctor(config, env={}, timeout=10).run()
+    metrics = next(r for r in report.results if r.name == "autoscaling_metrics")
+    assert metrics.verdict == "fail"
+    assert "BrokerUnavailable" in metrics.message or "cannot reach Redis" in metrics.message
+    assert "autoscaling_metrics_backend" in metrics.message  # the fix names the keys
+
+
+def test_autoscaling_metrics_on_redis_pass_through_the_deployments_connection(tmp_path: Path) -> None:
+    from model_engine_infra.testing.redis import InMemoryRedisConnection
+
+    def factory(config: InfraConfig) -> Infra:
+        return build_infra(config, overrides={"redis": InMemoryRedisConnection()})
+
+    config = local_config(tmp_path, "autoscaling_metrics_backend: redis\nredis_host: 127.0.0.1\n")
+    report = Doctor(config, env={}, infra_factory=factory).run()
+    metrics = next(r for r in report.results if r.name == "autoscaling_metrics")
+    assert metrics.verdict == "ok", metrics.message
+    assert metrics.message.startswith("redis: created, emitted (pending 1, expires in 60 s)")

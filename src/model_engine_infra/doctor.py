@@ -39,6 +39,10 @@ PROBE_FIXES = {
     "secrets": "check the secret names in the config (and secrets_backend) and that this identity may read them",
     "file_storage": "check that the bucket or folder of file_storage_prefix (default {store}://{s3_bucket}) exists "
     "and that this identity may write, read, list, sign and delete there",
+    "autoscaling_metrics": "check the autoscaling metrics backend (autoscaling_metrics_backend, else the provider's): "
+    "on Redis, the Redis source (REDIS_HOST/REDIS_PORT or a cache_redis_* key) and that the user may EVALSHA, EVAL, "
+    "LLEN, PTTL and DEL; on Service Bus, SERVICEBUS_NAMESPACE and the identity's 'Azure Service Bus Data Owner' "
+    "role; locally, that local_data_dir is writable",
 }
 
 
@@ -106,6 +110,7 @@ class Doctor:
                 ("registry", self._registry),
                 ("secrets", self._secrets),
                 ("file_storage", self._file_storage),
+                ("autoscaling_metrics", self._autoscaling_metrics),
             ):
                 self._record(
                     name,
@@ -254,6 +259,30 @@ class Doctor:
 
         prefix = getattr(files, "prefix", "")
         return asyncio.run(probe()) + (f" under {prefix}" if prefix else "")
+
+    def _autoscaling_metrics(self, config: InfraConfig, infra: Infra) -> str:
+        """Create a probe endpoint's resources, emit an inference metric, see it, delete it (KEDA's signal)."""
+        from .selection import selected
+
+        backend = selected(config, "autoscaling_metrics")
+        if backend == "redis" and config.cloud_provider == "local" and not any(config.is_set(k) for k in REDIS_KEYS):
+            raise Skip("no Redis configured for the autoscaling metrics")
+        metrics = infra.autoscaling_metrics
+        endpoint_id = f"doctor-{uuid.uuid4().hex[:8]}"
+
+        async def probe() -> str:
+            await metrics.create_or_update_resources(endpoint_id)
+            try:
+                await metrics.emit_inference_autoscaling_metric(endpoint_id)
+                seen = await metrics.read_metric(endpoint_id)
+            finally:
+                await metrics.delete_resources(endpoint_id)
+            if seen is None or seen.pending < 1:
+                raise InfraError(f"the autoscaling metric emitted for {endpoint_id} did not show up ({backend})")
+            expiry = f", expires in {seen.expires_in:.0f} s" if seen.expires_in is not None else ""
+            return f"{backend}: created, emitted (pending {seen.pending}{expiry}), read back and deleted {endpoint_id}"
+
+        return asyncio.run(probe())
 
     def _redis(self, config: InfraConfig, infra: Infra) -> str:
         if config.cloud_provider == "local" and not any(config.is_set(k) for k in REDIS_KEYS):

@@ -68,7 +68,7 @@ class DurableRedis:
 
 
 @pytest.fixture
-def durable_redis(redis_server: RunningServer, tmp_path: Path) -> Iterator[DurableRedis]:
+def durable_redis(mei_redis_server: RunningServer, tmp_path: Path) -> Iterator[DurableRedis]:
     """Needs redis-server installed (the session fixture skips or fails the test as CI wants)."""
     binary = shutil.which("redis-server")
     assert binary is not None, "redis-server is running but not on PATH"

@@ -47,7 +47,15 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("aws",),
             "S3",
             None,
-            ("default_region", "aws_profile", "s3_endpoint_url", "s3_addressing_style", "celery_enable_sha256"),
+            (
+                "default_region",
+                "aws_profile",
+                "s3_endpoint_url",
+                "s3_addressing_style",
+                "s3_access_key_id",
+                "s3_secret_access_key",
+                "celery_enable_sha256",
+            ),
         ),
         "az": (
             "model_engine_infra.storage.abs:build_store",
@@ -72,7 +80,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("aws",),
             "ECR",
             None,
-            ("docker_repo_prefix", "default_region", "aws_profile"),
+            ("docker_repo_prefix", "default_region", "aws_profile", "ecr_endpoint_url"),
         ),
         "acr": (
             "model_engine_infra.images.acr:ACRDockerRepository.from_config",
@@ -110,7 +118,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("aws",),
             "Secrets Manager",
             None,
-            ("default_region", "aws_profile", "secret_cache_ttl_seconds"),
+            ("default_region", "aws_profile", "secretsmanager_endpoint_url", "secret_cache_ttl_seconds"),
         ),
         "keyvault": (
             "model_engine_infra.secrets.azure:build_store",
@@ -148,7 +156,15 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("celery", "aws"),
             "S3",
             None,
-            ("s3_bucket", "s3_endpoint_url", "default_region", "s3_addressing_style", "celery_enable_sha256"),
+            (
+                "s3_bucket",
+                "s3_endpoint_url",
+                "default_region",
+                "s3_addressing_style",
+                "s3_access_key_id",
+                "s3_secret_access_key",
+                "celery_enable_sha256",
+            ),
         ),
         "abs": (
             "model_engine_infra.tasks.result_backends:abs_backend",

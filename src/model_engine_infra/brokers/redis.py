@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from ..tasks.presence import Presence
 
 RULES: tuple[Rule, ...] = ()
+# kombu's Redis transport with worker connections that give a lost connection back to kombu
+REDIS_TRANSPORT_TARGET = "model_engine_infra.tasks.redis_transport:Transport"
 
 
 def redis_fallback_url(config: InfraConfig) -> str:
@@ -124,7 +126,7 @@ class RedisBrokerUnit(BrokerUnit):
         ssl_options = redis_ssl_options(config, source)
         if ssl_options is not None:
             conf["broker_use_ssl"] = ssl_options
-        return BrokerSettings(broker_type, source.url, None, options, conf, None, "base64")
+        return BrokerSettings(broker_type, source.url, REDIS_TRANSPORT_TARGET, options, conf, None, "base64")
 
 
 BROKER = RedisBrokerUnit()

@@ -1,6 +1,6 @@
 """`InfraConfig`: every key the library honours, its type, default, Helm path and env var.
 
-Defaults are the Helm chart's documented defaults (../shared/reference/helm-values-reference.txt)
+Defaults are the Helm chart's documented defaults (the llm-engine chart's values reference)
 except where the library adds a key of its own. Each field's ``json_schema_extra`` records where it
 lives in the Helm values (``helm``) and which environment variables override it (``env``); the
 loader, the CLI and the generated configuration reference all read that one table.
@@ -118,6 +118,12 @@ class InfraConfig(BaseModel):
         "endpoint or proxy; tests). Image references keep docker_repo_prefix.",
         helm=INFRA + "registry_endpoint_url",
     )
+    ecr_endpoint_url: str | None = key(
+        None,
+        "ECR API endpoint override (moto, LocalStack, a VPC endpoint); unset for AWS.",
+        helm=INFRA + "ecr_endpoint_url",
+        env="AWS_ENDPOINT_URL_ECR",
+    )
     registry_username: str | None = key(
         None,
         "User for an OCI registry with basic or token auth (on-prem, local); cloud registries use IAM.",
@@ -189,6 +195,18 @@ class InfraConfig(BaseModel):
         None,
         "S3 addressing style; path-style is used when s3_endpoint_url is set and this is unset.",
         helm=INFRA + "s3_addressing_style",
+    )
+    s3_access_key_id: str | None = key(
+        None,
+        "Access key of an S3-compatible store (MinIO); unset uses the AWS credential chain (IRSA, profile, env).",
+        helm=INFRA + "s3_access_key_id",
+        env="S3_ACCESS_KEY_ID",
+    )
+    s3_secret_access_key: SecretStr | None = key(
+        None,
+        "Secret key paired with s3_access_key_id; inject it from a Kubernetes secret.",
+        env="S3_SECRET_ACCESS_KEY",
+        secret=True,
     )
     hf_user_fine_tuned_weights_prefix: str = key(
         "s3://llm-engine/fine_tuned_weights",
@@ -431,6 +449,12 @@ class InfraConfig(BaseModel):
         None,
         "Folder of mounted Kubernetes secret files (one file per secret).",
         helm=INFRA + "secrets_dir",
+    )
+    secretsmanager_endpoint_url: str | None = key(
+        None,
+        "Secrets Manager endpoint override (moto, LocalStack, a VPC endpoint); unset for AWS.",
+        helm=INFRA + "secretsmanager_endpoint_url",
+        env="AWS_ENDPOINT_URL_SECRETS_MANAGER",
     )
     secret_cache_ttl_seconds: float = key(
         300.0, "How long a fetched secret is cached.", helm=INFRA + "secret_cache_ttl_seconds", ge=0, le=86_400

@@ -20,6 +20,8 @@ EXCLUSIVE_CACHE_REDIS = ("cache_redis_aws_url", "cache_redis_aws_secret_name", "
 URL_SCHEMES = {
     "s3_endpoint_url": ("http", "https"),
     "sqs_endpoint_url": ("http", "https"),
+    "ecr_endpoint_url": ("http", "https"),
+    "secretsmanager_endpoint_url": ("http", "https"),
     "registry_endpoint_url": ("http", "https"),
     "prometheus_server_address": ("http", "https"),
     "abs_endpoint_url": ("http", "https"),
@@ -39,6 +41,7 @@ def validate(config: InfraConfig) -> None:
     _check_urls(config)
     _check_cache_redis(config)
     _check_broker_pool(config)
+    _check_s3_credentials(config)
     check(config)
 
 
@@ -141,6 +144,21 @@ def _check_broker_pool(config: InfraConfig) -> None:
     """Negative is never valid; 0 on Service Bus is that broker's own rule (``brokers.servicebus``)."""
     if config.celery_broker_pool_limit is not None and config.celery_broker_pool_limit < 0:
         raise _fail(config, "celery_broker_pool_limit", "must be 0 or more", "remove it to keep Celery's default (10)")
+
+
+def _check_s3_credentials(config: InfraConfig) -> None:
+    """A static S3 key pair (MinIO) is given whole or not at all."""
+    has_id, has_secret = config.s3_access_key_id is not None, config.s3_secret_access_key is not None
+    if has_id == has_secret:
+        return
+    missing = "s3_secret_access_key" if has_id else "s3_access_key_id"
+    given = "s3_access_key_id" if has_id else "s3_secret_access_key"
+    raise _fail(
+        config,
+        given,
+        f"{given} is set but {missing} is not",
+        "set both (env S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY), or neither to use the AWS credential chain",
+    )
 
 
 __all__ = ["effective_registry_type", "key_path", "validate"]

@@ -18,14 +18,18 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Literal, cast, overload
 
 from ..errors import ObjectNotFoundError, StorageError
+from ..json_types import JSONObject
 from ..lifecycle import Closeable
 from .landing import DownloadPlan, LandingZone, PlannedFile, plan_download
 from .uploads import DEFAULT_UPLOAD_CONCURRENCY, UploadItem, plan_uploads, run_uploads
 
 Progress = Callable[[int], None]
+# The modes every store supports (storage/streams.py); text is UTF-8 unless ``encoding`` says otherwise.
+OpenBinaryMode = Literal["rb", "wb"]
+OpenTextMode = Literal["r", "rt", "w", "wt"]
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,18 @@ class ObjectInfo:
 class FilesystemGateway(Closeable, ABC):
     """Streaming open, signed URLs and the few file operations the control plane needs."""
 
+    @overload
+    def open(self, uri: str, mode: OpenBinaryMode = "rb", **kwargs: Any) -> IO[bytes]: ...
+    @overload
+    def open(self, uri: str, mode: OpenTextMode, **kwargs: Any) -> IO[str]: ...
+    @overload
+    def open(self, uri: str, mode: str, **kwargs: Any) -> IO[Any]: ...  # a mode known only at run time
     @abstractmethod
     def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
-        """A stream; a write that fails or is abandoned leaves nothing under ``uri``."""
+        """A stream; a write that fails or is abandoned leaves nothing under ``uri``.
+
+        Typed by ``mode``: ``"rb"``/``"wb"`` give ``IO[bytes]``, ``"r"``/``"w"`` ``IO[str]``.
+        """
 
     @abstractmethod
     def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str: ...
@@ -187,7 +200,7 @@ class LLMArtifactGateway(Closeable, ABC):
     def get_model_weights_urls(self, owner: str, model_name: str) -> list[str]:
         return self.list_files(f"{self.fine_tuned_weights_prefix}/{owner}/{model_name}")
 
-    def get_model_config(self, path: str) -> dict[str, Any]:
+    def get_model_config(self, path: str) -> JSONObject:
         uri = path.rstrip("/") + "/config.json"
         raw = self._read_bytes(uri)
         try:
@@ -196,7 +209,7 @@ class LLMArtifactGateway(Closeable, ABC):
             raise StorageError(f"{uri} is not valid JSON: {err}") from err
         if not isinstance(value, dict):
             raise StorageError(f"{uri} holds JSON that is not an object")
-        return value
+        return cast(JSONObject, value)
 
     def close(self) -> None:
         """Release clients; the default holds none."""

@@ -72,7 +72,14 @@ def make_client(config: InfraConfig) -> Any:
             "no such AWS profile", key="aws_profile", value=config.aws_profile, fix="name a profile in ~/.aws/config"
         ) from err
     try:
-        return session.client("s3", endpoint_url=config.s3_endpoint_url, config=boto_config)
+        return session.client(
+            "s3",
+            endpoint_url=config.s3_endpoint_url,
+            config=boto_config,
+            # a static key pair (MinIO) when configured; else the session's chain (IRSA, profile, env)
+            aws_access_key_id=config.s3_access_key_id,
+            aws_secret_access_key=config.secret("s3_secret_access_key"),
+        )
     except ValueError as err:  # botocore's own endpoint and region checks (InvalidRegionError is one)
         raise ConfigError(
             f"botocore refused the S3 client settings: {redact_text(str(err))}",

@@ -6,8 +6,8 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from ..json_types import JSONValue
 from ..lifecycle import Closeable
 
 
@@ -30,7 +30,7 @@ class SentTask:
 class TaskState:
     task_id: str
     status: TaskStatus
-    result: Any = None
+    result: JSONValue = None
     traceback: str | None = None
 
 
@@ -40,10 +40,11 @@ class TaskQueueGateway(Closeable, ABC):
         self,
         task_name: str,
         queue_name: str,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
+        args: Sequence[object] = (),
+        kwargs: Mapping[str, object] | None = None,
         expires: int | None = None,
-    ) -> SentTask: ...
+    ) -> SentTask:
+        """Send ``task_name`` to ``queue_name``; ``args``/``kwargs`` must survive the broker's JSON serializer."""
 
     @abstractmethod
     def get_task(self, task_id: str) -> TaskState: ...

@@ -49,6 +49,9 @@ def s3_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> d
         "s3_bucket": config.s3_bucket,
         "s3_base_path": "celery-results/",
         "s3_endpoint_url": config.s3_endpoint_url,
+        # Celery's S3 backend settings; None leaves the AWS credential chain in charge
+        "s3_access_key_id": config.s3_access_key_id,
+        "s3_secret_access_key": config.secret("s3_secret_access_key"),
         "s3_region": config.default_region,
         "s3_addressing_style": config.s3_addressing_style or ("path" if config.s3_endpoint_url else None),
         "s3_checksum_sha256": bool(config.celery_enable_sha256),

@@ -173,7 +173,7 @@ def _recording(infra: Infra) -> RecordingTaskQueue:
     if not isinstance(gateway, RecordingTaskQueue):
         raise TypeError(
             f"infra.task_queue is {type(gateway).__name__}, not a RecordingTaskQueue: build the Infra with "
-            "model_engine_infra.testing.fakes.fake_infra (or the fake_infra fixture)"
+            "model_engine_infra.testing.fakes.fake_infra (or the mei_fake_infra fixture)"
         )
     return gateway
 

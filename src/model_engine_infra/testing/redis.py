@@ -52,7 +52,9 @@ class InMemoryRedisConnection(RedisConnection):
     ``credential_provider`` is whatever you give (fakeredis ignores AUTH unless the server requires it).
     """
 
-    def __init__(self, server: fakeredis.FakeServer | None = None, *, credential_provider: Any = None) -> None:
+    def __init__(
+        self, server: fakeredis.FakeServer | None = None, *, credential_provider: redis.CredentialProvider | None = None
+    ) -> None:
         self.server = server or fakeredis.FakeServer()
         self._provider = credential_provider
         self._client: redis.Redis | None = None
@@ -65,7 +67,7 @@ class InMemoryRedisConnection(RedisConnection):
         return "InMemoryRedisConnection()"
 
     @property
-    def credential_provider(self) -> Any:
+    def credential_provider(self) -> redis.CredentialProvider | None:
         return self._provider
 
     def client(self) -> redis.Redis:

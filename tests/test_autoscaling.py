@@ -420,3 +420,10 @@ async def test_servicebus_refuses_ids_the_service_would_fold_or_refuse(
         await gateway.create_or_update_resources(endpoint_id)
     assert namespace.queue_names() == []
     await gateway.close()
+
+
+def test_the_script_in_the_docs_is_the_one_that_runs() -> None:
+    from model_engine_infra.autoscaling.redis import EMIT_SCRIPT
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "autoscaling.md").read_text()
+    assert f"```text\n{EMIT_SCRIPT}```" in text

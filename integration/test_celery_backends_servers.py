@@ -3,8 +3,9 @@
 A real Celery worker (in a thread) runs the demo tasks and its backend writes each result; the
 gateway reads them back through its own app. Azure pairs the backend with its broker, Service Bus
 (the SDK-boundary fake: no emulator exists); GCP with its broker, Redis (redis-server). The
-blobs are then listed with each cloud's SDK, so the results are known to be on the emulator, under
-``celery-results/``, and not in some local fallback.
+blobs are then listed with each cloud's SDK, so the results are known to be on the emulator, in
+llm-engine's layout (Azure: Celery's key, no folder; GCS: ``celery-results/``), and not in some
+local fallback.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-def result_ids(names: list[str]) -> set[str]:
-    prefix = "celery-results/celery-task-meta-"
+def result_ids(names: list[str], folder: str = "celery-results/") -> set[str]:
+    prefix = folder + "celery-task-meta-"
     assert all(name.startswith(prefix) for name in names), names
     return {name.removeprefix(prefix) for name in names}
 
@@ -56,7 +57,7 @@ def test_abs_results_on_azurite(mei_azurite_server: RunningServer, monkeypatch: 
         abs_account_name=mei_azurite_server.extra["account_name"],
         abs_account_key=SecretStr(mei_azurite_server.extra["account_key"]),
         abs_endpoint_url=mei_azurite_server.extra["blob_endpoint"],
-        abs_container_name=container,
+        celery_result_container=container,  # a container per run; the default is Celery's "celery"
     )
     with patch_kombu_servicebus(namespace):
         gateway = CeleryTaskQueueGateway.from_config(config)
@@ -70,7 +71,7 @@ def test_abs_results_on_azurite(mei_azurite_server: RunningServer, monkeypatch: 
             gateway.close()
     blobs = BlobServiceClient.from_connection_string(mei_azurite_server.extra["connection_string"])
     stored = [b.name for b in blobs.get_container_client(container).list_blobs()]  # the backend made the container
-    assert result_ids(stored) == set(sent)
+    assert result_ids(stored, folder="") == set(sent)  # llm-engine's layout: Celery's key, no folder
 
 
 def test_gcs_results_on_fake_gcs_server(
@@ -92,6 +93,7 @@ def test_gcs_results_on_fake_gcs_server(
         gcp_project_id="test",
         s3_bucket=bucket,
         gcs_endpoint_url=mei_gcs_server.url,
+        celery_backend_protocol="gcs",  # gcp's default is Redis (llm-engine's); GCS on request
         redis_host=mei_redis_server.host,
         redis_port=mei_redis_server.port,
     )

@@ -106,7 +106,7 @@ def test_redis_crash_during_5000_publishes(durable_redis: DurableRedis) -> None:
         slowest = max(slowest, time.monotonic() - started)
     assert restarted.wait(10)
 
-    queued = redis.Redis(port=durable_redis.port).lrange("fault-q", 0, -1)
+    queued = redis.Redis(port=durable_redis.port, db=3).lrange("fault-q", 0, -1)  # onprem inference: 24 h, db 3
     in_queue = {json.loads(raw)["headers"]["id"] for raw in queued}
     missing = set(sent) - in_queue
     assert not missing, f"{len(missing)} tasks reported as sent were lost"

@@ -63,6 +63,7 @@ def worker_process(
 
 def test_redis_roundtrip(mei_redis_server: RunningServer, tmp_path: Path) -> None:
     yaml = f"cloud_provider: onprem\nredis_host: {mei_redis_server.host}\nredis_port: {mei_redis_server.port}\n"
+    yaml += "celery_backend_protocol: redis\n"  # onprem's default is S3 (llm-engine's); no MinIO here
     config = load_config(_write(tmp_path, yaml), env={})
     with build_infra(config) as infra, worker_process(tmp_path, yaml, "redis-roundtrip"):
         gateway = infra.task_queue
@@ -77,6 +78,7 @@ def test_redis_roundtrip_with_password(tmp_path: Path) -> None:
     secret = "celery-s3cret"
     with start_redis(tmp_path / "redis", password=secret) as server:
         yaml = f"cloud_provider: onprem\nredis_host: {server.host}\nredis_port: {server.port}\n"
+        yaml += "celery_backend_protocol: redis\n"  # no MinIO here
         yaml += "redis_enable_tls: false\n"  # an AUTH token alone would switch to TLS, as in the reference
         env = {"REDIS_AUTH_TOKEN": secret}
         config = load_config(_write(tmp_path, yaml), env=env)

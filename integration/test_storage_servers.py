@@ -107,6 +107,7 @@ def azure_target(azurite: RunningServer, root: str) -> StoreTarget:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     from model_engine_infra.storage.abs import AzureBlobArtifacts, make_client
+    from model_engine_infra.storage.transfer import TransferSettings
 
     config = azure_config(azurite, root)
     container, folder = split_root(root)
@@ -114,7 +115,11 @@ def azure_target(azurite: RunningServer, root: str) -> StoreTarget:
     with contextlib.suppress(Exception):  # created by an earlier test
         filesystem.client.create_container(container)
     small_ranges = make_client(config, max_single_get_size=MIB, max_chunk_get_size=MIB)
-    artifacts = AzureBlobArtifacts(small_ranges, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
+    artifacts = AzureBlobArtifacts(
+        small_ranges,
+        fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
+        transfer=TransferSettings(max_concurrency=8, part_size=MIB),
+    )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
     sas = generate_container_sas(
         azurite.extra["account_name"],
@@ -145,6 +150,7 @@ def azure_target(azurite: RunningServer, root: str) -> StoreTarget:
 
 def gcs_target(gcs: RunningServer, root: str) -> StoreTarget:
     from model_engine_infra.storage.gcs import GCSArtifacts
+    from model_engine_infra.storage.transfer import TransferSettings
 
     config = gcs_config(gcs, root)
     bucket, folder = split_root(root)
@@ -154,8 +160,7 @@ def gcs_target(gcs: RunningServer, root: str) -> StoreTarget:
     artifacts = GCSArtifacts(
         filesystem.client,
         fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
-        range_size=MIB,
-        range_threshold=2 * MIB,
+        transfer=TransferSettings(max_concurrency=8, part_size=MIB),
     )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
 

@@ -17,6 +17,7 @@ from model_engine_infra.testing.conformance.tasks import (
     RedisTaskQueueConformance,
     SQSTaskQueueConformance,
     TaskQueueTarget,
+    broker_db_url,
     closed_port,
     redis_task_queue_target,
     sqs_task_queue_target,
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.integration
 class TestRedisOnRedisServer(RedisTaskQueueConformance):
     @pytest.fixture
     async def task_queue_target(self, mei_redis_server: RunningServer) -> AsyncIterator[TaskQueueTarget]:
-        async_client = redis.asyncio.Redis.from_url(mei_redis_server.url)
+        async_client = redis.asyncio.Redis.from_url(broker_db_url(mei_redis_server.url))
         target = redis_task_queue_target(
             url=mei_redis_server.url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{closed_port()}/0"
         )
@@ -66,7 +67,7 @@ def test_wrong_type_key_on_redis_server_is_a_key_conflict(request: pytest.Fixtur
 
     server: RunningServer = request.getfixturevalue("mei_redis_server")
     name = f"wrongtype-{uuid.uuid4().hex[:8]}"
-    client = redis.Redis.from_url(server.url)
+    client = redis.Redis.from_url(broker_db_url(server.url))  # the gateway's database (onprem: 24 h, 3)
     client.hset(f"{name}:meta", "created_by", "test")
     client.rpush(f"_kombu.binding.{name}", "a list where kombu keeps a set")
     gateway = CeleryTaskQueueGateway.from_config(

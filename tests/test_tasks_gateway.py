@@ -341,7 +341,7 @@ def test_sha256_everywhere(forbid_md5_sha1: list[str]) -> None:
         assert "x-amz-checksum-sha256" in lowered or lowered["x-amz-trailer"] == "x-amz-checksum-sha256"
         assert "content-md5" not in lowered
         assert not [n for n in lowered if n.startswith("x-amz-checksum-") and n != "x-amz-checksum-sha256"]
-        head = s3.head_object(Bucket="results", Key="celery-results/celery-task-meta-task-1", ChecksumMode="ENABLED")
+        head = s3.head_object(Bucket="results", Key="tmp/celery/celery-task-meta-task-1", ChecksumMode="ENABLED")
         assert "ChecksumSHA256" in head
     assert forbid_md5_sha1 == []
 

@@ -12,6 +12,8 @@ from typing import Any
 from .providers import BUILTIN_PROVIDER_NAMES
 
 Entry = tuple[Any, ...]  # (target, extras=(), label="", rules=None, keys=())
+#: The keys every object store reads for its transfers (`storage.transfer.TransferSettings`).
+TRANSFER_KEYS = ("storage_max_concurrency", "storage_part_size_mb")
 
 EXTRA_MODULES = {
     "aws": ("boto3",),
@@ -55,6 +57,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
                 "s3_access_key_id",
                 "s3_secret_access_key",
                 "celery_enable_sha256",
+                *TRANSFER_KEYS,
             ),
         ),
         "az": (
@@ -62,17 +65,23 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("azure",),
             "Blob Storage",
             None,
-            ("abs_account_name", "abs_account_key", "abs_endpoint_url", "azure_client_id"),
+            ("abs_account_name", "abs_account_key", "abs_endpoint_url", "azure_client_id", *TRANSFER_KEYS),
         ),
         "gs": (
             "model_engine_infra.storage.gcs:build_store",
             ("gcp",),
             "GCS",
             None,
-            ("gcs_endpoint_url", "gcp_project_id"),
+            ("gcs_endpoint_url", "gcp_project_id", *TRANSFER_KEYS),
         ),
-        "file": ("model_engine_infra.storage.local:build_store", (), "local disk"),
-        "https": ("model_engine_infra.storage.https:build_store", (), "HTTPS (read-only)"),
+        "file": ("model_engine_infra.storage.local:build_store", (), "local disk", None, ("storage_max_concurrency",)),
+        "https": (
+            "model_engine_infra.storage.https:build_store",
+            (),
+            "HTTPS (read-only)",
+            None,
+            ("storage_max_concurrency",),
+        ),
     },
     "registry": {
         "ecr": (
@@ -164,6 +173,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
                 "s3_access_key_id",
                 "s3_secret_access_key",
                 "celery_enable_sha256",
+                "celery_result_prefix",
             ),
         ),
         "abs": (
@@ -171,14 +181,20 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("celery", "azure"),
             "Blob Storage",
             None,
-            ("abs_account_name", "abs_container_name", "abs_account_key", "abs_endpoint_url"),
+            (
+                "abs_account_name",
+                "abs_account_key",
+                "abs_endpoint_url",
+                "celery_result_container",
+                "celery_result_prefix",
+            ),
         ),
         "gcs": (
             "model_engine_infra.tasks.result_backends:gcs_backend",
             ("celery", "gcp"),
             "GCS",
             None,
-            ("s3_bucket", "gcp_project_id", "gcs_endpoint_url"),
+            ("s3_bucket", "gcp_project_id", "gcs_endpoint_url", "celery_result_prefix"),
         ),
         "file": (
             "model_engine_infra.tasks.result_backends:file_backend",

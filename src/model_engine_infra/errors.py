@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "CredentialFetchError",
     "DownloadConflictError",
+    "EndpointLabelsError",
     "ImageBuildNotSupportedError",
     "ImageNotFoundError",
     "InfraClosedError",
@@ -43,6 +44,7 @@ __all__ = [
     "StorageError",
     "StoragePermissionError",
     "StorageUnavailableError",
+    "TaskTimeoutError",
     "UnknownBackendError",
     "UnknownProviderError",
     "UnsafeObjectKeyError",
@@ -181,6 +183,10 @@ class InvalidQueueNameError(QueueError, ValueError):
     """A queue name (or an endpoint id making one) the broker rejects, would rewrite, or keeps for itself."""
 
 
+class EndpointLabelsError(QueueError, ValueError):
+    """An endpoint's labels lack what the queue templates need (``team`` for a ``${team}`` placeholder)."""
+
+
 class InvalidQueueSettingError(QueueError, ValueError):
     """A queue setting (e.g. the message timeout) the broker cannot take."""
 
@@ -199,6 +205,19 @@ class MessageTooLargeError(QueueError, ValueError):
 
 class QueueKeyConflictError(QueueError):
     """A key the broker keeps for a queue holds something else (Redis ``WRONGTYPE``): the broker is up."""
+
+
+class TaskTimeoutError(QueueError, TimeoutError):
+    """``wait`` gave up: the task had not finished within the timeout (it may still run)."""
+
+    def __init__(self, task_id: str, timeout: float, status: str) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(
+            f"task {task_id!r} is still {status} after {timeout:g} s. Fix: wait longer (timeout=...), or check "
+            "that a worker consumes its queue (a PENDING task was never picked up)"
+        )
 
 
 # --- storage ----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InfraError, QueueKeyConflictError
 from ..rules import Rule
-from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility
+from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility, with_redis_db
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
@@ -47,6 +47,9 @@ def redis_source(config: InfraConfig, redis: RedisBroker | str | None) -> RedisB
 
 
 class RedisBrokerUnit(BrokerUnit):
+    """``redis_24h`` (the profile's ``redis_visibility``) only changes the default visibility; a task
+    queue built with another (onprem's 1 h endpoint-creation queue) uses that one, in its database."""
+
     name = "redis"
     label = "Redis"
     extras = ("redis",)
@@ -111,8 +114,6 @@ class RedisBrokerUnit(BrokerUnit):
         redis: RedisBroker | str | None = None,
         endpoint_url: str | None = None,
     ) -> BrokerSettings:
-        if broker_type is BrokerType.REDIS_24H:
-            visibility = TaskVisibility.VISIBILITY_24H
         source = redis_source(config, redis)
         options: dict[str, Any] = {
             "visibility_timeout": visibility.seconds,
@@ -126,7 +127,9 @@ class RedisBrokerUnit(BrokerUnit):
         ssl_options = redis_ssl_options(config, source)
         if ssl_options is not None:
             conf["broker_use_ssl"] = ssl_options
-        return BrokerSettings(broker_type, source.url, REDIS_TRANSPORT_TARGET, options, conf, None, "base64")
+        # the visibility's own database, as llm-engine's workers and autoscaler expect (not the cache's)
+        url = with_redis_db(source.url, visibility.redis_db)
+        return BrokerSettings(broker_type, url, REDIS_TRANSPORT_TARGET, options, conf, None, "base64")
 
 
 BROKER = RedisBrokerUnit()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
-from ..image_reference import PUBLIC_DEFAULT_REGISTRY
+from ..image_reference import PUBLIC_DEFAULT_REGISTRY, UPSTREAM_OCI_REGISTRY_TYPES
 from ..providers import DEFAULT_PROVIDER
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ class InfraConfig(BaseModel):
     docker_registry_type: str | None = key(
         None,
         "Registry type: ecr, acr, gar, oci, or a plugin's; inferred from docker_repo_prefix when unset "
-        "(Artifact Registry on gcp).",
+        "(Artifact Registry on gcp). llm-engine's `onprem` and `generic` read as `oci` (any Distribution-API "
+        "registry; images are checked, not assumed present).",
         helm=INFRA + "docker_registry_type",
     )
     insecure_registries: tuple[str, ...] = key(
@@ -241,6 +242,24 @@ class InfraConfig(BaseModel):
         env="ABS_ENDPOINT_URL",
     )
     gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
+    storage_max_concurrency: int = key(
+        16,
+        "Requests in flight per download_files / upload_files call and `storage cp`, shared by small files and "
+        "the parts of large ones; a call's max_concurrency overrides it.",
+        helm=INFRA + "storage_max_concurrency",
+        env="MODEL_ENGINE_INFRA_STORAGE_MAX_CONCURRENCY",
+        ge=1,
+        le=256,
+    )
+    storage_part_size_mb: int | None = key(
+        None,
+        "Part size of ranged downloads and multipart uploads, in MiB. Unset, it adapts to each object: about "
+        "storage_max_concurrency parts of 8 to 64 MiB (a 1 GiB object is 16 parts of 64 MiB). S3 needs 5 MiB or more.",
+        helm=INFRA + "storage_part_size_mb",
+        env="MODEL_ENGINE_INFRA_STORAGE_PART_SIZE_MB",
+        ge=5,
+        le=5120,
+    )
     file_storage_prefix: str | None = key(
         None,
         "Folder URI of the Files API's user files, kept as {prefix}/{owner}/{file_id} (llm-engine's layout). "
@@ -280,6 +299,17 @@ class InfraConfig(BaseModel):
         None,
         "Celery result backend: redis, s3, abs, gcs, file, or a plugin's; unset follows the provider.",
         helm=INFRA + "celery_backend_protocol",
+    )
+    celery_result_prefix: str | None = key(
+        None,
+        "Where Celery results go inside the bucket or container (s3, abs, gcs); unset is where llm-engine's "
+        "workers write them: `tmp/celery/` on s3, none on abs, `celery-results` on gcs.",
+        helm=INFRA + "celery_result_prefix",
+    )
+    celery_result_container: str | None = key(
+        None,
+        "Blob container of abs results; unset is `celery` (Celery's default, where llm-engine's workers write).",
+        helm=INFRA + "celery_result_container",
     )
     celery_broker_pool_limit: int | None = key(
         None,
@@ -487,6 +517,12 @@ class InfraConfig(BaseModel):
     )
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("docker_registry_type", mode="before")
+    @classmethod
+    def _upstream_registry_types(cls, value: Any) -> Any:
+        """llm-engine names a plain Distribution-API registry ``onprem`` or ``generic``; here it is ``oci``."""
+        return "oci" if isinstance(value, str) and value.strip().lower() in UPSTREAM_OCI_REGISTRY_TYPES else value
 
     @field_validator("*", mode="before")
     @classmethod

@@ -10,9 +10,10 @@ PROVIDER = Profile(
     registry="gar",
     registry_from_prefix=False,  # Artifact Registry whatever the prefix looks like (a bad one is an error)
     secrets="kubernetes",
-    result_backend="gcs",
+    result_backend="redis",  # llm-engine: Redis results on gcp (database 1)
     autoscaling_metrics="redis",
     brokers=("redis", "pubsub"),  # Pub/Sub when `broker: pubsub` says so
+    cache_redis_keys=("cache_redis_gcp_url",),
     sample_config={"gcp_project_id": "fake-project"},
     labels={
         "queue_delegate": "Redis lists; Pub/Sub with `broker: pubsub`",

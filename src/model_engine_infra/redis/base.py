@@ -18,12 +18,16 @@ class RedisConnection(Closeable, ABC):
     usable_after_close = frozenset({"redacted_url"})  # reprs and error messages show it
 
     @abstractmethod
-    def client(self) -> redis.Redis:
-        """A ``redis.Redis`` on the component's one pool."""
+    def client(self, db: int | None = None) -> redis.Redis:
+        """A ``redis.Redis`` on the component's pool for database ``db`` (default: the configured one)."""
 
     @abstractmethod
-    def async_client(self) -> redis.asyncio.Redis:
-        """A ``redis.asyncio.Redis`` on the component's one async pool."""
+    def async_client(self, db: int | None = None) -> redis.asyncio.Redis:
+        """A ``redis.asyncio.Redis`` on the component's async pool for database ``db`` (default: the configured one).
+
+        Other databases share host, port, TLS and credentials: the Celery broker keeps its queues in
+        the database of each task visibility, apart from the cache's.
+        """
 
     @property
     @abstractmethod

@@ -1,9 +1,11 @@
 """The file and artifact interfaces, and the download engine every store shares.
 
 A store implements a few primitives (list a folder, size of one object, stream one object into a
-file); `LLMArtifactGateway` turns them into safe, parallel, resumable-looking downloads: keys are
-checked before anything is written, each file lands under a temporary name and is renamed when
-complete (both in `landing`), and complete files of the right size are skipped unless ``overwrite``.
+file, and, for stores that can, read one byte range); `LLMArtifactGateway` turns them into safe,
+parallel downloads: keys are checked before anything is written, each file lands under a
+temporary name and is renamed when complete (both in `landing`), large objects are read in parts
+by the same pool of requests as the small files (`transfer`), and complete files of the right size
+are skipped unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,8 +24,9 @@ from typing import IO, Any, BinaryIO, Literal, cast, overload
 from ..errors import ObjectNotFoundError, StorageError
 from ..json_types import JSONObject
 from ..lifecycle import Closeable
-from .landing import DownloadPlan, LandingZone, PlannedFile, plan_download
-from .uploads import DEFAULT_UPLOAD_CONCURRENCY, UploadItem, plan_uploads, run_uploads
+from .landing import DownloadPlan, LandingZone, plan_download
+from .transfer import RangeReader, TransferSettings, run_download
+from .uploads import UploadItem, plan_uploads, run_uploads
 
 Progress = Callable[[int], None]
 # The modes every store supports (storage/streams.py); text is UTF-8 unless ``encoding`` says otherwise.
@@ -106,8 +108,9 @@ class FilesystemGateway(Closeable, ABC):
 class LLMArtifactGateway(Closeable, ABC):
     """Model artifacts: listing, safe parallel downloads, fine-tuned weights, model config."""
 
-    def __init__(self, *, fine_tuned_weights_prefix: str) -> None:
+    def __init__(self, *, fine_tuned_weights_prefix: str, transfer: TransferSettings | None = None) -> None:
         self.fine_tuned_weights_prefix = fine_tuned_weights_prefix.rstrip("/")
+        self.transfer = transfer or TransferSettings()
 
     # --- primitives a store implements -----------------------------------------------------------
     @abstractmethod
@@ -121,6 +124,11 @@ class LLMArtifactGateway(Closeable, ABC):
     @abstractmethod
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         """Stream ``obj`` into ``fileobj`` in chunks (parallel ranges for large objects)."""
+
+    def _range_reader(self) -> RangeReader | None:
+        """``read_range(obj, start, stop, sink)`` for stores that read byte ranges (large objects then go
+        in parts through the shared pool), or None: each object is one `_download_object` call."""
+        return None
 
     @abstractmethod
     def _read_bytes(self, uri: str) -> bytes:
@@ -154,20 +162,40 @@ class LLMArtifactGateway(Closeable, ABC):
         target_path: str | os.PathLike[str],
         overwrite: bool = False,
         *,
-        max_concurrency: int = 8,
+        max_concurrency: int | None = None,
         progress: Progress | None = None,
     ) -> list[str]:
-        """Download the folder (or single object) ``path`` into ``target_path``; returns local paths."""
+        """Download the folder (or single object) ``path`` into ``target_path``; returns local paths.
+
+        At most ``max_concurrency`` requests at once (default: the ``storage_max_concurrency`` key),
+        shared by the small files and the parts of the large ones.
+        """
         objects = self.list_objects(path)
         if not objects:
             raise ObjectNotFoundError(f"nothing to download: no object at or under {path!r}")
+        return self.download_objects(
+            objects, target_path, overwrite, max_concurrency=max_concurrency, progress=progress
+        )
+
+    def download_objects(
+        self,
+        objects: list[ObjectInfo],
+        target_path: str | os.PathLike[str],
+        overwrite: bool = False,
+        *,
+        max_concurrency: int | None = None,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Download listed ``objects`` (from `list_objects`) to ``target_path / obj.key``; returns local paths."""
         return download_all(
             objects,
             Path(target_path),
             self._download_object,
             overwrite=overwrite,
-            max_concurrency=max_concurrency,
+            max_concurrency=self.transfer.concurrency(max_concurrency),
             progress=progress,
+            read_range=self._range_reader(),
+            settings=self.transfer,
         )
 
     def upload_files(
@@ -175,16 +203,17 @@ class LLMArtifactGateway(Closeable, ABC):
         local_path: str | os.PathLike[str],
         uri: str,
         *,
-        max_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
+        max_concurrency: int | None = None,
         progress: Progress | None = None,
     ) -> list[str]:
         """Upload the folder (or file) ``local_path`` under the folder ``uri``; returns the object URIs.
 
-        Files and parts go in parallel, at most ``max_concurrency`` requests at a time; each object
-        appears only when complete. Symbolic links are skipped (see `plan_uploads`).
+        Files and parts go in parallel, at most ``max_concurrency`` requests at a time (default: the
+        ``storage_max_concurrency`` key); each object appears only when complete. Symbolic links are
+        skipped (see `plan_uploads`).
         """
         items = plan_uploads(local_path, uri)
-        self._upload_many(items, max(1, max_concurrency), _locked(progress))
+        self._upload_many(items, self.transfer.concurrency(max_concurrency), _locked(progress))
         return [item.uri for item in items]
 
     def _upload_many(self, items: list[UploadItem], max_concurrency: int, progress: Progress | None) -> None:
@@ -224,43 +253,36 @@ def download_all(
     max_concurrency: int,
     progress: Progress | None,
     after_plan: Callable[[DownloadPlan], None] | None = None,
+    read_range: RangeReader | None = None,
+    settings: TransferSettings | None = None,
 ) -> list[str]:
     """Plan (every key checked before anything is written), then download in parallel.
 
     Each file is written under a temporary name through directory descriptors that never follow
-    links (`LandingZone`) and renamed when complete. ``after_plan`` runs between the two steps; tests
-    use it to change the disk under a download.
+    links (`LandingZone`) and renamed when complete. With ``read_range`` large objects go in parts
+    (`transfer.plan_parts`); whole objects and parts share one pool of ``max_concurrency`` requests.
+    ``after_plan`` runs between the two steps; tests use it to change the disk under a download.
     """
     plan = plan_download(objects, target)  # raises before anything is written
     if after_plan is not None:
         after_plan(plan)
-    report = _locked(progress)
     with LandingZone(target) as zone:
         todo = [planned for planned in plan.files if overwrite or not zone.is_complete(planned)]
-        if todo:
-            with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(todo)))) as pool:
-                futures = [pool.submit(_download_one, zone, planned, fetch, report) for planned in todo]
-                _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in pending:
-                    future.cancel()
-                for future in futures:
-                    if future.done() and not future.cancelled() and future.exception() is not None:
-                        raise future.exception()  # type: ignore[misc]
+        run_download(
+            zone,
+            todo,
+            fetch=fetch,
+            read_range=read_range,
+            settings=settings or TransferSettings(),
+            concurrency=max(1, max_concurrency),
+            progress=_locked(progress),
+        )
     return [str(planned.path) for planned in plan.files]
 
 
 def _folder_marker(obj: ObjectInfo) -> bool:
     """A zero-byte ``dir/`` object some consoles create to show a folder; it is not a file."""
     return obj.key.endswith("/") and not obj.size
-
-
-def _download_one(
-    zone: LandingZone,
-    planned: PlannedFile,
-    fetch: Callable[[ObjectInfo, BinaryIO, Progress | None], None],
-    report: Progress | None,
-) -> None:
-    zone.write(planned, lambda fileobj: fetch(planned.obj, fileobj, report))
 
 
 def _locked(progress: Progress | None) -> Progress | None:

@@ -285,12 +285,15 @@ def netsim(
     refuse: bool = False,
     target_host: str = HOST,
     ready_timeout: float = 30.0,
+    port: int | None = None,
 ) -> Iterator[int]:
     """A proxy to ``target_host:target_port`` in a child process; yields the port it listens on.
 
     The port is chosen by the OS and read from the child's ready line, so there is no race for a
     free port and no probe connection counted against ``reset_every``. The child is stopped by its
-    pid when the block ends, whether or not it raised.
+    pid when the block ends, whether or not it raised. ``port`` asks for a given port instead, for
+    a server that must know its proxy's address before the proxy starts (fake-gcs-server's
+    ``public_host``).
     """
     conditions = Conditions(latency_ms, rate_mbps, reset_after, reset_every, refuse)
     argv = [
@@ -298,7 +301,7 @@ def netsim(
         "-m",
         "model_engine_infra.testing.netsim",
         "--listen",
-        f"{HOST}:0",
+        f"{HOST}:{port or 0}",
         "--target",
         f"{target_host}:{target_port}",
         *conditions.argv(),

@@ -702,8 +702,19 @@ def start_azurite(data_dir: PathLike, *, port: int | None = None, timeout: float
     return _spawn_and_wait("azurite", data_dir, port, launch, timeout)
 
 
-def start_fake_gcs(data_dir: PathLike, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> RunningServer:
-    """fake-gcs-server in memory; use ``env`` and ``storage.Client(project=..., AnonymousCredentials())``."""
+def start_fake_gcs(
+    data_dir: PathLike,
+    *,
+    port: int | None = None,
+    public_host: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunningServer:
+    """fake-gcs-server in memory; use ``env`` and ``storage.Client(project=..., AnonymousCredentials())``.
+
+    ``public_host`` (``host:port``, default the server's own) is where the objects' ``mediaLink``
+    and upload session URLs point (``-public-host`` and ``-external-url``): a proxy in front of the
+    server (``netsim``), so that clients that download through the link (rclone) go through it too.
+    """
     binary = _fake_gcs_binary()
 
     def launch(folder: Path, chosen: int) -> _Launch:
@@ -719,7 +730,9 @@ def start_fake_gcs(data_dir: PathLike, *, port: int | None = None, timeout: floa
             "-backend",
             "memory",
             "-public-host",
-            f"{HOST}:{chosen}",
+            public_host or f"{HOST}:{chosen}",
+            "-external-url",  # the host of mediaLink and of upload session URLs
+            f"http://{public_host}" if public_host else url,
             "-log-level",
             "error",
         ]

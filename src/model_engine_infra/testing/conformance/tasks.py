@@ -407,8 +407,18 @@ def servicebus_task_queue_target(tmp_path: Path, stack: ExitStack | AsyncExitSta
     )
 
 
+def broker_db_url(url: str) -> str:
+    """``url`` at the database of onprem's inference queue (24 h: 3), where `redis_task_queue_target` sends."""
+    from ...brokers.base import TaskVisibility, with_redis_db
+
+    return with_redis_db(url, TaskVisibility.VISIBILITY_24H.redis_db)
+
+
 def redis_task_queue_target(*, url: str, async_client: Any, unreachable_url: str) -> TaskQueueTarget:
-    """The Redis broker (onprem: 24 h visibility) with Redis results, at ``url``."""
+    """The Redis broker (onprem: 24 h visibility, database 3) with Redis results, at ``url``.
+
+    ``async_client`` is the delegate's, on the broker's database: ``Redis.from_url(broker_db_url(url))``.
+    """
     from ...queues.redis import RedisQueueEndpointResourceDelegate
     from ...tasks.gateway import CeleryTaskQueueGateway
     from ...tasks.worker import worker_app

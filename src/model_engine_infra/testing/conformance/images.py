@@ -132,7 +132,7 @@ def ecr_moto() -> Iterator[dict[str, str]]:
     """moto with IAM enforced after setup: a user allowed ecr:*, and its keys (for `ecr_target`)."""
     import boto3
     from moto import mock_aws, settings
-    from moto.core.responses import ActionAuthenticatorMixin
+    from moto.core.responses import ActionAuthenticatorMixin  # type: ignore[attr-defined]  # re-exported, not declared
 
     saved = settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count
     settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = 3, 0

@@ -1,4 +1,4 @@
-"""``doctor``: config check plus live probes of broker, storage, Redis, registry, secrets and user files.
+"""``doctor``: the config check, then live probes of every component (docs/doctor.md lists them).
 
 The checking is `ops.doctor.diagnose`; this module only renders its report: live progress on
 stderr in a terminal, then the provider, the config source and the table (plain lines in a pipe),

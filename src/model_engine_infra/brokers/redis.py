@@ -6,13 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InfraError, QueueKeyConflictError
 from ..rules import Rule
-from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility
+from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, SendBounds, TaskVisibility
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
     from ..tasks.presence import Presence
 
 RULES: tuple[Rule, ...] = ()
+# The pause between two attempts of one send: the Redis component's backoff cap (PoolSettings.backoff_cap).
+REDIS_BACKOFF_SECONDS = 0.1
 
 
 def redis_fallback_url(config: InfraConfig) -> str:
@@ -42,6 +44,23 @@ def redis_ssl_options(config: InfraConfig, source: RedisBroker) -> dict[str, Any
 def redis_source(config: InfraConfig, redis: RedisBroker | str | None) -> RedisBroker:
     """The Redis the broker or result backend reaches: the component's, a URL, else redis_host."""
     return redis if isinstance(redis, RedisBroker) else RedisBroker(redis or redis_fallback_url(config))
+
+
+def send_bounds(config: InfraConfig, options: dict[str, Any]) -> SendBounds:
+    """The Redis component's budget for a send: ``1 + redis_retries`` attempts, one connect + one reply each.
+
+    redis-py's own retries are off on the task queue's connections (``retry_on_timeout: False``), so
+    each kombu-level attempt is one connect and one command; kombu's levels share the budget.
+    """
+    reply = float(options.get("socket_timeout") or config.redis_socket_timeout)
+    connect = float(options.get("socket_connect_timeout") or reply)
+    return SendBounds(
+        attempts=1 + config.redis_retries,
+        backoff_seconds=REDIS_BACKOFF_SECONDS,
+        attempt_seconds=connect + reply,
+        silent_attempt_seconds=reply,
+        producer_options={"retry_on_timeout": False},
+    )
 
 
 class RedisBrokerUnit(BrokerUnit):
@@ -124,7 +143,9 @@ class RedisBrokerUnit(BrokerUnit):
         ssl_options = redis_ssl_options(config, source)
         if ssl_options is not None:
             conf["broker_use_ssl"] = ssl_options
-        return BrokerSettings(broker_type, source.url, None, options, conf, None, "base64")
+        return BrokerSettings(
+            broker_type, source.url, None, options, conf, None, "base64", bounds=send_bounds(config, options)
+        )
 
 
 BROKER = RedisBrokerUnit()

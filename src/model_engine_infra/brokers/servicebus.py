@@ -8,10 +8,12 @@ from ..errors import ConfigError, InfraError
 from ..rules import Rule, Severity, error_rule
 from .base import (
     KIB,
+    PUBLISH_BACKOFF_SECONDS,
     BrokerSettings,
     BrokerType,
     BrokerUnit,
     RedisBroker,
+    SendBounds,
     TaskVisibility,
     queue_missing,
     refused_as_too_large,
@@ -23,6 +25,17 @@ if TYPE_CHECKING:
 
 SERVICEBUS_TRANSPORT_ALIAS = "mei-azureservicebus"
 SERVICEBUS_TRANSPORT_TARGET = "model_engine_infra.tasks.servicebus_transport:Transport"
+# A send on the task queue's own clients (workers keep the transport options above): two kombu
+# attempts (a failed one drops the client and publishes again over a fresh one); in each, kombu's
+# _put tries one sender and, after a lost connection, a fresh one; each sender tries
+# 1 + SEND_SDK_RETRIES times, each try bounded by SEND_TRY_TIMEOUT, pausing factor x 2^k between.
+# The admin client (does the queue exist?) gets one retry and short HTTP timeouts.
+SEND_ATTEMPTS = 2
+SEND_SDK_RETRIES = 1
+SEND_TRY_TIMEOUT = 3.0
+ADMIN_RETRIES = 1
+ADMIN_TIMEOUT = 3.0
+SDK_BACKOFF_FACTOR = 0.8
 
 
 @error_rule("servicebus-pool-limit", "celery_broker_pool_limit")
@@ -42,6 +55,27 @@ def _pool_limit(config: InfraConfig) -> None:
 
 
 RULES: tuple[Rule, ...] = (_pool_limit,)
+
+
+def send_bounds() -> SendBounds:
+    """`SEND_ATTEMPTS` kombu attempts, each two senders' SDK tries or one admin call, all with timeouts."""
+    sdk_pauses = sum(SDK_BACKOFF_FACTOR * 2**k for k in range(1, SEND_SDK_RETRIES + 1))
+    publish = 2 * ((1 + SEND_SDK_RETRIES) * SEND_TRY_TIMEOUT + sdk_pauses)
+    admin = (1 + ADMIN_RETRIES) * 2 * ADMIN_TIMEOUT + ADMIN_RETRIES * SDK_BACKOFF_FACTOR * 2**ADMIN_RETRIES
+    per_attempt = max(publish, admin)
+    return SendBounds(
+        attempts=SEND_ATTEMPTS,
+        backoff_seconds=PUBLISH_BACKOFF_SECONDS,
+        attempt_seconds=per_attempt,
+        silent_attempt_seconds=per_attempt,
+        producer_options={
+            "retry_total": SEND_SDK_RETRIES,
+            "try_timeout": SEND_TRY_TIMEOUT,
+            "admin_retry_total": ADMIN_RETRIES,
+            "admin_connection_timeout": ADMIN_TIMEOUT,
+            "admin_read_timeout": ADMIN_TIMEOUT,
+        },
+    )
 
 
 class ServiceBusBrokerUnit(BrokerUnit):
@@ -97,6 +131,7 @@ class ServiceBusBrokerUnit(BrokerUnit):
             {"broker_connection_retry": True, "broker_connection_retry_on_startup": True},
             self.max_message_bytes,
             "utf-8",
+            bounds=send_bounds(),
         )
 
     def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError, InfraError
 from ..rules import Rule, Severity, error_rule
-from .base import KIB, BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility, queue_missing
+from .base import KIB, BrokerSettings, BrokerType, BrokerUnit, RedisBroker, SendBounds, TaskVisibility, queue_missing
 from .templates import SAMPLE_VALUES, render_template
 
 if TYPE_CHECKING:
@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     from ..tasks.presence import Presence
 
 SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
+# A send's SQS calls (ListQueues, SendMessage): botocore's connect and read timeouts and attempts
+# (standard mode: connection errors, timeouts, throttling and 5xx are retried, with back-off
+# pauses of at most 1 s and 2 s). kombu does not retry on top, so one send waits at most
+# SEND_SDK_ATTEMPTS x (connect + read) + 3 s. Workers keep botocore's defaults (a long poll
+# waits 20 s for messages).
+SEND_CONNECT_TIMEOUT = 2.0
+SEND_READ_TIMEOUT = 5.0
+SEND_SDK_ATTEMPTS = 3
 # SQS's codes for a missing queue (kombu's SQS transport lets botocore's ClientError through).
 QUEUE_MISSING_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue")
 
@@ -43,6 +51,24 @@ def _client_error_code(err: BaseException) -> str:
     if not isinstance(response, dict):
         return ""
     return str(response.get("Error", {}).get("Code", "") or "")
+
+
+def send_bounds() -> SendBounds:
+    """One kombu attempt per send; botocore retries it (``SEND_SDK_ATTEMPTS``) with short timeouts."""
+    backoff = sum(2.0**i for i in range(SEND_SDK_ATTEMPTS - 1))  # standard mode: at most 1 s, 2 s, ...
+    return SendBounds(
+        attempts=1,
+        backoff_seconds=0.0,
+        attempt_seconds=SEND_SDK_ATTEMPTS * (SEND_CONNECT_TIMEOUT + SEND_READ_TIMEOUT) + backoff,
+        silent_attempt_seconds=SEND_SDK_ATTEMPTS * SEND_READ_TIMEOUT + backoff,
+        producer_options={
+            "client-config": {
+                "connect_timeout": SEND_CONNECT_TIMEOUT,
+                "read_timeout": SEND_READ_TIMEOUT,
+                "retries": {"mode": "standard", "total_max_attempts": SEND_SDK_ATTEMPTS},
+            }
+        },
+    )
 
 
 class SQSBrokerUnit(BrokerUnit):
@@ -107,7 +133,15 @@ class SQSBrokerUnit(BrokerUnit):
             url = f"sqs://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
             options["is_secure"] = parts.scheme == "https"
         return BrokerSettings(
-            broker_type, url, None, options, {}, self.max_message_bytes, "base64", envelope_base64=True
+            broker_type,
+            url,
+            None,
+            options,
+            {},
+            self.max_message_bytes,
+            "base64",
+            envelope_base64=True,
+            bounds=send_bounds(),
         )
 
     def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:

@@ -17,11 +17,13 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..brokers import BrokerType, unit_for
+from ..brokers.base import SendBounds
 from ..config.model import InfraConfig
 from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
+from .send_budget import send_scope, spend, spent_after
 from .settings import BrokerSettings, RedisBroker, TaskVisibility, default_backend_protocol, encoded_size
 
 if TYPE_CHECKING:
@@ -48,10 +50,11 @@ class ProducerCache:
     Celery's own pool (no pooling) is used, as configured.
     """
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, transport_options: Mapping[str, Any] | None = None) -> None:
         from kombu.messaging import Producer
 
         self._app = app
+        self._transport_options = dict(transport_options or {})  # the send budget's (`SendBounds`)
         self._producer_cls: Any = Producer
         limit = app.conf.broker_pool_limit
         self._limit = limit
@@ -61,16 +64,19 @@ class ProducerCache:
 
     @contextmanager
     def acquire(self) -> Iterator[Any]:
-        if self._slots is None:
-            with self._app.producer_pool.acquire(block=True) as producer:
+        if self._slots is None:  # no pooling: a connection per send, closed after it
+            producer = self._producer_cls(self._app.connection_for_write(transport_options=self._transport_options))
+            try:
                 yield producer
+            finally:
+                producer.connection.release()
             return
         self._slots.acquire()
         try:
             with self._lock:
                 producer = self._free.pop() if self._free else None
             if producer is None:
-                producer = self._producer_cls(self._app.connection_for_write())
+                producer = self._producer_cls(self._app.connection_for_write(transport_options=self._transport_options))
             try:
                 yield producer
             finally:  # after a failure too: the next publish's ensure() revives a dead connection
@@ -102,12 +108,26 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         self._exchange_cls: Any = Exchange
         self._queue_cls: Any = Queue
         self._origin = anon_nodename()
-        self._retry_policy = dict(app.conf.task_publish_retry_policy)
-        self._producers = ProducerCache(app)
+        self._bounds = broker.bounds or _policy_bounds(app)
+        # every kombu level of one send draws on one budget of attempts (`send_budget`)
+        self._retry_policy: dict[str, Any] = {
+            **app.conf.task_publish_retry_policy,
+            **self._bounds.retry_policy(),
+            "errback": spend,
+        }
+        failover = {
+            key: self._retry_policy[key] for key in ("max_retries", "interval_start", "interval_step", "interval_max")
+        }
+        self._producers = ProducerCache(app, {**self._bounds.producer_options, **failover, "errback": spend})
         self._queues: dict[str, Any] = {}
         self._unit = unit_for(broker.broker_type)
         self._presence = self._unit.queue_presence()  # None: the broker (a plugin) is not asked
         self._lock = threading.Lock()
+        if str(app.conf.result_backend or "").startswith(("redis://", "rediss://")):
+            # a read of a task's state gets the Redis budget: 1 + redis_retries attempts (`result_backends`)
+            retries = app.conf.get("result_backend_max_retries")
+            app.conf.result_backend_always_retry = True
+            app.conf.result_backend_max_retries = retries if isinstance(retries, int) else 1  # Celery's default: inf
         self._unavailable: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
 
     def __repr__(self) -> str:
@@ -238,7 +258,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         }
         self._check_size(task_name, queue_name, data, headers)
         try:
-            with self._producers.acquire() as producer:
+            with send_scope(self._bounds.attempts), self._producers.acquire() as producer:
                 # declare once per connection (kombu forgets on reconnect); maybe_declare on every
                 # publish copies the queue and costs more than the publish itself on Redis
                 declared = hash(queue) in producer.connection.declared_entities
@@ -267,7 +287,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             raise BrokerUnavailableError(
                 f"could not send task {task_name!r} to queue {queue_name!r}: the "
                 f"{self.broker.name} broker {redact_url(self.broker.url)} is unreachable after "
-                f"{self._retry_policy.get('max_retries')} retries ({type(err).__name__}); the task was not sent"
+                f"{self._bounds.attempts} attempt(s) ({type(err).__name__}); the task was not sent"
             ) from err
         except Exception as err:
             mapped = self._unit.publish_error(err, task_name, queue_name)
@@ -282,7 +302,12 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         exists = self._presence.exists
         try:
             found = exists(producer.channel, queue_name)  # the hot path: one broker call, no wrapper
-        except producer.connection.recoverable_connection_errors:
+        except producer.connection.recoverable_connection_errors as err:
+            if spent_after(err):  # the failed check was this send's last attempt
+                from kombu.exceptions import OperationalError
+
+                raise OperationalError(str(err)) from err
+
             # a dropped connection: retry like a publish (revive, back off, give up as OperationalError)
             def check() -> bool:
                 return exists(producer.channel, queue_name)
@@ -298,13 +323,10 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
     # ------------------------------------------------------------------ reading
 
     def get_task(self, task_id: str) -> TaskState:
-        from celery.result import AsyncResult
-
-        result = AsyncResult(task_id, app=self.app)
         try:
-            state = result.state
-            value = result.result
-            trace = result.traceback
+            # one read (AsyncResult's state, result and traceback would read a pending task three times)
+            meta = self.app.backend.get_task_meta(task_id)
+            state, value, trace = meta.get("status"), meta.get("result"), meta.get("traceback")
         except Exception as err:
             raise BrokerUnavailableError(
                 f"could not read task {task_id!r} from the result backend ({type(err).__name__}); retry later"
@@ -323,6 +345,15 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
     def close(self) -> None:
         self._producers.close()
         self.app.close()
+
+
+def _policy_bounds(app: Celery) -> SendBounds:
+    """A plugin broker's budget: Celery's publish retry policy, with no known time per attempt."""
+    policy = app.conf.task_publish_retry_policy
+    retries = policy.get("max_retries")
+    return SendBounds(
+        attempts=1 + (3 if retries is None else int(retries)), backoff_seconds=float(policy.get("interval_max", 1))
+    )
 
 
 def _short_repr(value: Any) -> str:

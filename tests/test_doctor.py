@@ -35,6 +35,7 @@ def test_healthy_local(tmp_path: Path) -> None:
         "redis": "skip",
         "registry": "skip",
         "secrets": "skip",
+        "file_storage": "ok",
     }
     assert report.exit_code == 0
 
@@ -70,6 +71,41 @@ def test_storage_that_cannot_be_written_fails(tmp_path: Path) -> None:
     storage = next(r for r in report.results if r.name == "storage")
     assert storage.verdict == "fail"
     assert "hf_user_fine_tuned_weights_prefix" in storage.message
+
+
+def test_user_files_that_cannot_be_written_fail(tmp_path: Path) -> None:
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    report = Doctor(local_config(tmp_path, f"file_storage_prefix: {blocker}/files\n"), env={}).run()
+    files = next(r for r in report.results if r.name == "file_storage")
+    assert files.verdict == "fail"
+    assert "file_storage_prefix" in files.message
+
+
+def test_a_broker_that_cannot_count_passes_on_the_accepted_send(tmp_path: Path) -> None:
+    """Pub/Sub (here its fake): no count to wait for; the doctor says arrival was not checked."""
+    from model_engine_infra.testing.pubsub import FakePubSub, kombu_on_fake
+
+    service = FakePubSub()
+    path = tmp_path / "gcp.yaml"
+    path.write_text(
+        f"cloud_provider: gcp\nbroker: pubsub\ngcp_project_id: p1\ncelery_backend_protocol: file\n"
+        f"local_data_dir: {tmp_path / 'state'}\ndocker_repo_prefix: us-docker.pkg.dev/p1/r\n"
+    )
+
+    def factory(config: InfraConfig) -> Infra:
+        from model_engine_infra.queues.pubsub import PubSubQueueEndpointResourceDelegate
+
+        delegate = PubSubQueueEndpointResourceDelegate(
+            "p1", publisher=service.publisher(), subscriber=service.subscriber()
+        )
+        return build_infra(config, overrides={"queue_delegate": delegate})
+
+    with kombu_on_fake(service):
+        report = Doctor(path, env={}, infra_factory=factory).run()
+    broker = next(r for r in report.results if r.name == "broker")
+    assert broker.verdict == "ok", broker.message
+    assert "cannot count messages" in broker.message
 
 
 def test_a_hanging_probe_fails_after_its_time_limit() -> None:

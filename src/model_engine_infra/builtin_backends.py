@@ -16,7 +16,13 @@ Entry = tuple[Any, ...]  # (target, extras=(), label="", rules=None, keys=())
 EXTRA_MODULES = {
     "aws": ("boto3",),
     "azure": ("azure.identity", "azure.servicebus", "azure.storage.blob", "azure.keyvault.secrets"),
-    "gcp": ("google.cloud.storage", "google.auth"),
+    "gcp": (
+        "google.cloud.storage",
+        "google.auth",
+        "google.cloud.pubsub_v1",
+        "google.cloud.monitoring_v3",  # kombu's gcpubsub transport imports it
+        "google.cloud.secretmanager",
+    ),
     "celery": ("celery", "kombu"),
     "redis": ("redis",),
     "local": ("celery", "kombu"),
@@ -33,6 +39,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
         "servicebus": _broker("servicebus", ("azure",), "Service Bus"),
         "redis": _broker("redis", ("redis",), "Redis"),
         "local": _broker("local", ("local",), "kombu filesystem"),
+        "pubsub": _broker("pubsub", ("gcp",), "Pub/Sub"),
     },
     "store": {
         "s3": (
@@ -118,6 +125,13 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             "Kubernetes secret files / env",
             None,
             ("secrets_dir", "env_secrets", "secret_cache_ttl_seconds"),
+        ),
+        "gcpsecretmanager": (
+            "model_engine_infra.secrets.gcp:build_store",
+            ("gcp",),
+            "Secret Manager",
+            None,
+            ("gcp_project_id", "secret_cache_ttl_seconds"),
         ),
         "env": (
             "model_engine_infra.secrets.env:build_store",

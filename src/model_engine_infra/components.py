@@ -26,6 +26,7 @@ FACTORIES = {
     "docker_repository": "model_engine_infra.components:build_docker_repository",
     "redis": "model_engine_infra.redis.connection:build_redis",
     "secrets": "model_engine_infra.components:build_secrets",
+    "file_storage": "model_engine_infra.storage.files:build_file_storage",
 }
 
 

@@ -36,7 +36,9 @@ PROBE_FIXES = {
     "and that its credentials are current (the password or secret; for Entra ID or IAM tokens, the workload "
     "identity — AZURE_CLIENT_ID / AZURE_OBJECT_ID — and its access to the cache)",
     "registry": "check docker_repo_prefix and the registry credentials",
-    "secrets": "check the secret names in the config and that this identity may read them",
+    "secrets": "check the secret names in the config (and secrets_backend) and that this identity may read them",
+    "file_storage": "check that the bucket or folder of file_storage_prefix (default {store}://{s3_bucket}) exists "
+    "and that this identity may write, read, list, sign and delete there",
 }
 
 
@@ -103,6 +105,7 @@ class Doctor:
                 ("redis", self._redis),
                 ("registry", self._registry),
                 ("secrets", self._secrets),
+                ("file_storage", self._file_storage),
             ):
                 self._record(
                     name,
@@ -173,6 +176,7 @@ class Doctor:
     def _broker(self, config: InfraConfig, infra: Infra) -> str:
         delegate, tasks = infra.queue_delegate, infra.task_queue
         endpoint_id = f"doctor-{uuid.uuid4().hex[:8]}"
+        counted = True
         loop = asyncio.new_event_loop()
         try:
             info = loop.run_until_complete(
@@ -183,6 +187,9 @@ class Doctor:
                 deadline = time.monotonic() + self.timeout
                 while True:
                     attrs = loop.run_until_complete(delegate.get_queue_attributes(endpoint_id))
+                    if attrs.approximate_message_count is None:
+                        counted = False  # the broker cannot count (Pub/Sub): the accepted send is the check
+                        break
                     if attrs.approximate_message_count + (attrs.approximate_in_flight_count or 0) >= 1:
                         break
                     if time.monotonic() > deadline:
@@ -196,6 +203,11 @@ class Doctor:
         finally:
             loop.run_until_complete(infra.queue_delegate.close())
             loop.close()
+        if not counted:
+            return (
+                f"created {info.queue_name}, sent one message (the broker took it; it cannot count messages, "
+                "so arrival was not checked), deleted the queue"
+            )
         return f"created {info.queue_name}, sent one message and saw it arrive, deleted the queue"
 
     def _storage(self, config: InfraConfig, infra: Infra) -> str:
@@ -217,6 +229,31 @@ class Doctor:
         finally:
             fs.delete(uri)
         return f"wrote, read, signed and fetched, deleted {uri}"
+
+    def _file_storage(self, config: InfraConfig, infra: Infra) -> str:
+        files = infra.file_storage
+        owner, file_id = "model-engine-infra-doctor", f"probe-{uuid.uuid4().hex[:12]}.txt"
+        payload = "model-engine-infra doctor probe"
+
+        async def probe() -> str:
+            await files.upload_file(owner, file_id, payload.encode())
+            try:
+                if await files.get_file_content(owner, file_id) != payload:
+                    raise InfraError(f"user file {owner}/{file_id} read back different text")
+                if file_id not in [f.id for f in await files.list_files(owner)]:
+                    raise InfraError(f"user file {owner}/{file_id} is missing from its owner's listing")
+                url = await files.get_url_from_id(owner, file_id)
+                if url is None:
+                    raise InfraError(f"no URL for user file {owner}/{file_id}")
+                with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                    if response.read() != payload.encode():
+                        raise InfraError("the user file's signed URL served different bytes")
+            finally:
+                await files.delete_file(owner, file_id)
+            return f"wrote, read, listed, signed and fetched, deleted {owner}/{file_id}"
+
+        prefix = getattr(files, "prefix", "")
+        return asyncio.run(probe()) + (f" under {prefix}" if prefix else "")
 
     def _redis(self, config: InfraConfig, infra: Infra) -> str:
         if config.cloud_provider == "local" and not any(config.is_set(k) for k in REDIS_KEYS):

@@ -181,6 +181,10 @@ class InvalidQueueNameError(QueueError, ValueError):
     """A queue name (or an endpoint id making one) the broker rejects, would rewrite, or keeps for itself."""
 
 
+class InvalidQueueSettingError(QueueError, ValueError):
+    """A queue setting (e.g. the message timeout) the broker cannot take."""
+
+
 class QueueNotFoundError(QueueError, LookupError):
     """The endpoint's queue does not exist."""
 
@@ -226,6 +230,10 @@ class UnsafeObjectKeyError(StorageError, ValueError):
 
 class DownloadConflictError(StorageError, ValueError):
     """Keys (or existing local files) need one local path as both a file and a folder, or the target is a file."""
+
+
+class InvalidFileIdError(StorageError, ValueError):
+    """A user file's owner or id could reach outside that owner's folder (or is not a usable name)."""
 
 
 # --- images -----------------------------------------------------------------------------------

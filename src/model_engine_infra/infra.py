@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .redis.base import RedisConnection
     from .secrets.base import SecretStore
     from .storage.base import FilesystemGateway, LLMArtifactGateway
+    from .storage.files import FileStorageGateway
     from .tasks.base import TaskQueueGateway
 
 
@@ -113,6 +114,11 @@ class Infra:
     @property
     def secrets(self) -> SecretStore:
         return self.component("secrets")  # type: ignore[no-any-return]
+
+    @property
+    def file_storage(self) -> FileStorageGateway:
+        """The Files API's user files (llm-engine's ``FileStorageGateway``), on `filesystem`."""
+        return self.component("file_storage")  # type: ignore[no-any-return]
 
     def built_components(self) -> list[str]:
         return sorted(self._built)

@@ -47,6 +47,7 @@ COMPONENTS = (
     "docker_repository",
     "redis",
     "secrets",
+    "file_storage",
 )
 # The kind whose backend builds each component (redis has one implementation; its credentials vary).
 COMPONENT_KINDS: dict[str, str | None] = {
@@ -57,6 +58,7 @@ COMPONENT_KINDS: dict[str, str | None] = {
     "docker_repository": "registry",
     "redis": None,
     "secrets": "secrets",
+    "file_storage": "store",  # user files on the stores, under file_storage_prefix
 }
 
 

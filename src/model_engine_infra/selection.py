@@ -64,8 +64,17 @@ def redis_credentials_name(config: InfraConfig) -> str | None:
     return profile_of(config).redis_credentials
 
 
+def secrets_name(config: InfraConfig) -> str | None:
+    """``secrets_backend``, else the profile's secret store."""
+    if config.secrets_backend is not None:
+        return config.secrets_backend
+    return profile_of(config).secrets
+
+
 def selected(config: InfraConfig, kind: str) -> str | None:
     """The backend of ``kind`` this config selects (``store``: the default store, for paths without a scheme)."""
+    if kind == "secrets":
+        return secrets_name(config)
     if kind == "broker":
         return broker_name(config)
     if kind == "registry":
@@ -88,6 +97,7 @@ NAMING_KEYS = {
     "docker_registry_type": "registry",
     "celery_backend_protocol": "result_backend",
     "redis_iam_auth": "redis_credentials",
+    "secrets_backend": "secrets",
 }
 
 

@@ -251,7 +251,8 @@ class Tour:
         with self.step("read queue attributes") as s:
             attrs = self._run(self.infra.queue_delegate.get_queue_attributes(self.endpoint_id))
             in_flight = attrs.approximate_in_flight_count
-            s.detail = f"{attrs.approximate_message_count} waiting" + (
+            count = attrs.approximate_message_count
+            s.detail = ("count unknown (the broker cannot count)" if count is None else f"{count} waiting") + (
                 f", {in_flight} in flight" if in_flight is not None else ""
             )
 

@@ -32,9 +32,11 @@ from moto import mock_aws
 from model_engine_infra.errors import BrokerUnavailableError, InvalidQueueNameError, QueueNotFoundError
 from model_engine_infra.queues.base import QUEUE_NAME_PREFIX, QueueEndpointResourceDelegate
 from model_engine_infra.queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
+from model_engine_infra.queues.pubsub import PubSubQueueEndpointResourceDelegate
 from model_engine_infra.queues.redis import META_SUFFIX, RedisQueueEndpointResourceDelegate
 from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
 from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
+from model_engine_infra.testing.pubsub import FakePubSub
 from model_engine_infra.testing.redis import InMemoryRedisConnection
 from model_engine_infra.testing.servicebus import FakeServiceBusNamespace
 
@@ -76,6 +78,8 @@ class QueueBackend:
     keeps_labels: bool = True
     keeps_creator: bool = True
     has_urls: bool = False
+    #: the broker can count a queue's messages; else the count is None (unknown), never a guess
+    counts_messages: bool = True
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -119,7 +123,7 @@ class QueueDelegateContract:
         assert first == second
         attributes = await backend.delegate.get_queue_attributes(endpoint_id)
         assert attributes.name == first.queue_name
-        assert attributes.approximate_message_count == 0
+        assert attributes.approximate_message_count == (0 if backend.counts_messages else None)
 
     async def test_delete_of_a_missing_queue_is_a_noop(self, backend: QueueBackend) -> None:
         await backend.delegate.delete_queue(new_endpoint_id())
@@ -178,7 +182,7 @@ class QueueDelegateContract:
         info = await self._create(backend, endpoint_id)
         await backend.put_messages(info.queue_name, 3)
         attributes = await backend.delegate.get_queue_attributes(endpoint_id)
-        assert attributes.approximate_message_count == 3
+        assert attributes.approximate_message_count == (3 if backend.counts_messages else None)
         assert attributes.raw
 
     async def test_messages_in_flight_still_count(self, backend: QueueBackend) -> None:
@@ -191,7 +195,7 @@ class QueueDelegateContract:
             return
         await backend.take_in_flight(info.queue_name, 2)
         attributes = await backend.delegate.get_queue_attributes(endpoint_id)
-        assert attributes.approximate_message_count == 3
+        assert attributes.approximate_message_count == (3 if backend.counts_messages else None)
         if backend.reports_in_flight:
             assert attributes.approximate_in_flight_count == 2
         else:
@@ -210,17 +214,19 @@ class QueueDelegateContract:
         endpoint_id = new_endpoint_id()
         await self._create(backend, endpoint_id)
 
-        async def count() -> int:
+        empty = 0 if backend.counts_messages else None
+
+        async def count() -> int | None:
             return (await delegate.get_queue_attributes(endpoint_id)).approximate_message_count
 
-        def two_runs() -> list[int]:
+        def two_runs() -> list[int | None]:
             return [asyncio.run(count()), asyncio.run(count())]
 
-        assert await asyncio.to_thread(two_runs) == [0, 0]
-        assert await asyncio.gather(*(asyncio.to_thread(asyncio.run, count()) for _ in range(3))) == [0, 0, 0]
+        assert await asyncio.to_thread(two_runs) == [empty, empty]
+        assert await asyncio.gather(*(asyncio.to_thread(asyncio.run, count()) for _ in range(3))) == [empty] * 3
         other = new_endpoint_id()
         await asyncio.to_thread(asyncio.run, self._create(backend, other))
-        assert await count() == 0
+        assert await count() == empty
         await delegate.delete_queue(other)
         with pytest.raises(QueueNotFoundError):
             await asyncio.to_thread(asyncio.run, delegate.get_queue_attributes(other))
@@ -239,7 +245,8 @@ class QueueDelegateContract:
             assert list(many) == [*ids, missing]
             assert many[missing] is None
             assert [many[i] for i in ids] == singles
-        assert [many[i].approximate_message_count for i in ids] == [0, 2, 0]  # type: ignore[union-attr]
+        counts = [0, 2, 0] if backend.counts_messages else [None] * 3
+        assert [many[i].approximate_message_count for i in ids] == counts  # type: ignore[union-attr]
         assert await backend.delegate.get_queue_attributes_many([]) == {}
 
     async def test_bulk_read_checks_every_id_first_and_never_guesses(self, backend: QueueBackend) -> None:
@@ -424,6 +431,46 @@ def servicebus_backend() -> QueueBackend:
     )
 
 
+def pubsub_backend() -> QueueBackend:
+    """Pub/Sub through the SDK-boundary fake: messages are published with the publisher client."""
+    service = FakePubSub()
+    publisher, subscriber = service.publisher(), service.subscriber()
+    project = "contract-project"
+
+    async def put(name: str, count: int) -> None:
+        topic = publisher.topic_path(project, name)
+        for i in range(count):
+            publisher.publish(topic, json.dumps({"n": i}).encode()).result()
+        assert service.backlog(subscriber.subscription_path(project, name)) >= count
+
+    async def take(name: str, count: int) -> None:
+        response = subscriber.pull(
+            request={"subscription": subscriber.subscription_path(project, name), "max_messages": count}
+        )
+        assert len(response.received_messages) == count
+
+    async def read_timeout(name: str) -> float | None:
+        resource = subscriber.get_subscription(request={"subscription": subscriber.subscription_path(project, name)})
+        return float(resource.ack_deadline_seconds)
+
+    def unreachable() -> QueueEndpointResourceDelegate:
+        down = FakePubSub()
+        down.faults.unreachable = True
+        return PubSubQueueEndpointResourceDelegate(project, publisher=down.publisher(), subscriber=down.subscriber())
+
+    return QueueBackend(
+        name="pubsub",
+        delegate=PubSubQueueEndpointResourceDelegate(project, publisher=publisher, subscriber=subscriber),
+        put_messages=put,
+        unreachable=unreachable,
+        read_timeout=read_timeout,
+        expected_timeout=lambda seconds: float(min(seconds, 600)),  # Pub/Sub's cap on ack deadlines
+        take_in_flight=take,
+        reports_in_flight=False,  # Pub/Sub cannot count at all
+        counts_messages=False,
+    )
+
+
 @pytest.fixture
 def fake_redis_server(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeServer:
     """A fakeredis server that real kombu (sync) and the delegate (asyncio) both talk to."""
@@ -444,7 +491,7 @@ def _unreachable_fake_redis() -> Any:
     return fakeredis.FakeAsyncRedis(server=down)
 
 
-@pytest.fixture(params=["local", "sqs", "redis", "servicebus"])
+@pytest.fixture(params=["local", "sqs", "redis", "servicebus", "pubsub"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueBackend]:
     with ExitStack() as stack:
         if request.param == "local":
@@ -460,6 +507,8 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
                 unreachable=_unreachable_fake_redis,
                 stack=stack,
             )
+        elif request.param == "pubsub":
+            built = pubsub_backend()
         else:
             built = servicebus_backend()
         yield built

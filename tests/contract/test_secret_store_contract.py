@@ -1,8 +1,10 @@
 """The one contract every `SecretStore` passes: Secrets Manager (in-process moto), Key Vault (a fake
-``SecretClient`` at the SDK boundary), Kubernetes secret files, and environment variables.
+``SecretClient`` at the SDK boundary), GCP Secret Manager (a fake ``SecretManagerServiceClient``),
+Kubernetes secret files, and environment variables.
 
-Unavoidable difference, asserted here: Key Vault names allow only letters, digits and ``-``, so an
-AWS-style name such as ``prod/redis`` is "not found" there (with a message that says why).
+Unavoidable difference, asserted here: Key Vault names allow only letters, digits and ``-`` (Secret
+Manager's also ``_``), so an AWS-style name such as ``prod/redis`` is "not found" there (with a
+message that says why).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from model_engine_infra.secrets.aws import SecretsManagerStore
 from model_engine_infra.secrets.azure import KeyVaultStore
 from model_engine_infra.secrets.base import CachedSecretStore
 from model_engine_infra.secrets.env import EnvSecretStore
+from model_engine_infra.secrets.gcp import SecretManagerStore
 from model_engine_infra.secrets.kubernetes import MountedSecretStore
 from model_engine_infra.testing.keyvault import FakeSecretClient
+from model_engine_infra.testing.secretmanager import FakeSecretManagerClient
 
 
 @dataclass
@@ -35,7 +39,7 @@ class SecretTarget:
     slash_names: bool = True
 
 
-@pytest.fixture(params=["aws", "azure", "kubernetes", "env"])
+@pytest.fixture(params=["aws", "azure", "gcp", "kubernetes", "env"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SecretTarget]:
     kind = request.param
     if kind == "aws":
@@ -53,6 +57,11 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SecretTar
     if kind == "azure":
         fake = FakeSecretClient()
         yield SecretTarget(KeyVaultStore(fake, keyvault_name="contract-kv"), fake.set_secret, slash_names=False)
+        return
+    if kind == "gcp":
+        secret_manager = FakeSecretManagerClient(project="contract-project")
+        store = SecretManagerStore(secret_manager, project="contract-project")
+        yield SecretTarget(store, secret_manager.set_secret, slash_names=False)
         return
     if kind == "kubernetes":
 
@@ -131,7 +140,7 @@ class TestSecretStoreContract:
     def test_aws_style_names(self, target: SecretTarget) -> None:
         name = f"prod/{unique()}"
         if not target.slash_names:
-            with pytest.raises(SecretNotFoundError, match="letters, digits and '-'"):
+            with pytest.raises(SecretNotFoundError, match="names hold only letters, digits"):
                 target.store.get(name)
             return
         target.put(name, "slashed")

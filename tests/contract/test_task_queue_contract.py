@@ -71,6 +71,8 @@ class TaskQueueBackend:
     unreachable: Callable[[], CeleryTaskQueueGateway]
     #: the broker's documented payload limit after encoding (None: no limit a task meets first)
     max_message_bytes: int | None
+    #: counts an endpoint's messages where the delegate cannot (Pub/Sub: the fake's backlog)
+    count: Callable[[str], int] | None = None
 
 
 # --- helpers shared with integration/test_celery_roundtrip.py ----------------------------------------
@@ -146,8 +148,10 @@ def worker_thread(app: Celery, queue: str) -> Iterator[Any]:
         yield worker
 
 
-async def message_count(delegate: QueueEndpointResourceDelegate, endpoint_id: str) -> int | None:
-    return (await delegate.get_queue_attributes(endpoint_id)).approximate_message_count
+async def message_count(backend: TaskQueueBackend, endpoint_id: str) -> int | None:
+    if backend.count is not None:
+        return backend.count(endpoint_id)
+    return (await backend.delegate.get_queue_attributes(endpoint_id)).approximate_message_count
 
 
 class TaskQueueContract:
@@ -171,7 +175,7 @@ class TaskQueueContract:
         assert isinstance(first.task_id, str)
         assert first.task_id
         assert first.task_id != second.task_id
-        assert await message_count(backend.delegate, endpoint_id) == 2
+        assert await message_count(backend, endpoint_id) == 2
 
     def test_unknown_task_is_pending(self, backend: TaskQueueBackend) -> None:
         state = backend.gateway.get_task(str(uuid.uuid4()))
@@ -184,7 +188,7 @@ class TaskQueueContract:
         with worker_thread(backend.worker_app(), queue):
             check_roundtrip(backend.gateway, queue)
             deadline = time.monotonic() + 10  # the ack follows the stored result by a moment
-            while await message_count(backend.delegate, endpoint_id) != 0:
+            while await message_count(backend, endpoint_id) != 0:
                 assert time.monotonic() < deadline, "the worker did not acknowledge every message"
                 time.sleep(0.05)
 
@@ -194,7 +198,7 @@ class TaskQueueContract:
         # a quarter of the limit (or 64 KiB) of JSON fits on every broker, whatever its encoding
         fits = (backend.max_message_bytes or 256 * KIB) // 4
         backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * fits}])
-        assert await message_count(backend.delegate, endpoint_id) == 1
+        assert await message_count(backend, endpoint_id) == 1
 
     async def test_payload_over_the_limit(self, backend: TaskQueueBackend) -> None:
         """Over the limit: refused before any connection; without one, 300 KB (over SQS's and Service Bus's) goes."""
@@ -202,14 +206,14 @@ class TaskQueueContract:
         limit = backend.max_message_bytes
         if limit is None:
             backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * 300_000}])
-            assert await message_count(backend.delegate, endpoint_id) == 1
+            assert await message_count(backend, endpoint_id) == 1
             return
         gateway = backend.gateway
         no_connection(gateway)
         with pytest.raises(MessageTooLargeError, match=f"over its limit of {limit} bytes") as err:
             gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * (limit + 1)}])
         assert queue in str(err.value)
-        assert await message_count(backend.delegate, endpoint_id) == 0
+        assert await message_count(backend, endpoint_id) == 0
 
     def test_unreachable_broker_raises_broker_unavailable_in_bounded_time(self, backend: TaskQueueBackend) -> None:
         gateway = backend.unreachable()
@@ -251,7 +255,7 @@ class TaskQueueContract:
             await backend.delegate.get_queue_attributes(endpoint_id)
         await self._queue_again(backend, endpoint_id)
         backend.gateway.send_task(PREDICT, queue, args=[2])  # created again: sends work again
-        assert await message_count(backend.delegate, endpoint_id) == 1
+        assert await message_count(backend, endpoint_id) == 1
 
     async def _queue_again(self, backend: TaskQueueBackend, endpoint_id: str) -> None:
         deadline = time.monotonic() + 90  # SQS refuses to recreate a queue for 60 s after deleting it
@@ -300,12 +304,14 @@ INVALID_NAMES = {
     "servicebus": ("a b", "Q1", "q:1", "q/1", "-q", "q-", "x" * 261),
     "redis": ("unacked", "unacked_index", "unacked_mutex", "_kombu.binding.celery", "q:meta", "celery-task-meta-1"),
     "local": ("a b", "a/b", ".hidden", "..", "x" * 201),
+    "pubsub": ("a b", "q.1", "q:1", "q/1", "1q", "qq", "goog-q", "é", "x" * 256),
 }
 VALID_NAMES = {
     "sqs": ("q-1", "q_1", "Q1", "x" * 80, "jobs.fifo"),
     "servicebus": ("q-1", "q.1", "q_1", "x" * 260),
     "redis": ("q.1", "q:1", "Q 1", "celery", "x" * 255),
     "local": ("q-1", "q.1", "Q_1", "x" * 200),
+    "pubsub": ("q-1", "q_1", "Q1x", "launch-endpoint-id-e1", "x" * 255),
 }
 
 
@@ -422,6 +428,47 @@ def sqs_backend(*, endpoint_url: str | None, bucket: str) -> TaskQueueBackend:
     )
 
 
+def pubsub_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQueueBackend:
+    """Pub/Sub through the SDK-boundary fake (no emulator can run here); results in files."""
+    from model_engine_infra.queues.pubsub import PubSubQueueEndpointResourceDelegate
+    from model_engine_infra.testing.pubsub import FakePubSub, kombu_on_fake
+
+    service = FakePubSub(max_pull_wait=0.05)
+    stack.enter_context(kombu_on_fake(service))
+    service.faults.unreachable_projects.add("down-project")
+    config = InfraConfig(
+        cloud_provider="gcp",
+        broker="pubsub",
+        gcp_project_id="contract-project",
+        celery_backend_protocol="file",
+        local_data_dir=str(tmp_path / "data"),
+    )
+    delegate = PubSubQueueEndpointResourceDelegate(
+        "contract-project", publisher=service.publisher(), subscriber=service.subscriber()
+    )
+
+    def count(endpoint_id: str) -> int:
+        return service.backlog(delegate.subscription_path(endpoint_id))
+
+    def make_worker_app() -> Celery:
+        app = worker_app(config)
+        app.conf.broker_transport_options = {**app.conf.broker_transport_options, "wait_time_seconds": 0.05}
+        return app
+
+    return TaskQueueBackend(
+        name="pubsub",
+        config=config,
+        gateway=CeleryTaskQueueGateway.from_config(config),
+        delegate=delegate,
+        worker_app=make_worker_app,
+        unreachable=lambda: CeleryTaskQueueGateway.from_config(
+            config.model_copy(update={"gcp_project_id": "down-project"})
+        ),
+        max_message_bytes=10 * 1000 * 1000,
+        count=count,
+    )
+
+
 @pytest.fixture
 def fake_redis_url() -> Iterator[str]:
     """fakeredis behind a real socket in this process, so kombu's poller, Celery's Redis backend and
@@ -438,13 +485,15 @@ def fake_redis_url() -> Iterator[str]:
         thread.join(5)
 
 
-@pytest.fixture(params=["local", "servicebus", "redis", "sqs"])
+@pytest.fixture(params=["local", "servicebus", "redis", "sqs", "pubsub"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskQueueBackend]:
     async with AsyncExitStack() as stack:
         if request.param == "local":
             built = local_backend(tmp_path)
         elif request.param == "servicebus":
             built = servicebus_backend(tmp_path, stack)
+        elif request.param == "pubsub":
+            built = pubsub_backend(tmp_path, stack)
         elif request.param == "redis":
             url = request.getfixturevalue("fake_redis_url")
             async_client = redis.asyncio.Redis.from_url(url)

@@ -38,6 +38,7 @@ class BrokerType(str, enum.Enum):
     REDIS = "redis"
     REDIS_24H = "redis_24h"
     LOCAL = "local"
+    PUBSUB = "pubsub"
 
 
 class TaskVisibility(str, enum.Enum):

@@ -223,11 +223,18 @@ class InfraConfig(BaseModel):
         env="ABS_ENDPOINT_URL",
     )
     gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
+    file_storage_prefix: str | None = key(
+        None,
+        "Folder URI of the Files API's user files, kept as {prefix}/{owner}/{file_id} (llm-engine's layout). "
+        "Unset: {store}://{s3_bucket} of the provider's store; local: {local_data_dir}/files.",
+        helm=INFRA + "file_storage_prefix",
+    )
 
     # --- brokers and Celery ------------------------------------------------------------------------
     broker: str | None = key(
         None,
-        "The one broker of endpoint queues and Celery tasks: sqs, servicebus, redis, local, or a plugin's. "
+        "The one broker of endpoint queues and Celery tasks: sqs, servicebus, redis, local, pubsub (gcp), or a "
+        "plugin's. "
         "Unset follows celery_broker_type_redis / celeryBrokerType, else the provider's default; set, it must "
         "agree with them.",
         helm=INFRA + "broker",
@@ -393,6 +400,12 @@ class InfraConfig(BaseModel):
         None,
         "Kubernetes secret with DATABASE_URL (mounted; the alternative to cloud_database_secret_name).",
         helm="secrets.kubernetesDatabaseSecretName",
+    )
+    secrets_backend: str | None = key(
+        None,
+        "Where infra.secrets reads secrets: secretsmanager, keyvault, gcpsecretmanager, kubernetes, env, or a "
+        "plugin's secrets backend. Unset follows the provider (gcp and onprem: kubernetes secret files).",
+        helm=INFRA + "secrets_backend",
     )
     secrets_dir: str | None = key(
         None,

@@ -27,5 +27,6 @@ PROVIDER = Profile(
         "docker_repository": "moto server (ECR API)",
         "redis": "redis-server",
         "secrets": "moto server",
+        "file_storage": "moto server",
     },
 )

@@ -32,5 +32,6 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry + token-exchange fake",
         "redis": "redis-server + fake Entra tokens",
         "secrets": "Key Vault fake",
+        "file_storage": "Azurite",
     },
 )

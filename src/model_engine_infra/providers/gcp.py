@@ -1,4 +1,4 @@
-"""GCP: Redis (Memorystore) lists and broker, GCS, Artifact Registry, mounted secrets."""
+"""GCP: Redis lists and broker (or Pub/Sub), GCS, Artifact Registry, mounted secrets (or Secret Manager)."""
 
 from ..registry import Profile
 
@@ -11,20 +11,22 @@ PROVIDER = Profile(
     registry_from_prefix=False,  # Artifact Registry whatever the prefix looks like (a bad one is an error)
     secrets="kubernetes",
     result_backend="gcs",
-    brokers=("redis",),
+    brokers=("redis", "pubsub"),  # Pub/Sub when `broker: pubsub` says so
     sample_config={"gcp_project_id": "fake-project"},
     labels={
-        "queue_delegate": "Redis lists",
-        "task_queue": "Celery on Redis",
+        "queue_delegate": "Redis lists; Pub/Sub with `broker: pubsub`",
+        "task_queue": "Celery on Redis; on Pub/Sub with `broker: pubsub`",
         "redis": "Memorystore",
+        "secrets": "Kubernetes secret files / env; Secret Manager with `secrets_backend: gcpsecretmanager`",
     },
     tested_with={
-        "queue_delegate": "redis-server",
-        "task_queue": "redis-server + real worker",
+        "queue_delegate": "redis-server; Pub/Sub fake",
+        "task_queue": "redis-server + real worker; Pub/Sub fake + real worker",
         "filesystem": "fake-gcs-server",
         "artifacts": "fake-gcs-server",
         "docker_repository": "docker-registry + fake ADC tokens",
         "redis": "redis-server",
-        "secrets": "files on disk",
+        "secrets": "files on disk; Secret Manager fake",
+        "file_storage": "fake-gcs-server",
     },
 )

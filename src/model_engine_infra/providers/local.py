@@ -16,6 +16,7 @@ PROVIDER = Profile(
     path_defaults={
         "hf_user_fine_tuned_weights_prefix": "{local_data_dir}/fine_tuned_weights",
         "s3_file_llm_fine_tuning_job_repository": "{local_data_dir}/llm-ft-job-repository",
+        "file_storage_prefix": "{local_data_dir}/files",
     },
     labels={
         "queue_delegate": "kombu filesystem broker",
@@ -30,5 +31,6 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry",
         "redis": "redis-server",
         "secrets": "environment",
+        "file_storage": "local disk",
     },
 )

@@ -29,5 +29,6 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry",
         "redis": "redis-server",
         "secrets": "files on disk",
+        "file_storage": "moto server (MinIO path)",
     },
 )

@@ -43,10 +43,14 @@ class QueueInfo:
 
 @dataclass(frozen=True)
 class QueueAttributes:
-    """One normalised answer for every broker; ``raw`` keeps the broker's own."""
+    """One normalised answer for every broker; ``raw`` keeps the broker's own.
+
+    ``approximate_message_count`` is None where the broker cannot count (Pub/Sub: the count is a
+    Cloud Monitoring metric); a broker that cannot be reached raises instead, it never reports 0.
+    """
 
     name: str
-    approximate_message_count: int
+    approximate_message_count: int | None
     approximate_in_flight_count: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
     # What create_queue_if_not_exists was given, where the broker keeps it (None where it does not).

@@ -22,6 +22,7 @@ from ..errors import InvalidQueueNameError
 SQS_MAX_LENGTH = 80
 SERVICEBUS_MAX_LENGTH = 260
 REDIS_MAX_LENGTH = 255
+PUBSUB_MAX_LENGTH = 255
 # kombu names a message file ``{ms}_{uuid4}.{queue}.msg``: 51 characters around the name, 255 per file name.
 LOCAL_MAX_LENGTH = 200
 SHOWN_MAX = 100
@@ -30,6 +31,7 @@ _SQS = re.compile(r"[A-Za-z0-9_-]+")
 _SERVICEBUS = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
 _LOCAL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PUBSUB = re.compile(r"[A-Za-z][A-Za-z0-9_-]{2,}")
 
 # Keys kombu's Redis transport and Celery's Redis result backend keep in the broker's database, and the
 # metadata hash our Redis queue delegate keeps beside each queue. A list under one of these names breaks
@@ -138,12 +140,43 @@ def local_queue_name(name: str) -> str:
     )
 
 
+def _kombu_pubsub_name(name: str) -> str:
+    """The topic/subscription id kombu's Pub/Sub transport uses for ``name`` ('.' to '-', punctuation to '_')."""
+    table = {ord(c): "_" for c in string.punctuation if c not in "-_."}
+    table[ord(".")] = "-"
+    return name.translate(table)
+
+
+def pubsub_queue_name(name: str) -> str:
+    """Pub/Sub: 3-255 of ``A-Z a-z 0-9 - _``, starting with a letter, not starting with ``goog``.
+
+    Pub/Sub ids allow ``. ~ + %`` too, but kombu's transport rewrites punctuation other than ``- _``
+    (``.`` to ``-``), which would let two names share a topic.
+    """
+    _common(name, "Pub/Sub", PUBSUB_MAX_LENGTH)
+    if _PUBSUB.fullmatch(name) and not name.lower().startswith("goog"):
+        return name
+    if name.lower().startswith("goog"):
+        raise InvalidQueueNameError(f"queue name {shown(name)} starts with 'goog', which Pub/Sub keeps for itself")
+    rewritten = _kombu_pubsub_name(name)
+    if rewritten != name and _PUBSUB.fullmatch(rewritten):
+        raise InvalidQueueNameError(
+            f"queue name {shown(name)} would be sent to the Pub/Sub topic {shown(rewritten)} (kombu rewrites '.' to "
+            f"'-' and other punctuation to '_'), which other names also reach; use {shown(rewritten)} itself"
+        )
+    raise InvalidQueueNameError(
+        f"queue name {shown(name)} is not a valid Pub/Sub name here: use 3-255 letters, digits, '-' and '_', "
+        "starting with a letter"
+    )
+
+
 QUEUE_NAME_RULES: Mapping[str, Callable[[str], str]] = {
     "sqs": sqs_queue_name,
     "servicebus": servicebus_queue_name,
     "redis": redis_queue_name,
     "redis_24h": redis_queue_name,
     "local": local_queue_name,
+    "pubsub": pubsub_queue_name,
 }
 
 

@@ -8,6 +8,7 @@ blocks and commit the block list only on a successful close, so an abandoned wri
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import threading
 import uuid
@@ -159,7 +160,7 @@ class _Blobs:
         with _errors(folder_uri):
             for item in container.list_blobs(name_starts_with=prefix or None):
                 uri = _uri_like(folder_uri, loc.bucket, item.name)
-                yield ObjectInfo(uri, item.name[len(prefix) :], item.size, item.etag)
+                yield ObjectInfo(uri, item.name[len(prefix) :], item.size, item.etag, item.last_modified)
 
 
 def _uri_like(folder_uri: str, container: str, name: str) -> str:
@@ -270,6 +271,18 @@ class AzureBlobFilesystem(FilesystemGateway):
     def list(self, uri: str) -> list[str]:
         folder = uri.rstrip("/") + "/" if self._blobs.location(uri).key else uri
         return [obj.uri for obj in self._blobs.iter_objects(folder)]
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        blob = self._blobs.blob(uri)
+        try:
+            with _errors(uri):
+                props = blob.get_blob_properties()
+        except ObjectNotFoundError:
+            return None
+        return ObjectInfo(uri, props.name.rsplit("/", 1)[-1], props.size, props.etag, props.last_modified)
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return list(self._blobs.iter_objects(uri.rstrip("/") + "/" if self._blobs.location(uri).key else uri))
 
     def delete(self, uri: str) -> None:
         blob = self._blobs.blob(uri)

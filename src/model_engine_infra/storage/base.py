@@ -8,6 +8,7 @@ complete (both in `landing`), and complete files of the right size are skipped u
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import threading
@@ -15,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -38,6 +40,7 @@ class ObjectInfo:
     key: str
     size: int | None
     version: str | None = None
+    modified: datetime | None = None  # when the object was last written, where the store says
 
 
 class FilesystemGateway(Closeable, ABC):
@@ -60,6 +63,28 @@ class FilesystemGateway(Closeable, ABC):
     @abstractmethod
     def delete(self, uri: str) -> None:
         """Delete one object; deleting a missing object is a no-op."""
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        """Size and last-modified time of the object ``uri``, or None when it does not exist.
+
+        The built-in stores answer with one metadata request; this default (for plugin stores)
+        knows only whether the object exists.
+        """
+        if not self.exists(uri):
+            return None
+        return ObjectInfo(uri, uri.rstrip("/").rsplit("/", 1)[-1], None)
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        """Every object under the folder ``uri`` (recursive), keys relative to it, with size and time.
+
+        The built-in stores take both from the listing itself (no request per object); this
+        default (for plugin stores) builds them from `list`, without sizes or times.
+        """
+        folder = uri.rstrip("/") + "/"
+        return [
+            ObjectInfo(u, u[len(folder) :] if u.startswith(folder) else u.rsplit("/", 1)[-1], None)
+            for u in self.list(uri)
+        ]
 
     def close(self) -> None:
         """Release clients; the default holds none."""

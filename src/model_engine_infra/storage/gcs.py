@@ -8,6 +8,7 @@ writes use a resumable upload session finalised only on a successful close.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import threading
@@ -142,7 +143,9 @@ class _Objects:
         with _errors(folder_uri):
             for item in self.client.list_blobs(loc.bucket, prefix=prefix or None, retry=self.retry):
                 version = str(item.generation) if item.generation is not None else None
-                yield ObjectInfo(f"gs://{loc.bucket}/{item.name}", item.name[len(prefix) :], item.size, version)
+                yield ObjectInfo(
+                    f"gs://{loc.bucket}/{item.name}", item.name[len(prefix) :], item.size, version, item.updated
+                )
 
 
 class _RangeReads:
@@ -293,6 +296,19 @@ class GCSFilesystem(FilesystemGateway):
     def list(self, uri: str) -> list[str]:
         folder = uri.rstrip("/") + "/" if self._objects.location(uri).key else uri
         return [obj.uri for obj in self._objects.iter_objects(folder)]
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        blob = self._objects.blob(uri)
+        try:
+            with _errors(uri):
+                blob.reload(retry=self._objects.retry)
+        except ObjectNotFoundError:
+            return None
+        version = str(blob.generation) if blob.generation is not None else None
+        return ObjectInfo(uri, blob.name.rsplit("/", 1)[-1], blob.size, version, blob.updated)
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return list(self._objects.iter_objects(uri.rstrip("/") + "/" if self._objects.location(uri).key else uri))
 
     def delete(self, uri: str) -> None:
         with contextlib.suppress(ObjectNotFoundError), _errors(uri):

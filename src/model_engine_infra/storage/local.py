@@ -6,10 +6,12 @@ A "signed URL" here is the file's ``file://`` URL: there is nothing to sign on o
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import secrets
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -143,6 +145,23 @@ class LocalFilesystem(FilesystemGateway):
         with _Errors(uri):
             _path(uri).unlink(missing_ok=True)
 
+    def stat(self, uri: str) -> ObjectInfo | None:
+        path = _path(uri)
+        try:
+            found = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not path.is_file():
+            return None
+        return ObjectInfo(uri, path.name, found.st_size, None, _modified(found.st_mtime))
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return list(_walk(uri))
+
+
+def _modified(mtime: float) -> datetime:
+    return datetime.fromtimestamp(mtime, tz=timezone.utc)
+
 
 def _walk(folder_uri: str) -> Iterator[ObjectInfo]:
     root = _path(folder_uri)
@@ -155,10 +174,11 @@ def _walk(folder_uri: str) -> Iterator[ObjectInfo]:
                 continue
             path = Path(directory, name)
             try:
-                size = path.stat().st_size
+                found = path.stat()
             except OSError:  # a dangling symlink or a file removed while listing
                 continue
-            entries.append(ObjectInfo(_styled(folder_uri, path), path.relative_to(root).as_posix(), size))
+            key = path.relative_to(root).as_posix()
+            entries.append(ObjectInfo(_styled(folder_uri, path), key, found.st_size, None, _modified(found.st_mtime)))
     yield from sorted(entries, key=lambda obj: obj.key)
 
 

@@ -9,6 +9,7 @@ default store. A scheme whose extra is missing fails when used, naming the extra
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -131,6 +132,12 @@ class RoutingFilesystem(_DefaultAttributes, FilesystemGateway):
 
     def delete(self, uri: str) -> None:
         self._stores.for_uri(uri).filesystem.delete(uri)
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        return self._stores.for_uri(uri).filesystem.stat(uri)
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return self._stores.for_uri(uri).filesystem.list_info(uri)
 
     def close(self) -> None:
         self._stores.close()

@@ -8,6 +8,7 @@ upload so that a failed or abandoned write is aborted, and so that SHA-256 part 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -143,7 +144,13 @@ def _list(client: Any, folder_uri: str) -> Iterator[ObjectInfo]:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                yield ObjectInfo(f"s3://{loc.bucket}/{key}", key[len(prefix) :], item["Size"], item.get("ETag"))
+                yield ObjectInfo(
+                    f"s3://{loc.bucket}/{key}",
+                    key[len(prefix) :],
+                    item["Size"],
+                    item.get("ETag"),
+                    item.get("LastModified"),
+                )
 
 
 class _S3Upload:
@@ -252,6 +259,19 @@ class S3Filesystem(FilesystemGateway):
     def list(self, uri: str) -> list[str]:
         folder = uri.rstrip("/") + "/" if _location(uri).key else uri
         return [obj.uri for obj in _list(self.client, folder)]
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        loc = _location(uri)
+        try:
+            with _errors(uri, self.client):
+                head = self.client.head_object(Bucket=loc.bucket, Key=loc.key)
+        except ObjectNotFoundError:
+            return None
+        name = loc.key.rsplit("/", 1)[-1]
+        return ObjectInfo(uri, name, head.get("ContentLength"), head.get("ETag"), head.get("LastModified"))
+
+    def list_info(self, uri: str) -> builtins.list[ObjectInfo]:
+        return list(_list(self.client, uri.rstrip("/") + "/" if _location(uri).key else uri))
 
     def delete(self, uri: str) -> None:
         loc = _location(uri)

@@ -8,7 +8,8 @@ would wait forever, which is worse than an error the caller sees.
 
 Each broker unit says how (`BrokerUnit.queue_presence`). SQS and Service Bus are asked once per
 queue and connection (kombu then caches the queue's URL or sender, and the broker itself answers
-"not found" for a queue deleted later). Redis and the local broker would silently recreate a
+"not found" for a queue deleted later; Pub/Sub likewise, asked for the subscription).
+Redis and the local broker would silently recreate a
 deleted queue on the next push, so they are asked on every send: one ``EXISTS`` or two ``stat`` calls.
 """
 
@@ -51,6 +52,18 @@ def redis_queue_exists(channel: Any, name: str) -> bool:
     return bool(channel.client.exists(*keys))
 
 
+def pubsub_queue_exists(channel: Any, name: str) -> bool:
+    """The subscription kombu's Pub/Sub transport would read ``name`` from (the delegate creates it)."""
+    from google.api_core.exceptions import NotFound
+
+    path = channel.subscriber.subscription_path(channel.project_id, channel.entity_name(name))
+    try:
+        channel.subscriber.get_subscription(request={"subscription": path})
+    except NotFound:
+        return False
+    return True
+
+
 def filesystem_queue_exists(channel: Any, name: str) -> bool:
     return local_queue_exists(Path(channel.data_folder_in), Path(channel.control_folder), name)
 
@@ -68,3 +81,5 @@ SQS = Presence(sqs_queue_exists, every_send=False)
 SERVICEBUS = Presence(servicebus_queue_exists, every_send=False)
 REDIS = Presence(redis_queue_exists, every_send=True)
 LOCAL = Presence(filesystem_queue_exists, every_send=True)
+# Once per queue and connection: a later publish to a deleted topic fails with NotFound (our transport waits for it).
+PUBSUB = Presence(pubsub_queue_exists, every_send=False)

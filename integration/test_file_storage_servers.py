@@ -1,0 +1,132 @@
+"""The file-storage contract over real servers: moto server (AWS and the MinIO path), Azurite, fake-gcs-server.
+
+The suite is `FileStorageContract` from ``tests/contract/test_file_storage_contract.py``, imported
+(not copied). Each target keeps the default prefix, ``{store}://{s3_bucket}``, so the objects the
+suite writes behind the gateway sit at llm-engine's own keys, ``{owner}/{file_id}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from contracts import load_contract
+from model_engine_infra import InfraConfig, build_infra
+from model_engine_infra.testing.servers import RunningServer
+
+pytestmark = pytest.mark.integration
+
+contract = load_contract("test_file_storage_contract.py", "file_storage_contract_suite")
+FileTarget = contract.FileTarget
+FileStorageContract = contract.FileStorageContract
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A service-account key made here: GCS V4 URLs are signed offline with it (the emulator does not check)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "test",
+        "private_key_id": "test-key",
+        "private_key": pem,
+        "client_email": "signer@test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path = tmp_path_factory.mktemp("gcp-files") / "key.json"
+    path.write_text(json.dumps(info))
+    return path
+
+
+def bucket_name() -> str:
+    return f"files-{uuid.uuid4().hex[:10]}"
+
+
+def moto_target(moto: RunningServer, monkeypatch: pytest.MonkeyPatch, *, minio: bool) -> object:
+    for name, value in moto.env.items():
+        if name != "AWS_ENDPOINT_URL" or not minio:
+            monkeypatch.setenv(name, value)
+    if minio:
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        config = InfraConfig(cloud_provider="onprem", s3_endpoint_url=moto.url, s3_bucket=bucket_name())
+    else:
+        config = InfraConfig(cloud_provider="aws", default_region="us-east-1", s3_bucket=bucket_name())
+    return contract.s3_target(config)
+
+
+def azurite_target(azurite: RunningServer) -> object:
+    container = bucket_name()
+    config = InfraConfig(
+        cloud_provider="azure",
+        abs_account_name=azurite.extra["account_name"],
+        abs_account_key=SecretStr(azurite.extra["account_key"]),
+        abs_endpoint_url=azurite.extra["blob_endpoint"],
+        s3_bucket=container,
+    )
+    infra = build_infra(config)
+    client = infra.filesystem.client  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):
+        client.create_container(container)
+    assert infra.file_storage.prefix == f"az://{container}"  # type: ignore[attr-defined]
+
+    def put_raw(relative: str, data: bytes) -> None:
+        client.get_blob_client(container, relative).upload_blob(data, overwrite=True)
+
+    def get_raw(relative: str) -> bytes | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return bytes(client.get_blob_client(container, relative).download_blob().readall())
+        except ResourceNotFoundError:
+            return None
+
+    return FileTarget("azurite", infra, put_raw, get_raw)
+
+
+def gcs_target(gcs: RunningServer) -> object:
+    bucket = bucket_name()
+    config = InfraConfig(cloud_provider="gcp", gcp_project_id="test", gcs_endpoint_url=gcs.url, s3_bucket=bucket)
+    infra = build_infra(config)
+    client = infra.filesystem.client  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):
+        client.create_bucket(bucket)
+    assert infra.file_storage.prefix == f"gs://{bucket}"  # type: ignore[attr-defined]
+
+    def put_raw(relative: str, data: bytes) -> None:
+        client.bucket(bucket).blob(relative).upload_from_string(data)
+
+    def get_raw(relative: str) -> bytes | None:
+        blob = client.bucket(bucket).blob(relative)
+        return bytes(blob.download_as_bytes()) if blob.exists() else None
+
+    return FileTarget("fake-gcs", infra, put_raw, get_raw)
+
+
+class TestFileStorageOnServers(FileStorageContract):
+    @pytest.fixture(params=["moto-server", "minio-path", "azurite", "fake-gcs"])
+    def target(
+        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, signing_key: Path
+    ) -> Iterator[object]:
+        kind = request.param
+        if kind in ("moto-server", "minio-path"):
+            chosen = moto_target(request.getfixturevalue("moto_server"), monkeypatch, minio=kind == "minio-path")
+        elif kind == "azurite":
+            chosen = azurite_target(request.getfixturevalue("azurite_server"))
+        else:
+            monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(signing_key))
+            chosen = gcs_target(request.getfixturevalue("gcs_server"))
+        yield chosen
+        chosen.infra.close()  # type: ignore[attr-defined]

@@ -193,6 +193,19 @@ def test_redis_send_to_a_refused_port_is_typed(refused_port: int) -> None:
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("retries", [0, 3])
+def test_every_pause_of_a_send_is_the_budgets(refused_port: int, retries: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kombu's own intervals (2 s, 4 s ... on the first connect) are off: (A - 1) pauses of the backoff cap."""
+    from model_engine_infra.tasks import send_budget
+
+    pauses: list[float] = []
+    monkeypatch.setattr(send_budget.time, "sleep", pauses.append)
+    with pytest.raises(BrokerUnavailableError):
+        redis_gateway(refused_port, retries).send_task("tasks.predict", "q1")
+    assert pauses == [REDIS_BACKOFF_SECONDS] * retries
+
+
+@pytest.mark.timeout(30)
 @pytest.mark.parametrize("retries", [1, 2])
 def test_redis_broker_that_goes_silent_after_a_send(proxied_redis: SwitchProxy, retries: int) -> None:
     """A pooled connection that stops answering: the queue check, the reconnects and the publish share one budget."""
@@ -392,4 +405,4 @@ def test_outside_a_send_the_errback_does_nothing() -> None:
 def test_a_plugin_broker_keeps_celerys_policy_with_no_known_time() -> None:
     bounds = SendBounds(attempts=4, backoff_seconds=0.5)
     assert bounds.worst_case_seconds() is None
-    assert bounds.retry_policy() == {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+    assert bounds.retry_policy() == {"max_retries": 3, "interval_start": 0, "interval_step": 0, "interval_max": 0}

@@ -114,13 +114,12 @@ class SendBounds:
         return self.attempts * per_attempt + (self.attempts - 1) * self.backoff_seconds
 
     def retry_policy(self) -> dict[str, Any]:
-        """kombu's ``ensure`` / failover options for this budget (the errback is added by the task queue)."""
-        return {
-            "max_retries": self.attempts - 1,
-            "interval_start": 0,
-            "interval_step": self.backoff_seconds,
-            "interval_max": self.backoff_seconds,
-        }
+        """kombu's ``ensure`` / failover options for this budget: no pauses of kombu's own.
+
+        The task queue adds the errback (`tasks.send_budget.spend`), which counts each failure and
+        pauses ``backoff_seconds`` before the next attempt, at whatever level it happens.
+        """
+        return {"max_retries": self.attempts - 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 
 @dataclass(frozen=True)

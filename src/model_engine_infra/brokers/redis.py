@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ..tasks.presence import Presence
 
 RULES: tuple[Rule, ...] = ()
+REDIS_TRANSPORT_TARGET = "model_engine_infra.tasks.redis_transport:Transport"
 # The pause between two attempts of one send: the Redis component's backoff cap (PoolSettings.backoff_cap).
 REDIS_BACKOFF_SECONDS = 0.1
 
@@ -73,6 +74,7 @@ class RedisBrokerUnit(BrokerUnit):
     counts_in_flight = True  # kombu's unacked hash
     per_queue_visibility = False  # one visibility_timeout per connection
     delegate_target = "model_engine_infra.queues.redis:build_delegate"
+    transport = REDIS_TRANSPORT_TARGET  # kombu's, with a push that checks the queue exists in the same round trip
     keys = (
         "redis_host",
         "redis_port",
@@ -144,7 +146,14 @@ class RedisBrokerUnit(BrokerUnit):
         if ssl_options is not None:
             conf["broker_use_ssl"] = ssl_options
         return BrokerSettings(
-            broker_type, source.url, None, options, conf, None, "base64", bounds=send_bounds(config, options)
+            broker_type,
+            source.url,
+            REDIS_TRANSPORT_TARGET,
+            options,
+            conf,
+            None,
+            "base64",
+            bounds=send_bounds(config, options),
         )
 
 

@@ -23,7 +23,8 @@ from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFound
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
-from .send_budget import send_scope, spend, spent_after
+from .presence import QueueMissing, require_queue
+from .send_budget import send_scope, spend
 from .settings import BrokerSettings, RedisBroker, TaskVisibility, default_backend_protocol, encoded_size
 
 if TYPE_CHECKING:
@@ -79,11 +80,21 @@ class ProducerCache:
                 producer = self._producer_cls(self._app.connection_for_write(transport_options=self._transport_options))
             try:
                 yield producer
-            finally:  # after a failure too: the next publish's ensure() revives a dead connection
-                with self._lock:
-                    self._free.append(producer)
+            except LookupError:  # the queue is missing: the producer is fine
+                self._give_back(producer)
+                raise
+            except BaseException:
+                # a send that spent its budget may leave the producer on a channel kombu already
+                # collected (ensure() gave up before reviving it): drop it, the next send builds one
+                _release_quietly(producer)
+                raise
+            self._give_back(producer)
         finally:
             self._slots.release()
+
+    def _give_back(self, producer: Any) -> None:
+        with self._lock:
+            self._free.append(producer)
 
     def close(self) -> None:
         with self._lock:
@@ -258,28 +269,32 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         }
         self._check_size(task_name, queue_name, data, headers)
         try:
-            with send_scope(self._bounds.attempts), self._producers.acquire() as producer:
+            with send_scope(self._bounds.attempts, self._bounds.backoff_seconds), self._producers.acquire() as producer:
                 # declare once per connection (kombu forgets on reconnect); maybe_declare on every
                 # publish copies the queue and costs more than the publish itself on Redis
                 declared = hash(queue) in producer.connection.declared_entities
-                if self._presence is not None and (self._presence.every_send or not declared):
+                in_publish = self._presence is not None and self._presence.in_publish
+                if self._presence is not None and not in_publish and (self._presence.every_send or not declared):
                     self._require_queue(producer, task_name, queue_name)
-                producer.publish(
-                    data,
-                    exchange="",
-                    routing_key=queue_name,
-                    content_type=content_type,
-                    content_encoding=content_encoding,
-                    headers=headers,
-                    correlation_id=task_id,
-                    reply_to="",
-                    delivery_mode=2,
-                    declare=None if declared else [queue],
-                    retry=True,
-                    retry_policy=self._retry_policy,
-                )
+                with require_queue(queue_name if in_publish else None):  # checked by the push, in its round trip
+                    producer.publish(
+                        data,
+                        exchange="",
+                        routing_key=queue_name,
+                        content_type=content_type,
+                        content_encoding=content_encoding,
+                        headers=headers,
+                        correlation_id=task_id,
+                        reply_to="",
+                        delivery_mode=2,
+                        declare=None if declared or in_publish else [queue],
+                        retry=True,
+                        retry_policy=self._retry_policy,
+                    )
         except QueueNotFoundError:
             raise
+        except QueueMissing:
+            raise self._not_found(task_name, queue_name) from None
         except self._unavailable as err:
             mapped = self._unit.publish_error(err, task_name, queue_name)  # e.g. Redis WRONGTYPE after retries
             if mapped is not None:
@@ -303,7 +318,9 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         try:
             found = exists(producer.channel, queue_name)  # the hot path: one broker call, no wrapper
         except producer.connection.recoverable_connection_errors as err:
-            if spent_after(err):  # the failed check was this send's last attempt
+            try:
+                spend(err)  # one attempt of this send's budget (pauses unless it was the last)
+            except type(err):
                 from kombu.exceptions import OperationalError
 
                 raise OperationalError(str(err)) from err
@@ -314,11 +331,14 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
 
             found = producer.connection.ensure(producer, check, **self._retry_policy)()
         if not found:
-            raise QueueNotFoundError(
-                f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
-                f"{self.broker.name} broker. Create it with the queue delegate "
-                "(create_queue_if_not_exists) or start a worker that consumes it; the task was not sent"
-            )
+            raise self._not_found(task_name, queue_name)
+
+    def _not_found(self, task_name: str, queue_name: str) -> QueueNotFoundError:
+        return QueueNotFoundError(
+            f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
+            f"{self.broker.name} broker. Create it with the queue delegate "
+            "(create_queue_if_not_exists) or start a worker that consumes it; the task was not sent"
+        )
 
     # ------------------------------------------------------------------ reading
 
@@ -345,6 +365,13 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
     def close(self) -> None:
         self._producers.close()
         self.app.close()
+
+
+def _release_quietly(producer: Any) -> None:
+    try:
+        producer.connection.release()
+    except Exception:  # closing a connection that already failed
+        pass
 
 
 def _policy_bounds(app: Celery) -> SendBounds:

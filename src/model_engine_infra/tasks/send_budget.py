@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["send_scope", "spend", "spent_after"]
+__all__ = ["send_scope", "spend"]
 
 
 @dataclass
 class _Budget:
     attempts: int
+    pause: float
     failures: int = 0
 
 
@@ -31,28 +33,30 @@ _SCOPE: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("model_e
 
 
 @contextlib.contextmanager
-def send_scope(attempts: int) -> Iterator[None]:
-    """Every failure inside (at any kombu level) counts against one budget of ``attempts``."""
-    token = _SCOPE.set(_Budget(max(1, attempts)))
+def send_scope(attempts: int, pause: float = 0.0) -> Iterator[None]:
+    """Every failure inside (at any kombu level) counts against one budget of ``attempts``.
+
+    Each failure that leaves attempts pauses ``pause`` seconds before the next one; kombu's own
+    intervals are set to 0 (`SendBounds.retry_policy`), so every pause of the send is this one.
+    """
+    token = _SCOPE.set(_Budget(max(1, attempts), max(0.0, pause)))
     try:
         yield
     finally:
         _SCOPE.reset(token)
 
 
-def spent_after(exc: BaseException) -> bool:
-    """Count one failed attempt of the current send; True once its budget is spent (never outside a scope)."""
-    budget = _SCOPE.get()
-    if budget is None:
-        return False
-    budget.failures += 1
-    return budget.failures >= budget.attempts
-
-
 def spend(exc: BaseException, interval: Any = 0) -> None:
     """kombu's ``errback(exc, interval)``: count one failed attempt; re-raise ``exc`` once the budget is spent.
 
-    Outside a `send_scope` (a worker's connection) it does nothing, so kombu's own limits apply.
+    Otherwise pause before the next attempt. Outside a `send_scope` (a worker's connection) it does
+    nothing, so kombu's own limits and intervals apply.
     """
-    if spent_after(exc):
+    budget = _SCOPE.get()
+    if budget is None:
+        return
+    budget.failures += 1
+    if budget.failures >= budget.attempts:
         raise exc
+    if budget.pause:
+        time.sleep(budget.pause)

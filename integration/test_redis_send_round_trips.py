@@ -90,3 +90,19 @@ async def test_deleting_an_endpoint_queue_a_worker_declared_leaves_no_key(server
         gateway.send_task("tasks.predict", info.queue_name)
     gateway.close()
     await client.aclose()
+
+
+def test_a_user_whose_acl_forbids_scripts_gets_a_permission_error(server: RunningServer) -> None:
+    from model_engine_infra.errors import BrokerPermissionError
+
+    admin = redis.Redis.from_url(server.url)
+    admin.acl_setuser("no-eval", enabled=True, passwords=["+pw-canary"], keys=["*"], commands=["+@all", "-eval"])
+    url = server.url.replace("redis://", "redis://no-eval:pw-canary@", 1)
+    gateway = CeleryTaskQueueGateway.from_config(
+        InfraConfig(cloud_provider="onprem", redis_host="127.0.0.1", celery_backend_protocol="redis"), redis=url
+    )
+    declare_queue(gateway, "acl-q")
+    with pytest.raises(BrokerPermissionError, match=r"\+eval") as err:
+        gateway.send_task("tasks.predict", "acl-q")
+    assert "pw-canary" not in str(err.value)
+    gateway.close()

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_VALUE_CHARS",
     "AsyncCloseRequiredError",
     "BackendConflictError",
+    "BrokerPermissionError",
     "BrokerUnavailableError",
     "ConfigError",
     "CredentialFetchError",
@@ -191,6 +192,10 @@ class QueueNotFoundError(QueueError, LookupError):
 
 class BrokerUnavailableError(QueueError, ConnectionError):
     """The broker could not be reached (after the retry policy ran out)."""
+
+
+class BrokerPermissionError(QueueError, PermissionError):
+    """The broker refused the identity a call (a missing IAM action, role or ACL); the message names it."""
 
 
 class MessageTooLargeError(QueueError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, InfraError, QueueKeyConflictError
+from ..errors import BrokerPermissionError, ConfigError, InfraError, QueueKeyConflictError, clip
 from ..rules import Rule
 from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, SendBounds, TaskVisibility
 
@@ -112,7 +112,20 @@ class RedisBrokerUnit(BrokerUnit):
         for _ in range(10):  # the cause chain (kombu wraps redis-py's ResponseError after its retries)
             if seen is None:
                 return None
-            if "WRONGTYPE" in str(seen):
+            text = str(seen)
+            if "NOPERM" in text or type(seen).__name__ == "NoPermissionError":
+                return BrokerPermissionError(
+                    f"could not send task {task_name!r} to queue {queue_name!r}: the Redis user may not run what a "
+                    f"send needs ({clip(text, 200)}); its ACL needs +eval +type +exists +lpush on the queue's keys "
+                    "(a send is one Lua script). The task was not sent"
+                )
+            if type(seen).__name__ == "AuthenticationError" or "WRONGPASS" in text:
+                return BrokerPermissionError(
+                    f"could not send task {task_name!r} to queue {queue_name!r}: Redis refused the credentials "
+                    "(AuthenticationError); check the Redis password or IAM settings (docs/redis.md). "
+                    "The task was not sent"
+                )
+            if "WRONGTYPE" in text:
                 return QueueKeyConflictError(
                     f"could not send task {task_name!r} to queue {queue_name!r}: Redis holds a key this queue "
                     f"needs ('{queue_name}' or '_kombu.binding.{queue_name}') as another type (WRONGTYPE), so "

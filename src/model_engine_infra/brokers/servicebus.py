@@ -78,6 +78,29 @@ def send_bounds() -> SendBounds:
     )
 
 
+def _denied(err: BaseException, kind: str, task_name: str, queue_name: str) -> InfraError | None:
+    """`BrokerPermissionError` with the role to grant, for a send or a queue lookup the namespace refused."""
+    from ..errors import BrokerPermissionError
+
+    status = getattr(err, "status_code", None)
+    if kind in ("ServiceBusAuthorizationError", "ServiceBusAuthenticationError"):
+        fix = "give the identity the 'Azure Service Bus Data Sender' role on the namespace or the queue"
+        what = "the send"
+    elif kind == "ClientAuthenticationError" or status in (401, 403):
+        # the management API (does the queue exist?) needs Manage rights
+        fix = (
+            "give the identity the 'Azure Service Bus Data Owner' role on the namespace "
+            "(send_task reads the queue's properties)"
+        )
+        what = "the queue lookup"
+    else:
+        return None
+    return BrokerPermissionError(
+        f"could not send task {task_name!r} to queue {queue_name!r}: Service Bus refused {what} ({kind}); "
+        f"{fix}. The task was not sent"
+    )
+
+
 class ServiceBusBrokerUnit(BrokerUnit):
     name = "servicebus"
     label = "Service Bus"
@@ -135,11 +158,19 @@ class ServiceBusBrokerUnit(BrokerUnit):
         )
 
     def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:
-        kind = type(err).__name__
-        if kind == "MessageSizeExceededError":
-            return refused_as_too_large(self.name, task_name, queue_name)
-        if kind == "MessagingEntityNotFoundError":
-            return queue_missing(self.name, task_name, queue_name)
+        seen: BaseException | None = err
+        for _ in range(10):  # the cause chain: kombu wraps the SDK's errors in its OperationalError
+            if seen is None:
+                return None
+            kind = type(seen).__name__
+            if kind == "MessageSizeExceededError":
+                return refused_as_too_large(self.name, task_name, queue_name)
+            if kind == "MessagingEntityNotFoundError":
+                return queue_missing(self.name, task_name, queue_name)
+            denied = _denied(seen, kind, task_name, queue_name)
+            if denied is not None:
+                return denied
+            seen = seen.__cause__ or seen.__context__
         return None
 
     def check_queue_name(self, name: str) -> str:

@@ -167,3 +167,19 @@ def test_redis_acl_and_credential_refusals() -> None:
     wrapped = OperationalError(str(wrongpass))
     wrapped.__cause__ = wrongpass
     assert isinstance(REDIS.publish_error(wrapped, "t", "q1"), BrokerPermissionError)
+
+
+# --- the queue delegates say the same ------------------------------------------------------------
+
+
+async def test_sqs_delegate_refusal_names_the_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
+
+    class Refusing:
+        def get_queue_url(self, **kwargs: Any) -> Any:
+            raise client_error("AccessDenied", "GetQueueUrl", 403)
+
+    delegate = SQSQueueEndpointResourceDelegate(region="us-east-1")
+    monkeypatch.setattr(delegate, "_sqs", Refusing)
+    with pytest.raises(BrokerPermissionError, match="sqs:GetQueueUrl"):
+        await delegate.get_queue_attributes("e1")

@@ -25,7 +25,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
+from ..errors import BrokerPermissionError, BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
 from .names import servicebus_queue_name
 
@@ -149,7 +149,7 @@ class ServiceBusQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         except HttpResponseError as err:
             status = getattr(err, "status_code", None)
             if status in (401, 403):
-                raise BrokerUnavailableError(
+                raise BrokerPermissionError(
                     f"Service Bus {self.fully_qualified_namespace} refused to {action} {queue_name!r} (HTTP {status}): "
                     "give the identity the 'Azure Service Bus Data Owner' role on the namespace"
                 ) from err

@@ -15,19 +15,17 @@ from typing import TYPE_CHECKING
 import pytest
 from pydantic import SecretStr
 
-from contracts import load_contract
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.tasks import TaskStatus
 from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
 from model_engine_infra.tasks.worker import worker_app
+from model_engine_infra.testing.conformance.tasks import check_roundtrip, worker_thread
 from model_engine_infra.testing.servers import RunningServer
 
 if TYPE_CHECKING:
     from celery import Celery
 
 pytestmark = pytest.mark.integration
-
-contract = load_contract("test_task_queue_contract.py", "task_queue_contract")
 
 
 def result_ids(names: list[str]) -> set[str]:
@@ -37,9 +35,9 @@ def result_ids(names: list[str]) -> set[str]:
 
 
 def run_tasks(gateway: CeleryTaskQueueGateway, worker: Celery, queue: str) -> list[str]:
-    """The contract's round trip (success, failure with traceback, expiry) plus an unknown id; the ids stored."""
-    with contract.worker_thread(worker, queue):
-        sent: list[str] = contract.check_roundtrip(gateway, queue)
+    """The suite's round trip (success, failure with traceback, expiry) plus an unknown id; the ids stored."""
+    with worker_thread(worker, queue):
+        sent: list[str] = check_roundtrip(gateway, queue)
     assert gateway.get_task(str(uuid.uuid4())).status is TaskStatus.PENDING
     return sent
 

@@ -4,8 +4,8 @@ Redis (redis-server, also with a password), SQS (the moto server, results in S3 
 server, SHA-256 on), and the local filesystem broker each run ``python -m
 model_engine_infra.tasks.worker`` as a separate process, with Celery's event loop (pycurl on SQS).
 Round trips through a worker *thread* on every broker, Service Bus's fake included, are the task-queue
-contract (tests/contract/test_task_queue_contract.py, rerun on servers by test_task_queue_servers.py);
-its `check_roundtrip` is used here too.
+conformance suite (`model_engine_infra.testing.conformance.tasks`, run on servers by
+test_task_queue_servers.py); its `check_roundtrip` is used here too.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from contracts import load_contract
 from model_engine_infra import build_infra, load_config
 from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
+from model_engine_infra.testing.conformance.tasks import check_roundtrip
 from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
 
-check_roundtrip = load_contract("test_task_queue_contract.py", "task_queue_contract").check_roundtrip
 
 READY_TIMEOUT = 30.0
 

@@ -46,7 +46,7 @@ def test_demo_runs_every_step_on_local(tmp_path: Path) -> None:
 
 
 def test_tour_names_the_task_the_worker_registers() -> None:
+    from model_engine_infra.ops.tour import PREDICT_TASK
     from model_engine_infra.tasks.demo_tasks import PREDICT
-    from model_engine_infra.tour import PREDICT_TASK
 
     assert PREDICT == PREDICT_TASK

@@ -106,8 +106,9 @@ def _run(tmp_path: Path, values: dict[str, Any], **kwargs: Any) -> DoctorReport:
 
 
 def _result(report: DoctorReport, name: str) -> tuple[str, str]:
-    found = next(r for r in report.results if r.name == name)
-    return found.verdict, found.message
+    """The verdict, and the message with the fix as a person reads them."""
+    found = report.result(name)
+    return found.verdict, f"{found.message}. Fix: {found.fix}" if found.fix else found.message
 
 
 # --- on-prem ----------------------------------------------------------------------------------------
@@ -156,9 +157,11 @@ def test_healthy_onprem_passes(tmp_path: Path, onprem: dict[str, Any]) -> None:
         "redis": "ok",
         "registry": "ok",
         "secrets": "skip",
+        "file_storage": "ok",
     }, [r.as_dict() for r in report.results]
     assert report.exit_code == 0
     assert "4 image(s) found" in _result(report, "registry")[1]
+    assert "listed, signed and fetched" in _result(report, "file_storage")[1]
 
 
 def test_wrong_broker_for_the_cloud_fails(tmp_path: Path, onprem: dict[str, Any]) -> None:
@@ -321,6 +324,7 @@ def test_healthy_aws_passes(tmp_path: Path, aws: dict[str, Any]) -> None:
         "redis": "ok",
         "registry": "ok",
         "secrets": "ok",
+        "file_storage": "ok",
     }, [r.as_dict() for r in report.results]
     assert report.exit_code == 0
 

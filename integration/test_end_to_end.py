@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from model_engine_infra import build_infra, load_config
+from model_engine_infra.ops.tour import Tour
 from model_engine_infra.testing.pytest_plugin import report_missing_server
 from model_engine_infra.testing.servers import RunningServer, ServerUnavailableError, start_redis, start_registry
-from model_engine_infra.tour import Tour
 
 sys.path.insert(0, str(Path(__file__).parent))
 from registry_fakes import Pusher, TokenServer

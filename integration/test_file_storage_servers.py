@@ -1,8 +1,9 @@
 """The file-storage contract over real servers: moto server (AWS and the MinIO path), Azurite, fake-gcs-server.
 
-The suite is `FileStorageContract` from ``tests/contract/test_file_storage_contract.py``, imported
-(not copied). Each target keeps the default prefix, ``{store}://{s3_bucket}``, so the objects the
-suite writes behind the gateway sit at llm-engine's own keys, ``{owner}/{file_id}``.
+The suite is `FileStorageConformance` from ``model_engine_infra.testing.conformance.file_storage``,
+the class the unit suite runs too; only the ``file_storage_target`` fixture differs. Each target
+keeps the default prefix, ``{store}://{s3_bucket}``, so the objects the suite writes behind the
+gateway sit at llm-engine's own keys, ``{owner}/{file_id}``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from contracts import load_contract
 from model_engine_infra import InfraConfig, build_infra
+from model_engine_infra.testing.conformance.file_storage import (
+    FileStorageConformance,
+    FileStorageTarget,
+    s3_file_storage_target,
+)
 from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
-
-contract = load_contract("test_file_storage_contract.py", "file_storage_contract_suite")
-FileTarget = contract.FileTarget
-FileStorageContract = contract.FileStorageContract
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +56,7 @@ def bucket_name() -> str:
     return f"files-{uuid.uuid4().hex[:10]}"
 
 
-def moto_target(moto: RunningServer, monkeypatch: pytest.MonkeyPatch, *, minio: bool) -> object:
+def moto_target(moto: RunningServer, monkeypatch: pytest.MonkeyPatch, *, minio: bool) -> FileStorageTarget:
     for name, value in moto.env.items():
         if name != "AWS_ENDPOINT_URL" or not minio:
             monkeypatch.setenv(name, value)
@@ -64,10 +65,10 @@ def moto_target(moto: RunningServer, monkeypatch: pytest.MonkeyPatch, *, minio: 
         config = InfraConfig(cloud_provider="onprem", s3_endpoint_url=moto.url, s3_bucket=bucket_name())
     else:
         config = InfraConfig(cloud_provider="aws", default_region="us-east-1", s3_bucket=bucket_name())
-    return contract.s3_target(config)
+    return s3_file_storage_target(config, name="minio-path" if minio else "moto-server")
 
 
-def azurite_target(azurite: RunningServer) -> object:
+def azurite_target(azurite: RunningServer) -> FileStorageTarget:
     container = bucket_name()
     config = InfraConfig(
         cloud_provider="azure",
@@ -93,10 +94,10 @@ def azurite_target(azurite: RunningServer) -> object:
         except ResourceNotFoundError:
             return None
 
-    return FileTarget("azurite", infra, put_raw, get_raw)
+    return FileStorageTarget("azurite", infra, put_raw, get_raw)
 
 
-def gcs_target(gcs: RunningServer) -> object:
+def gcs_target(gcs: RunningServer) -> FileStorageTarget:
     bucket = bucket_name()
     config = InfraConfig(cloud_provider="gcp", gcp_project_id="test", gcs_endpoint_url=gcs.url, s3_bucket=bucket)
     infra = build_infra(config)
@@ -112,21 +113,45 @@ def gcs_target(gcs: RunningServer) -> object:
         blob = client.bucket(bucket).blob(relative)
         return bytes(blob.download_as_bytes()) if blob.exists() else None
 
-    return FileTarget("fake-gcs", infra, put_raw, get_raw)
+    return FileStorageTarget("fake-gcs", infra, put_raw, get_raw)
 
 
-class TestFileStorageOnServers(FileStorageContract):
-    @pytest.fixture(params=["moto-server", "minio-path", "azurite", "fake-gcs"])
-    def target(
-        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, signing_key: Path
-    ) -> Iterator[object]:
-        kind = request.param
-        if kind in ("moto-server", "minio-path"):
-            chosen = moto_target(request.getfixturevalue("moto_server"), monkeypatch, minio=kind == "minio-path")
-        elif kind == "azurite":
-            chosen = azurite_target(request.getfixturevalue("azurite_server"))
-        else:
-            monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(signing_key))
-            chosen = gcs_target(request.getfixturevalue("gcs_server"))
-        yield chosen
-        chosen.infra.close()  # type: ignore[attr-defined]
+class TestFileStorageOnMotoServer(FileStorageConformance):
+    @pytest.fixture
+    def file_storage_target(
+        self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[FileStorageTarget]:
+        target = moto_target(moto_server, monkeypatch, minio=False)
+        yield target
+        target.infra.close()
+
+
+class TestFileStorageOnMinIOPath(FileStorageConformance):
+    """``s3_endpoint_url`` on the onprem provider (how MinIO is configured), served by the moto server."""
+
+    @pytest.fixture
+    def file_storage_target(
+        self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[FileStorageTarget]:
+        target = moto_target(moto_server, monkeypatch, minio=True)
+        yield target
+        target.infra.close()
+
+
+class TestFileStorageOnAzurite(FileStorageConformance):
+    @pytest.fixture
+    def file_storage_target(self, azurite_server: RunningServer) -> Iterator[FileStorageTarget]:
+        target = azurite_target(azurite_server)
+        yield target
+        target.infra.close()
+
+
+class TestFileStorageOnFakeGCS(FileStorageConformance):
+    @pytest.fixture
+    def file_storage_target(
+        self, gcs_server: RunningServer, monkeypatch: pytest.MonkeyPatch, signing_key: Path
+    ) -> Iterator[FileStorageTarget]:
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(signing_key))
+        target = gcs_target(gcs_server)
+        yield target
+        target.infra.close()

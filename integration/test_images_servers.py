@@ -1,4 +1,4 @@
-"""Registries for real: the DockerRepository contract over docker-registry and moto server, and mirroring.
+"""Registries for real: the DockerRepository conformance suite over docker-registry and moto server, and mirroring.
 
 One token server (Docker token protocol + ACR's ``/oauth2/exchange``) fronts one token-auth
 docker-registry, which serves the OCI bearer, ACR and Artifact Registry variants (GAR with its
@@ -24,21 +24,19 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from model_engine_infra.errors import RegistryError, RegistryUnavailableError
+from model_engine_infra.errors import ImageNotFoundError, RegistryAuthError, RegistryError, RegistryUnavailableError
 from model_engine_infra.images import mirror
 from model_engine_infra.images.acr import ACRDockerRepository
 from model_engine_infra.images.distribution import RegistryClient, StaticCredentials
 from model_engine_infra.images.gar import GARDockerRepository
 from model_engine_infra.images.oci import OCIDockerRepository, head_manifest_digest
+from model_engine_infra.testing.conformance.images import T0, DockerRepositoryConformance, RegistryTarget, ecr_target
 from model_engine_infra.testing.pytest_plugin import report_missing_server
 from model_engine_infra.testing.servers import RunningServer, ServerUnavailableError, start_moto, start_registry
 
 sys.path.insert(0, str(Path(__file__).parent))
-from contracts import load_contract
 from registry_fakes import Pusher, TokenServer
 
-contract = load_contract("test_docker_repository_contract.py", "docker_repository_contract")
-RegistryTarget = contract.RegistryTarget
 USER, PASSWORD = "alice", "s3cret-pw"
 ADC_TOKEN, AAD_TOKEN = "fake-adc-token", "fake-aad-token"
 CLOSED = "127.0.0.1:9"  # discard port: nothing listens
@@ -90,12 +88,12 @@ def _oci_push(pusher: Pusher, prefix_path: str = "") -> Any:
     return push
 
 
-# --- the contract over each registry ------------------------------------------------------------
+# --- the conformance suite over each registry -----------------------------------------------------
 
 
-class TestOCIAnonymousContract(contract.DockerRepositoryContract):
+class TestOCIAnonymousContract(DockerRepositoryConformance):
     @pytest.fixture
-    def target(self, registry_server: RunningServer, basic_registry: RunningServer) -> Iterator[Any]:
+    def registry_target(self, registry_server: RunningServer, basic_registry: RunningServer) -> Iterator[Any]:
         pusher = Pusher(registry_server.url)
         repo = OCIDockerRepository(registry_server.extra["registry"])
         yield RegistryTarget(
@@ -109,15 +107,15 @@ class TestOCIAnonymousContract(contract.DockerRepositoryContract):
         pusher.close()
 
     @pytest.mark.usefixtures("basic_registry")
-    def test_auth_failure(self, target: Any) -> None:
-        refused = target.unauthorized()
-        with pytest.raises(contract.RegistryAuthError, match="requires credentials"):
+    def test_auth_failure(self, registry_target: Any) -> None:
+        refused = registry_target.unauthorized()
+        with pytest.raises(RegistryAuthError, match="requires credentials"):
             refused.image_exists("1.0", "anything")
 
 
-class TestOCIBasicContract(contract.DockerRepositoryContract):
+class TestOCIBasicContract(DockerRepositoryConformance):
     @pytest.fixture
-    def target(self, basic_registry: RunningServer) -> Iterator[Any]:
+    def registry_target(self, basic_registry: RunningServer) -> Iterator[Any]:
         host = basic_registry.extra["registry"]
         pusher = Pusher(basic_registry.url, auth=_basic_header)
         repo = OCIDockerRepository(host, credentials=StaticCredentials(USER, PASSWORD))
@@ -137,9 +135,9 @@ def _token_pusher(registry: RunningServer, tokens: TokenServer) -> Pusher:
     )
 
 
-class TestOCIBearerContract(contract.DockerRepositoryContract):
+class TestOCIBearerContract(DockerRepositoryConformance):
     @pytest.fixture
-    def target(self, token_registry: RunningServer, token_server: TokenServer) -> Iterator[Any]:
+    def registry_target(self, token_registry: RunningServer, token_server: TokenServer) -> Iterator[Any]:
         host = token_registry.extra["registry"]
         pusher = _token_pusher(token_registry, token_server)
         repo = OCIDockerRepository(f"{host}/team", credentials=StaticCredentials(USER, PASSWORD))
@@ -165,9 +163,9 @@ class FakeAADCredential:
         return type("AccessToken", (), {"token": self.token, "expires_on": int(time.time()) + 3600})()
 
 
-class TestACRContract(contract.DockerRepositoryContract):
+class TestACRContract(DockerRepositoryConformance):
     @pytest.fixture
-    def target(self, token_registry: RunningServer, token_server: TokenServer) -> Iterator[Any]:
+    def registry_target(self, token_registry: RunningServer, token_server: TokenServer) -> Iterator[Any]:
         pusher = _token_pusher(token_registry, token_server)
 
         def acr(token: str, url: str = token_registry.url) -> ACRDockerRepository:
@@ -181,11 +179,11 @@ class TestACRContract(contract.DockerRepositoryContract):
         pusher.close()
 
 
-class TestGARContract(contract.DockerRepositoryContract):
+class TestGARContract(DockerRepositoryConformance):
     PREFIX = "us-docker.pkg.dev/test-project/images"
 
     @pytest.fixture
-    def target(self, token_registry: RunningServer, token_server: TokenServer) -> Iterator[Any]:
+    def registry_target(self, token_registry: RunningServer, token_server: TokenServer) -> Iterator[Any]:
         pusher = _token_pusher(token_registry, token_server)
 
         def gar(token: str, url: str = token_registry.url) -> GARDockerRepository:
@@ -238,10 +236,10 @@ def _next_second(name: str, tag: str, created: dt.datetime) -> None:
         time.sleep(0.02)
 
 
-class TestECRServerContract(contract.DockerRepositoryContract):
+class TestECRServerContract(DockerRepositoryConformance):
     @pytest.fixture
-    def target(self, ecr_server: dict[str, Any]) -> Any:
-        return contract.ecr_target(ecr_server["keys"], _next_second, endpoint_url=ecr_server["url"])
+    def registry_target(self, ecr_server: dict[str, Any]) -> Any:
+        return ecr_target(ecr_server["keys"], _next_second, endpoint_url=ecr_server["url"])
 
 
 # --- auth details -------------------------------------------------------------------------------
@@ -250,7 +248,7 @@ class TestECRServerContract(contract.DockerRepositoryContract):
 def test_bearer_token_is_cached_until_expiry(token_registry: RunningServer, token_server: TokenServer) -> None:
     now = [1000.0]
     pusher = _token_pusher(token_registry, token_server)
-    pusher.image("cache/app", "1", created=contract.T0)
+    pusher.image("cache/app", "1", created=T0)
     client = RegistryClient(
         token_registry.extra["registry"], credentials=StaticCredentials(USER, PASSWORD), clock=lambda: now[0]
     )
@@ -303,13 +301,13 @@ def test_mirror_image_and_index_then_nothing(registry_server: RunningServer, bas
     src_host, dst_host = registry_server.extra["registry"], basic_registry.extra["registry"]
     pusher = Pusher(registry_server.url)
     layers = [os.urandom(300_000), os.urandom(200_000), os.urandom(100_000)]
-    image_digest, _ = pusher.image("mirror-src/app", "1.0", created=contract.T0, layers=layers)
+    image_digest, _ = pusher.image("mirror-src/app", "1.0", created=T0, layers=layers)
     shared = os.urandom(150_000)
     index_digest = pusher.index(
         "mirror-src/multi",
         "2.0",
         {"amd64": [shared, os.urandom(50_000)], "arm64": [shared, os.urandom(60_000)]},
-        contract.T0,
+        T0,
     )
     pusher.close()
     login = StaticCredentials(USER, PASSWORD)
@@ -364,7 +362,7 @@ def test_mirror_image_and_index_then_nothing(registry_server: RunningServer, bas
 def test_mirror_mounts_across_repositories_in_one_registry(basic_registry: RunningServer) -> None:
     host = basic_registry.extra["registry"]
     pusher = Pusher(basic_registry.url, auth=_basic_header)
-    pusher.image("mount-src/app", "1", created=contract.T0, layers=[os.urandom(10_000), os.urandom(20_000)])
+    pusher.image("mount-src/app", "1", created=T0, layers=[os.urandom(10_000), os.urandom(20_000)])
     pusher.close()
     counter = Counter()
     client = counter.client(host, StaticCredentials(USER, PASSWORD))
@@ -391,7 +389,7 @@ def test_first_requests_racing_over_the_plain_http_fallback_all_succeed(registry
 
 def test_mirror_missing_source_image_raises(registry_server: RunningServer) -> None:
     host = registry_server.extra["registry"]
-    with pytest.raises(contract.ImageNotFoundError, match="does not exist at the source"):
+    with pytest.raises(ImageNotFoundError, match="does not exist at the source"):
         mirror(["nothing-here:1"], source=host, target=f"{host}/elsewhere")
 
 
@@ -404,7 +402,7 @@ def test_cli_check_and_mirror(registry_server: RunningServer, basic_registry: Ru
     src_host, dst_host = registry_server.extra["registry"], basic_registry.extra["registry"]
     pusher = Pusher(registry_server.url)
     for name in ("cli-src/model-engine", "cli-src/vllm"):
-        pusher.image(name, "1.0", created=contract.T0)
+        pusher.image(name, "1.0", created=T0)
     pusher.close()
     config = tmp_path / "infra.yaml"
     config.write_text(
@@ -447,8 +445,8 @@ def test_cli_check_and_mirror(registry_server: RunningServer, basic_registry: Ru
 
     # tensorrt-llm and batch are checked for "any tag" unless --tag names one: give them one.
     pusher = Pusher(basic_registry.url, auth=_basic_header)
-    pusher.image("cli/tensorrt-llm", "0.9", created=contract.T0)
-    pusher.image("cli/llm-engine/batch-infer-vllm", "0.9", created=contract.T0)
+    pusher.image("cli/tensorrt-llm", "0.9", created=T0)
+    pusher.image("cli/llm-engine/batch-infer-vllm", "0.9", created=T0)
     pusher.close()
     found = runner.invoke(app, ["check", "--config", str(config), "--tag", "vllm=1.0"])
     assert found.exit_code == 0, found.output
@@ -459,7 +457,7 @@ def test_digest_mismatch_is_refused(registry_server: RunningServer, basic_regist
     """A source that serves different bytes than the manifest promises never lands in the target."""
     host = registry_server.extra["registry"]
     pusher = Pusher(registry_server.url)
-    pusher.image("tamper/app", "1", created=contract.T0, layers=[b"honest bytes"])
+    pusher.image("tamper/app", "1", created=T0, layers=[b"honest bytes"])
     pusher.close()
 
     def tamper(response: httpx.Response) -> None:
@@ -530,11 +528,11 @@ def test_foreign_realm_gets_no_login_until_trusted(
     foreign_realm_registry: RunningServer, token_server: TokenServer
 ) -> None:
     pusher = _token_pusher(foreign_realm_registry, token_server)
-    pusher.image("realm/app", "1", created=contract.T0)
+    pusher.image("realm/app", "1", created=T0)
     host = foreign_realm_registry.extra["registry"]
     before = len(token_server.authorizations)
     untrusted = OCIDockerRepository(host, credentials=StaticCredentials(USER, PASSWORD))
-    with pytest.raises(contract.RegistryAuthError, match="registry_trusted_auth_hosts"):
+    with pytest.raises(RegistryAuthError, match="registry_trusted_auth_hosts"):
         untrusted.image_exists("1", "realm/app")
     assert token_server.authorizations[before:] == []  # the token server never saw our login
     untrusted.close()

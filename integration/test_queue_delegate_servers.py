@@ -1,7 +1,7 @@
-"""The endpoint-queue contract against real servers: SQS on moto_server, Redis lists on redis-server.
+"""The endpoint-queue conformance suite against real servers: SQS on moto_server, Redis lists on redis-server.
 
-The tests are `QueueDelegateContract` from tests/contract/test_queue_delegate_contract.py, imported
-(not copied); only the ``backend`` fixture differs. On redis-server, messages are published and
+The tests are the classes of `model_engine_infra.testing.conformance.queues`, the same ones the unit
+suite runs; only the ``queue_target`` fixture differs. On redis-server, messages are published and
 held unacked by real kombu over a real socket, so the delegate's reading of kombu's list and
 ``unacked`` layout is checked against kombu itself.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
-from typing import Any
 
 import kombu
 import pytest
@@ -18,47 +17,52 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from contracts import load_contract
 from model_engine_infra.redis.connection import ManagedRedisConnection
 from model_engine_infra.redis.sources import from_url
+from model_engine_infra.testing.conformance.queues import (
+    QueueTarget,
+    RedisQueueDelegateConformance,
+    SQSQueueDelegateConformance,
+    closed_port,
+    redis_queue_target,
+    sqs_queue_target,
+)
 from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
 
 
-contract = load_contract("test_queue_delegate_contract.py", "queue_delegate_contract")
+class TestSQSOnMotoServer(SQSQueueDelegateConformance):
+    @pytest.fixture
+    async def queue_target(
+        self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    ) -> AsyncIterator[QueueTarget]:
+        for name, value in moto_server.env.items():
+            if name != "AWS_ENDPOINT_URL":  # the delegate gets the URL explicitly
+                monkeypatch.setenv(name, value)
+        target = sqs_queue_target(endpoint_url=moto_server.url)
+        yield target
+        await target.delegate.close()
 
 
-@pytest.fixture(params=["sqs-moto-server", "redis-server"])
-async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
-    with ExitStack() as stack:
-        if request.param == "sqs-moto-server":
-            server: RunningServer = request.getfixturevalue("moto_server")
-            for name, value in server.env.items():
-                if name != "AWS_ENDPOINT_URL":  # the delegate gets the URL explicitly
-                    monkeypatch.setenv(name, value)
-            built = contract.sqs_backend(endpoint_url=server.url)
-        else:
-            server = request.getfixturevalue("redis_server")
-            managed = ManagedRedisConnection(from_url(server.url, origin="redis_server"))  # one client per loop
-            connection = kombu.Connection(server.url)
+class TestRedisOnRedisServer(RedisQueueDelegateConformance):
+    @pytest.fixture
+    async def queue_target(self, redis_server: RunningServer) -> AsyncIterator[QueueTarget]:
+        managed = ManagedRedisConnection(from_url(redis_server.url, origin="redis_server"))  # one client per loop
+        with ExitStack() as stack:
+            connection = kombu.Connection(redis_server.url)
             stack.callback(connection.release)
-            built = contract.redis_backend(
+            target = redis_queue_target(
                 async_client=managed.async_client,
                 kombu_connection=connection,
                 unreachable=lambda: redis.asyncio.Redis(
                     host="127.0.0.1",
-                    port=contract.closed_port(),
+                    port=closed_port(),
                     socket_connect_timeout=1,
                     retry=Retry(NoBackoff(), 0),  # fail at once; the default retries for seconds
                 ),
                 stack=stack,
             )
-        yield built
-        await built.delegate.close()
-        if request.param == "redis-server":
-            await managed.aclose()
-
-
-class TestQueueDelegateContractOnServers(contract.QueueDelegateContract):  # type: ignore[misc,name-defined]
-    """The same contract, on moto_server and redis-server."""
+            yield target
+            await target.delegate.close()
+        await managed.aclose()

@@ -1,7 +1,7 @@
-"""The Redis connection contract on real servers: redis-server with ACL users, ``requirepass`` and TLS.
+"""The Redis connection conformance suite on real servers: redis-server with ACL users, ``requirepass`` and TLS.
 
-The tests are `RedisConnectionContract` from tests/contract/test_redis_connection_contract.py,
-imported (not copied); only the servers differ. Here every credential crosses a real socket and
+The tests are the classes of `model_engine_infra.testing.conformance.redis`, the ones the unit
+suite runs; only the servers differ. Here every credential crosses a real socket and
 is checked by redis-server itself; Entra ID tokens go over TLS (a self-signed certificate, hence
 ``redis_unsafe_ssl``), the secret-backed URL lives in Secrets Manager on the moto server.
 """
@@ -9,21 +9,26 @@ is checked by redis-server itself; Entra ID tokens go over TLS (a self-signed ce
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
 
 import boto3
 import pytest
 import redis
 
-from contracts import load_contract
 from model_engine_infra.secrets.aws import SecretsManagerStore
+from model_engine_infra.testing.conformance.redis import (
+    AuthTokenConformance,
+    Endpoint,
+    EntraIdConformance,
+    PlainUrlConformance,
+    RedisServers,
+    SecretUrlConformance,
+    UrlPasswordConformance,
+)
 from model_engine_infra.testing.servers import RunningServer, start_redis
 
 pytestmark = pytest.mark.integration
-
-contract = load_contract("test_redis_connection_contract.py", "redis_connection_contract")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +44,9 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
 
 
 @pytest.fixture
-def servers(
+def redis_servers(
     redis_server: RunningServer, password_redis: RunningServer, tls_redis: RunningServer, moto_server: RunningServer
-) -> Iterator[Any]:
+) -> Iterator[RedisServers]:
     with ExitStack() as stack:
         password = password_redis.extra["password"]
         admins = [
@@ -58,22 +63,31 @@ def servers(
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        yield contract.RedisServers(
-            open=contract.Endpoint(redis_server.host, redis_server.port, admins[0]),
-            password=contract.Endpoint(password_redis.host, password_redis.port, admins[1], password),
-            tls=contract.Endpoint(tls_redis.host, tls_redis.port, admins[2]),
+        yield RedisServers(
+            open=Endpoint(redis_server.host, redis_server.port, admins[0]),
+            password=Endpoint(password_redis.host, password_redis.port, admins[1], password),
+            tls=Endpoint(tls_redis.host, tls_redis.port, admins[2]),
             secrets=SecretsManagerStore(sm, region="us-east-1"),
             put_secret=lambda name, value: sm.create_secret(Name=name, SecretString=value),
             client_from_url=redis.Redis.from_url,
         )
 
 
-@pytest.fixture(params=contract.KINDS)
-async def case(request: pytest.FixtureRequest, servers: Any) -> AsyncIterator[Any]:
-    built = contract.build_case(request.param, servers)
-    yield built
-    await contract.finish(built)
+class TestPlainUrlOnServers(PlainUrlConformance):
+    """On redis-server (ACL users, requirepass, TLS); secrets in Secrets Manager on the moto server."""
 
 
-class TestRedisConnectionContractOnServers(contract.RedisConnectionContract):  # type: ignore[misc,name-defined]
-    """The same contract on redis-server (ACL users, requirepass, TLS) and Secrets Manager on the moto server."""
+class TestUrlPasswordOnServers(UrlPasswordConformance):
+    """On redis-server (ACL users, requirepass, TLS); secrets in Secrets Manager on the moto server."""
+
+
+class TestAuthTokenOnServers(AuthTokenConformance):
+    """On redis-server (ACL users, requirepass, TLS); secrets in Secrets Manager on the moto server."""
+
+
+class TestSecretUrlOnServers(SecretUrlConformance):
+    """On redis-server (ACL users, requirepass, TLS); secrets in Secrets Manager on the moto server."""
+
+
+class TestEntraIdOnServers(EntraIdConformance):
+    """On redis-server (ACL users, requirepass, TLS); secrets in Secrets Manager on the moto server."""

@@ -1,7 +1,7 @@
 """The storage contract over real servers: moto server (S3 and the MinIO path), Azurite, fake-gcs-server.
 
-The suite is `StorageContract` from ``tests/contract/test_storage_contract.py``, imported (not
-copied). Below it, what only a real network shows: downloads cut mid-object by
+The suite is `StoreConformance` from ``model_engine_infra.testing.conformance.storage``, the class
+the unit suite runs too. Below it, what only a real network shows: downloads cut mid-object by
 ``../shared/tools/netsim.py --reset-after N`` and a server that refuses connections.
 """
 
@@ -19,9 +19,17 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from contracts import load_contract
 from model_engine_infra import InfraConfig, build_infra
 from model_engine_infra.errors import StorageError, StorageUnavailableError
+from model_engine_infra.testing.conformance.storage import (
+    MULTI_CHUNK,
+    StoreConformance,
+    StoreTarget,
+    fresh_root,
+    s3_store_target,
+    split_root,
+    write,
+)
 from model_engine_infra.testing.netsim import netsim
 from model_engine_infra.testing.servers import RunningServer
 
@@ -29,11 +37,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-
-
-contract = load_contract("test_storage_contract.py", "storage_contract_suite")
-Backend = contract.Backend
-StorageContract = contract.StorageContract
 
 
 # --- how each server is reached ----------------------------------------------------------------
@@ -100,13 +103,13 @@ def gcs_config(gcs: RunningServer, root: str, endpoint: str | None = None) -> In
     )
 
 
-def azure_backend(azurite: RunningServer, root: str) -> Any:
+def azure_target(azurite: RunningServer, root: str) -> StoreTarget:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     from model_engine_infra.storage.abs import AzureBlobArtifacts, make_client
 
     config = azure_config(azurite, root)
-    container, folder = contract.split_root(root)
+    container, folder = split_root(root)
     filesystem = build_infra(config).filesystem
     with contextlib.suppress(Exception):  # created by an earlier test
         filesystem.client.create_container(container)
@@ -137,14 +140,14 @@ def azure_backend(azurite: RunningServer, root: str) -> Any:
         filesystem.client.get_blob_client(container, name).upload_blob(data, overwrite=True)
 
     # Azure stores a backslash as '/', so 'a\..\x' arrives as 'a/../x': still refused.
-    return Backend("azurite", infra, root, put_raw, put_headers={"x-ms-blob-type": "BlockBlob"})
+    return StoreTarget("azurite", infra, root, put_raw, put_headers={"x-ms-blob-type": "BlockBlob"})
 
 
-def gcs_backend(gcs: RunningServer, root: str) -> Any:
+def gcs_target(gcs: RunningServer, root: str) -> StoreTarget:
     from model_engine_infra.storage.gcs import GCSArtifacts
 
     config = gcs_config(gcs, root)
-    bucket, folder = contract.split_root(root)
+    bucket, folder = split_root(root)
     filesystem = build_infra(config).filesystem
     with contextlib.suppress(Exception):  # created by an earlier test
         filesystem.client.create_bucket(bucket)
@@ -159,27 +162,50 @@ def gcs_backend(gcs: RunningServer, root: str) -> Any:
     def put_raw(key: str, data: bytes) -> None:
         filesystem.client.bucket(bucket).blob(f"{folder}/{key}").upload_from_string(data)
 
-    return Backend("fake-gcs", infra, root, put_raw)
+    return StoreTarget("fake-gcs", infra, root, put_raw)
 
 
-class TestStorageOnServers(StorageContract):
-    @pytest.fixture(params=["moto-server", "minio-path", "azurite", "fake-gcs"])
-    def backend(
-        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, gcp_signing_key: Path
-    ) -> Iterator[Any]:
-        kind = request.param
-        if kind in ("moto-server", "minio-path"):
-            moto = request.getfixturevalue("moto_server")
-            aws_env(monkeypatch, moto, with_endpoint=kind == "moto-server")
-            root = contract.fresh_root("s3", "contract-bucket")
-            chosen = contract.s3_backend(kind, s3_config(moto, "minio" if kind == "minio-path" else "aws", root), root)
-        elif kind == "azurite":
-            chosen = azure_backend(request.getfixturevalue("azurite_server"), contract.fresh_root("az", "contract"))
-        else:
-            monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcp_signing_key))
-            chosen = gcs_backend(request.getfixturevalue("gcs_server"), contract.fresh_root("gs", "contract-bucket"))
-        yield chosen
-        chosen.infra.close()
+class TestS3OnMotoServer(StoreConformance):
+    """boto3's endpoint from AWS_ENDPOINT_URL, like any boto3 app pointed at LocalStack."""
+
+    @pytest.fixture
+    def store_target(self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreTarget]:
+        aws_env(monkeypatch, moto_server, with_endpoint=True)
+        root = fresh_root("s3", "contract-bucket")
+        target = s3_store_target("moto-server", s3_config(moto_server, "aws", root), root)
+        yield target
+        target.infra.close()
+
+
+class TestMinIOPath(StoreConformance):
+    """The on-prem path: the endpoint from s3_endpoint_url only."""
+
+    @pytest.fixture
+    def store_target(self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreTarget]:
+        aws_env(monkeypatch, moto_server, with_endpoint=False)
+        root = fresh_root("s3", "contract-bucket")
+        target = s3_store_target("minio-path", s3_config(moto_server, "minio", root), root)
+        yield target
+        target.infra.close()
+
+
+class TestAzureBlobOnAzurite(StoreConformance):
+    @pytest.fixture
+    def store_target(self, azurite_server: RunningServer) -> Iterator[StoreTarget]:
+        target = azure_target(azurite_server, fresh_root("az", "contract"))
+        yield target
+        target.infra.close()
+
+
+class TestGCSOnFakeGCS(StoreConformance):
+    @pytest.fixture
+    def store_target(
+        self, gcs_server: RunningServer, monkeypatch: pytest.MonkeyPatch, gcp_signing_key: Path
+    ) -> Iterator[StoreTarget]:
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcp_signing_key))
+        target = gcs_target(gcs_server, fresh_root("gs", "contract-bucket"))
+        yield target
+        target.infra.close()
 
 
 # --- faults through netsim ------------------------------------------------------------------------
@@ -220,12 +246,12 @@ def proxied_artifacts(kind: str, server: RunningServer, proxy: str, root: str) -
 SERVERS = {"s3": "moto_server", "azure": "azurite_server", "gcs": "gcs_server"}
 
 
-def direct_backend(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, root: str) -> Any:
+def direct_target(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, root: str) -> StoreTarget:
     server = request.getfixturevalue(SERVERS[kind])
     if kind == "s3":
         aws_env(monkeypatch, server, with_endpoint=False)
-        return contract.s3_backend("minio-path", s3_config(server, "minio", root), root)
-    return azure_backend(server, root) if kind == "azure" else gcs_backend(server, root)
+        return s3_store_target("minio-path", s3_config(server, "minio", root), root)
+    return azure_target(server, root) if kind == "azure" else gcs_target(server, root)
 
 
 @pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
@@ -233,9 +259,9 @@ def test_interrupted_download_leaves_no_partial_file(
     kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     scheme = {"s3": "s3", "azure": "az", "gcs": "gs"}[kind]
-    root = contract.fresh_root(scheme, "contract-bucket" if kind != "azure" else "contract")
-    backend = direct_backend(kind, request, monkeypatch, root)
-    contract.write(backend, "model/weights.bin", contract.MULTI_CHUNK[: 3 * MIB])
+    root = fresh_root(scheme, "contract-bucket" if kind != "azure" else "contract")
+    target = direct_target(kind, request, monkeypatch, root)
+    write(target, "model/weights.bin", MULTI_CHUNK[: 3 * MIB])
     server = request.getfixturevalue(SERVERS[kind])
     with proxied(server, reset_after=300_000) as proxy:
         artifacts = proxied_artifacts(kind, server, proxy, root)
@@ -244,7 +270,7 @@ def test_interrupted_download_leaves_no_partial_file(
         artifacts.close()
     assert isinstance(info.value, StorageUnavailableError), repr(info.value)
     assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == []  # no final, no .partial
-    backend.infra.close()
+    target.infra.close()
 
 
 @pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
@@ -255,7 +281,7 @@ def test_refused_connection_is_storage_unavailable(
     if kind == "s3":
         aws_env(monkeypatch, server, with_endpoint=False)
     scheme = {"s3": "s3", "azure": "az", "gcs": "gs"}[kind]
-    root = contract.fresh_root(scheme, "contract-bucket")
+    root = fresh_root(scheme, "contract-bucket")
     with proxied(server, refuse=True) as proxy:
         artifacts = proxied_artifacts(kind, server, proxy, root)
         with pytest.raises(StorageUnavailableError):
@@ -301,9 +327,9 @@ def test_read_through_a_cut_connection_is_storage_unavailable(
 ) -> None:
     """``filesystem.open(uri).read()`` with the connection reset mid-body: a typed error, never the SDK's."""
     scheme = {"s3": "s3", "azure": "az", "gcs": "gs"}[kind]
-    root = contract.fresh_root(scheme, "contract-bucket" if kind != "azure" else "contract")
-    backend = direct_backend(kind, request, monkeypatch, root)
-    uri = contract.write(backend, "model/notes.txt", b"line of text\n" * 250_000)  # 3.25 MB
+    root = fresh_root(scheme, "contract-bucket" if kind != "azure" else "contract")
+    target = direct_target(kind, request, monkeypatch, root)
+    uri = write(target, "model/notes.txt", b"line of text\n" * 250_000)  # 3.25 MB
     server = request.getfixturevalue(SERVERS[kind])
     # GCS reads in ranges (256 KiB, or 8 KiB under a text wrapper) and retries each: cut inside the smallest.
     with proxied(server, reset_after=5_000 if kind == "gcs" else 300_000) as proxy:
@@ -313,7 +339,7 @@ def test_read_through_a_cut_connection_is_storage_unavailable(
         fs.close()
     assert isinstance(info.value, StorageUnavailableError), repr(info.value)
     assert "model/notes.txt" in str(info.value)
-    backend.infra.close()
+    target.infra.close()
 
 
 def test_cli_copy_between_buckets_through_a_cut_prints_one_line(
@@ -325,9 +351,9 @@ def test_cli_copy_between_buckets_through_a_cut_prints_one_line(
     from model_engine_infra.cli import app
 
     moto = request.getfixturevalue("moto_server")
-    root = contract.fresh_root("s3", "contract-bucket")
-    backend = direct_backend("s3", request, monkeypatch, root)
-    contract.write(backend, "src/weights.bin", contract.MULTI_CHUNK[: 3 * MIB])
+    root = fresh_root("s3", "contract-bucket")
+    target = direct_target("s3", request, monkeypatch, root)
+    write(target, "src/weights.bin", MULTI_CHUNK[: 3 * MIB])
     with proxied(moto, reset_after=300_000) as proxy:
         config = tmp_path / "config.yaml"
         config.write_text(f"cloud_provider: onprem\ns3_endpoint_url: {proxy}\n")
@@ -337,5 +363,5 @@ def test_cli_copy_between_buckets_through_a_cut_prints_one_line(
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     assert "retry later" in result.output
-    assert backend.fs.exists(f"{root}/dst/weights.bin") is False
-    backend.infra.close()
+    assert target.fs.exists(f"{root}/dst/weights.bin") is False
+    target.infra.close()

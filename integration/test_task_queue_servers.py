@@ -1,7 +1,7 @@
-"""The task-queue contract on real servers: Redis broker on redis-server, SQS (S3 results) on the moto server.
+"""The task-queue conformance suite on real servers: Redis broker on redis-server, SQS (S3 results) on the moto server.
 
-The tests are `TaskQueueContract` from tests/contract/test_task_queue_contract.py, imported (not
-copied); only the ``backend`` fixture differs. Worker processes on these servers are
+The tests are the classes of `model_engine_infra.testing.conformance.tasks`, the ones the unit suite
+runs; only the ``task_queue_target`` fixture differs. Worker processes on these servers are
 test_celery_roundtrip.py; faults (a server killed mid-publish) are test_celery_faults.py.
 """
 
@@ -9,46 +9,48 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import redis.asyncio
 
-from contracts import load_contract
+from model_engine_infra.testing.conformance.tasks import (
+    RedisTaskQueueConformance,
+    SQSTaskQueueConformance,
+    TaskQueueTarget,
+    closed_port,
+    redis_task_queue_target,
+    sqs_task_queue_target,
+)
 from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
 
 
-contract = load_contract("test_task_queue_contract.py", "task_queue_contract")
-
-
-@pytest.fixture(params=["redis-server", "sqs-moto-server"])
-async def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
-    async_client = None
-    if request.param == "redis-server":
-        server: RunningServer = request.getfixturevalue("redis_server")
-        async_client = redis.asyncio.Redis.from_url(server.url)
-        built = contract.redis_backend(
-            url=server.url,
-            async_client=async_client,
-            unreachable_url=f"redis://127.0.0.1:{contract.closed_port()}/0",
+class TestRedisOnRedisServer(RedisTaskQueueConformance):
+    @pytest.fixture
+    async def task_queue_target(self, redis_server: RunningServer) -> AsyncIterator[TaskQueueTarget]:
+        async_client = redis.asyncio.Redis.from_url(redis_server.url)
+        target = redis_task_queue_target(
+            url=redis_server.url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{closed_port()}/0"
         )
-    else:
-        server = request.getfixturevalue("moto_server")
-        for name, value in server.env.items():
-            if name != "AWS_ENDPOINT_URL":  # every client gets the endpoint explicitly
-                monkeypatch.setenv(name, value)
-        built = contract.sqs_backend(endpoint_url=server.url, bucket=f"tq-{uuid.uuid4().hex[:12]}")
-    yield built
-    built.gateway.close()
-    await built.delegate.close()
-    if async_client is not None:
+        yield target
+        target.gateway.close()
+        await target.delegate.close()
         await async_client.aclose()
 
 
-class TestTaskQueueContractOnServers(contract.TaskQueueContract):  # type: ignore[misc,name-defined]
-    """The same contract, on redis-server and the moto server."""
+class TestSQSOnMotoServer(SQSTaskQueueConformance):
+    @pytest.fixture
+    async def task_queue_target(
+        self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    ) -> AsyncIterator[TaskQueueTarget]:
+        for name, value in moto_server.env.items():
+            if name != "AWS_ENDPOINT_URL":  # every client gets the endpoint explicitly
+                monkeypatch.setenv(name, value)
+        target = sqs_task_queue_target(endpoint_url=moto_server.url, bucket=f"tq-{uuid.uuid4().hex[:12]}")
+        yield target
+        target.gateway.close()
+        await target.delegate.close()
 
 
 def test_wrong_type_key_on_redis_server_is_a_key_conflict(request: pytest.FixtureRequest) -> None:

@@ -3,7 +3,7 @@
 Every provider's components are built in process by the testing kit (`fake_infra`: moto for aws
 and onprem storage, the Service Bus and Key Vault fakes for azure, fakeredis for Redis). That the
 queue delegate works from any event loop is a case of the delegate contract
-(tests/contract/test_queue_delegate_contract.py, and on redis-server in integration/); for the Redis
+(`QueueDelegateConformance`, run by tests/test_conformance_queues.py and on redis-server in integration/); for the Redis
 connection, of the Redis contract.
 """
 

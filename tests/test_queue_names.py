@@ -1,9 +1,9 @@
 """Queue names per broker (issue 14, "Brokers and queue names"): refused before any call, never rewritten into
 another name's queue, never one of the broker's own keys; a wrong-type Redis key is reported as what it is.
 
-The same rules run for every broker through the task-queue contract
-(``tests/contract/test_task_queue_contract.py``); here are the rules themselves, the reproduced reports
-(raw botocore errors for bad SQS names, ``q.1``/``q-1`` in one SQS queue, a kombu key taken as a queue
+The same rules run for every broker through the task-queue contract (``TaskQueueConformance``, run
+by ``tests/test_conformance_tasks.py``); here are the rules themselves, the reproduced reports (raw
+botocore errors for bad SQS names, ``q.1``/``q-1`` in one SQS queue, a kombu key taken as a queue
 that later broke every send with "unreachable after 3 retries"), and their siblings.
 """
 

@@ -18,8 +18,8 @@ from model_engine_infra import load_config
 from model_engine_infra.cli import app
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.config.first_use import CREDENTIALS_INSTEAD
-from model_engine_infra.doctor import _run_with_limit
 from model_engine_infra.errors import ConfigError
+from model_engine_infra.ops.doctor import _outcome
 from model_engine_infra.redact import redact_text, redact_url, scrub_exception_chain
 from model_engine_infra.storage.s3 import make_client
 
@@ -171,6 +171,7 @@ def test_the_doctor_scrubs_a_probes_exception() -> None:
     def probe() -> str:
         raise ValueError(f"Invalid endpoint: http://user:{CANARY}@my_minio.svc")
 
-    verdict, message = _run_with_limit(probe, 5)
-    assert verdict == "fail"
-    assert_no_canary(message)
+    result = _outcome("storage", probe, "check the endpoint", 0.0)
+    assert result.verdict == "fail"
+    assert "Invalid endpoint" in result.message
+    assert_no_canary(result.message)

@@ -14,6 +14,7 @@ from model_engine_infra import InfraConfig
 from model_engine_infra.errors import ImageNotFoundError, RegistryUnavailableError
 from model_engine_infra.infra import build_infra
 from model_engine_infra.tasks.base import TaskStatus
+from model_engine_infra.testing.conformance.images import DockerRepositoryConformance, RegistryTarget
 from model_engine_infra.testing.fakes import (
     FAKE_PROVIDERS,
     FakeDockerRepository,
@@ -178,30 +179,11 @@ def test_patch_azure_sdk_swaps_and_restores() -> None:
     )
 
 
-def _docker_contract() -> Any:
-    """The DockerRepository contract module, loaded by path (tests/contract is not a package)."""
-    import importlib.util
-    import sys
-
-    path = Path(__file__).parent / "contract" / "test_docker_repository_contract.py"
-    spec = importlib.util.spec_from_file_location("kit_docker_repository_contract", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_contract = _docker_contract()
-DockerRepositoryContract: Any = _contract.DockerRepositoryContract
-
-
-class TestFakeDockerRepositoryContract(DockerRepositoryContract):  # type: ignore[misc]
+class TestFakeDockerRepositoryContract(DockerRepositoryConformance):
     """The in-memory registry keeps the contract every real registry client keeps."""
 
     @pytest.fixture
-    def target(self) -> Any:
+    def registry_target(self) -> Any:
         from model_engine_infra.errors import InfraError, RegistryAuthError
 
         repository = FakeDockerRepository("registry.example.com/ml")
@@ -211,7 +193,7 @@ class TestFakeDockerRepositoryContract(DockerRepositoryContract):  # type: ignor
             broken.fail = error
             return broken
 
-        return _contract.RegistryTarget(
+        return RegistryTarget(
             repository,
             lambda name, tag, created: repository.push(name, tag, pushed_at=created),
             lambda: failing(RegistryAuthError("registry refused the login")),

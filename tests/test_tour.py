@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from model_engine_infra import InfraConfig, load_config
-from model_engine_infra.tour import Tour
+from model_engine_infra.ops.tour import Tour
 
 
 def _config(tmp_path: Path, env: dict[str, str] | None = None) -> InfraConfig:
@@ -38,3 +38,31 @@ def test_a_failing_step_stops_the_tour_and_clean_up_still_runs(tmp_path: Path) -
     assert clean_up.ok
     assert "worker thread stopped" in clean_up.detail
     assert "queue deleted" in clean_up.detail
+
+
+# The tour's component steps and the doctor's checks are the same probes: they agree on what applies.
+STEP_OF_CHECK = {"redis": "use Redis", "registry": "check an image", "secrets": "read a secret"}
+
+
+def test_the_tour_and_the_doctor_skip_the_same_components(tmp_path: Path) -> None:
+    from model_engine_infra.doctor import diagnose
+
+    config = _config(tmp_path)
+    doctor = diagnose(config, timeout=30)
+    tour = Tour(config, worker="thread", n_tasks=1).run()
+    assert tour.ok, [(s.name, s.detail) for s in tour.steps]
+    skipped_checks = {r.name for r in doctor.results if r.verdict == "skip" and r.name in STEP_OF_CHECK}
+    assert skipped_checks == set(STEP_OF_CHECK)
+    assert set(tour.skipped) == {STEP_OF_CHECK[name] for name in skipped_checks}
+    for name, step in STEP_OF_CHECK.items():  # the same reason, word for word
+        assert tour.step(step).detail == f"skipped: {doctor.result(name).message}"
+
+
+def test_a_configured_redis_is_probed_by_both(tmp_path: Path) -> None:
+    from model_engine_infra.doctor import diagnose
+    from model_engine_infra.testing.servers import free_port
+
+    config = _config(tmp_path, {"MODEL_ENGINE_INFRA_CACHE_REDIS_ONPREM_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    assert diagnose(config, timeout=30).result("redis").verdict == "fail"
+    tour = Tour(config, worker="thread", n_tasks=1).run()
+    assert [s.name for s in tour.steps if not s.ok] == ["use Redis"]

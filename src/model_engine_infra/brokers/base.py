@@ -149,6 +149,15 @@ class BrokerSettings:
         )
 
 
+@dataclass(frozen=True)
+class SdkMinimum:
+    """An SDK version below which the broker misbehaves in a way no test would show (the doctor checks it)."""
+
+    package: str
+    minimum: tuple[int, ...]
+    why: str
+
+
 class BrokerUnit(ABC):
     """Everything one broker supplies. Subclasses set the class attributes and `settings`."""
 
@@ -172,6 +181,7 @@ class BrokerUnit(ABC):
     # When a chart choice puts the Redis broker where this one is the profile's default: how bad that is.
     replaced_by_redis: ClassVar[tuple[Severity, str] | None] = None
     rules: tuple[Rule, ...] = ()
+    sdk_minimum: ClassVar[SdkMinimum | None] = None  # checked by the doctor's dependencies probe
 
     def __repr__(self) -> str:
         return f"<broker {self.name}>"

@@ -13,6 +13,7 @@ from .base import (
     BrokerType,
     BrokerUnit,
     RedisBroker,
+    SdkMinimum,
     SendBounds,
     TaskVisibility,
     queue_missing,
@@ -120,6 +121,11 @@ class ServiceBusBrokerUnit(BrokerUnit):
         "to say Redis on purpose",
     )
     rules = RULES
+    sdk_minimum = SdkMinimum(
+        "azure-servicebus",
+        (7, 14, 3),
+        "whose idle-connection regression (azure-sdk-for-python#34212) causes 503s after idle periods",
+    )
 
     def settings(
         self,

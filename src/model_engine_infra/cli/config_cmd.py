@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import ConfigWarning, load_config
+from ..config import load_config
 from ..config.findings import Severity
 from ..config.schema import FIELDS
 from ..errors import ConfigError
@@ -53,20 +52,10 @@ def show(
 
 def check_report(config_path: Path | None, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Errors and findings as plain data, with the exit code ``config check`` uses."""
-    errors: list[dict[str, Any]] = []
-    findings: list[dict[str, str]] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConfigWarning)
-        try:
-            config = load_config(config_path, env=env)
-        except ConfigError as err:
-            errors.append({"key": err.key, "message": str(err)})
-            config = None
-    for warning in caught:
-        if issubclass(warning.category, ConfigWarning):
-            findings.append({"severity": Severity.WARNING.value, "key": "-", "message": str(warning.message)})
-    if config is not None:
-        findings.extend(f.as_dict() for f in config.findings())
+    from ..ops.probes import check_config
+
+    checked = check_config(config_path, env=env)
+    errors, findings = checked.errors, checked.findings
     serious = [f for f in findings if f["severity"] in (Severity.WARNING.value, Severity.HIGH.value)]
     code = EXIT_ERRORS if errors else EXIT_FINDINGS if serious else EXIT_CLEAN
     return {"ok": code == EXIT_CLEAN, "exit_code": code, "errors": errors, "findings": findings}

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..config import load_config
 from ..errors import ConfigError, InfraError
-from ..tour import Step, Tour
+from ..ops.tour import Step, Tour
 
 
 def demo(

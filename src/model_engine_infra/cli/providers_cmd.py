@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..registry import COMPONENTS, ComponentRow, available_providers, extra_installed, get_provider
+from ..registry import BUILTIN_PROVIDERS, COMPONENTS, ComponentRow, available_providers, extra_installed, get_provider
 
 MATRIX_HEADER = """# Support matrix
 
@@ -47,7 +47,7 @@ def _installed_cell(c: ComponentRow) -> str:
 
 def support_matrix_markdown() -> str:
     """The built-in providers only, so the document does not depend on what is installed here."""
-    names = [n for n in ("aws", "azure", "gcp", "onprem", "local") if n in available_providers()]
+    names = list(BUILTIN_PROVIDERS)
     lines = [MATRIX_HEADER, "| component | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for component, cells in matrix_rows(names, _markdown_cell):
         lines.append(f"| `{component}` | " + " | ".join(cells) + " |")

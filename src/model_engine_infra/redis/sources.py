@@ -346,3 +346,22 @@ def _base_source(config: InfraConfig, secrets: Callable[[], SecretStore], azure_
         origin = "redis_host" if config.redis_host else "redis_port"
         return from_host(config.redis_host or "redis", config.redis_port, token, tls=tls, origin=origin)
     return from_url(DEFAULT_URL, origin="default (redis://redis:6379/0)")
+
+
+def source_key(config: InfraConfig) -> str | None:
+    """The key that names the Redis source, in `_base_source`'s order; None when the default URL is used."""
+    for name in (
+        "cache_redis_onprem_url",
+        "cache_redis_aws_url",
+        "cache_redis_aws_secret_name",
+        "cache_redis_azure_host",
+        "cache_redis_gcp_url",
+        "redis_aws_secret_name",
+    ):
+        if getattr(config, name):
+            return name
+    if config.redis_host or config.secret("redis_auth_token"):
+        return "redis_host" if config.redis_host else "redis_auth_token"
+    if config.is_set("redis_port"):
+        return "redis_port"
+    return "redis_enable_tls" if config.redis_enable_tls else None

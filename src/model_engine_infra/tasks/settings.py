@@ -95,6 +95,14 @@ def default_backend_protocol(config: InfraConfig) -> str:
     return name
 
 
+def uses_redis(config: InfraConfig) -> bool:
+    """True when the deployment's broker or its result backend is Redis: Celery then needs the Redis component."""
+    from ..brokers import broker_for
+
+    unit = broker_for(config)
+    return (unit is not None and unit.uses_redis()) or default_backend_protocol(config) == "redis"
+
+
 def backend_settings(config: InfraConfig, protocol: str, *, redis: RedisBroker | str | None = None) -> dict[str, Any]:
     """Celery ``result_backend`` and its companion settings for ``protocol``."""
     from ..registry import available_backends, resolve_backend

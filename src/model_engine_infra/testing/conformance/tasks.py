@@ -1,66 +1,52 @@
-"""One contract for every `TaskQueueGateway` broker: local, Service Bus, Redis and SQS.
+"""Conformance for Celery brokers, through the task-queue gateway (`CeleryTaskQueueGateway`).
 
-`TaskQueueContract` holds the tests; a module runs them by subclassing it next to a ``backend``
-fixture that yields a `TaskQueueBackend`. Here every broker runs in this process: kombu's
-filesystem transport, the Service Bus SDK-boundary fake, fakeredis driven by real kombu and
-Celery's Redis result backend, and SQS + S3 results on moto's ``mock_aws``.
-integration/test_task_queue_servers.py runs the same class on redis-server and the moto server.
+Subclass `TaskQueueConformance`, set ``max_message_bytes``, and provide a ``task_queue_target``
+fixture returning a `TaskQueueTarget`: a gateway on the broker, the matching queue delegate (messages
+are counted with it, never through the gateway, so the counts check what the broker really holds), a
+worker-side Celery app on the same broker and result backend, and a gateway that cannot reach it.
+Round trips run a real Celery worker in a thread without the event loop (``use_eventloop=False``).
 
-Messages are counted with the matching queue delegate (never through the gateway), so the counts
-check what the broker really holds. Round trips run a real Celery worker in a thread, without
-the event loop (``use_eventloop=False``): fakeredis has no socket to poll and in-process moto
-cannot answer kombu's pycurl SQS client; worker *processes* on real servers, with the event loop,
-are integration/test_celery_roundtrip.py.
-
-Documented limits asserted here: 256 KiB on SQS and 256 KB (Standard tier) on Service Bus,
-counted after each transport's encoding; none on Redis (512 MB per value, never met first) nor on
-the filesystem broker.
+The second half builds targets for the project's own brokers (kombu's filesystem transport, Service
+Bus and Pub/Sub through their SDK-boundary fakes, Redis, SQS with S3 results). Documented limits: 256
+KiB on SQS, 256 KB (Standard tier) on Service Bus and 10 MB on Pub/Sub, counted after each transport's
+encoding; none on Redis (512 MB per value, never met first) nor on the filesystem broker.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from unittest import mock
 
-import fakeredis
 import pytest
-import redis.asyncio
-from kombu.connection import Connection
 
-from model_engine_infra.config import InfraConfig
-from model_engine_infra.errors import (
-    BrokerUnavailableError,
-    InvalidQueueNameError,
-    MessageTooLargeError,
-    QueueNotFoundError,
-)
-from model_engine_infra.queues.base import QueueEndpointResourceDelegate
-from model_engine_infra.tasks import TaskStatus
-from model_engine_infra.tasks.demo_tasks import FAIL, PREDICT
-from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
-from model_engine_infra.tasks.worker import worker_app
+from ...config.model import InfraConfig
+from ...errors import BrokerUnavailableError, InvalidQueueNameError, MessageTooLargeError, QueueNotFoundError
+from ...queues.base import QueueEndpointResourceDelegate
+from ...tasks.base import TaskStatus
 
 if TYPE_CHECKING:
     from celery import Celery
 
+    from ...tasks.gateway import CeleryTaskQueueGateway
+
 KIB = 1024
 WORKER_DRAIN_SECONDS = 0.2
 UNREACHABLE_SECONDS = 10.0  # the retry policy gives up in ~1 s; a hang would be the bug
+PREDICT = "model_engine_infra.demo.predict"  # tasks.demo_tasks, registered by the worker apps
+FAIL = "model_engine_infra.demo.fail"
 
 
 @dataclass
-class TaskQueueBackend:
-    """A gateway plus what the contract needs to check it."""
+class TaskQueueTarget:
+    """A gateway plus what the suite needs to check it."""
 
-    name: str
     config: InfraConfig
     gateway: CeleryTaskQueueGateway
     #: counts messages in the broker the gateway sends to
@@ -69,13 +55,10 @@ class TaskQueueBackend:
     worker_app: Callable[[], Celery]
     #: a gateway for the same broker kind that cannot reach it
     unreachable: Callable[[], CeleryTaskQueueGateway]
-    #: the broker's documented payload limit after encoding (None: no limit a task meets first)
-    max_message_bytes: int | None
-    #: counts an endpoint's messages where the delegate cannot (Pub/Sub: the fake's backlog)
+    name: str = "task queue"
+    #: counts an endpoint's messages with the broker's own tools where the delegate cannot count
+    #: (Pub/Sub: the fake's backlog); None: the delegate's ``approximate_message_count`` is used
     count: Callable[[str], int] | None = None
-
-
-# --- helpers shared with integration/test_celery_roundtrip.py ----------------------------------------
 
 
 def new_endpoint_id() -> str:
@@ -129,6 +112,7 @@ def check_roundtrip(gateway: CeleryTaskQueueGateway, queue: str) -> list[str]:
 def worker_thread(app: Celery, queue: str) -> Iterator[Any]:
     """A real Celery worker (solo pool, no event loop) consuming ``queue`` in a thread of this process."""
     from celery.contrib.testing.worker import start_worker
+    from kombu.connection import Connection
 
     real_drain: Any = Connection.drain_events
 
@@ -148,18 +132,28 @@ def worker_thread(app: Celery, queue: str) -> Iterator[Any]:
         yield worker
 
 
-async def message_count(backend: TaskQueueBackend, endpoint_id: str) -> int | None:
-    if backend.count is not None:
-        return backend.count(endpoint_id)
-    return (await backend.delegate.get_queue_attributes(endpoint_id)).approximate_message_count
+async def message_count(target: TaskQueueTarget, endpoint_id: str) -> int | None:
+    """The messages the broker holds for ``endpoint_id``: the target's own count, else the delegate's."""
+    if target.count is not None:
+        return target.count(endpoint_id)
+    return (await target.delegate.get_queue_attributes(endpoint_id)).approximate_message_count
 
 
-class TaskQueueContract:
-    """The contract every broker meets; subclass it next to a ``backend`` fixture."""
+class TaskQueueConformance:
+    """The contract every Celery broker keeps through the task-queue gateway; provide ``task_queue_target``."""
 
-    async def _queue(self, backend: TaskQueueBackend) -> tuple[str, str]:
+    #: the broker's documented payload limit after encoding, in bytes (None: no limit a task meets first)
+    max_message_bytes: ClassVar[int | None] = None
+    #: names the broker rejects, would rewrite into another name's queue, or keeps for itself (refused, no call)
+    invalid_queue_names: ClassVar[tuple[str, ...]] = ()
+    #: names the broker's rule lets through unchanged
+    valid_queue_names: ClassVar[tuple[str, ...]] = ("q-1", "q_1")
+    #: a word every refusal of a name must contain (the broker's name), if any
+    invalid_name_names_broker: ClassVar[str | None] = None
+
+    async def _queue(self, task_queue_target: TaskQueueTarget) -> tuple[str, str]:
         endpoint_id = new_endpoint_id()
-        info = await backend.delegate.create_queue_if_not_exists(
+        info = await task_queue_target.delegate.create_queue_if_not_exists(
             endpoint_id=endpoint_id,
             endpoint_name=f"contract {endpoint_id}",
             endpoint_created_by="contract",
@@ -168,55 +162,61 @@ class TaskQueueContract:
         )
         return endpoint_id, info.queue_name
 
-    async def test_send_returns_an_id_and_the_message_is_queued(self, backend: TaskQueueBackend) -> None:
-        endpoint_id, queue = await self._queue(backend)
-        first = backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "a"}], kwargs={"sleep_seconds": 0})
-        second = backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "b"}], expires=600)
+    @pytest.mark.asyncio
+    async def test_send_returns_an_id_and_the_message_is_queued(self, task_queue_target: TaskQueueTarget) -> None:
+        endpoint_id, queue = await self._queue(task_queue_target)
+        first = task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "a"}], kwargs={"sleep_seconds": 0})
+        second = task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "b"}], expires=600)
         assert isinstance(first.task_id, str)
         assert first.task_id
         assert first.task_id != second.task_id
-        assert await message_count(backend, endpoint_id) == 2
+        assert await message_count(task_queue_target, endpoint_id) == 2
 
-    def test_unknown_task_is_pending(self, backend: TaskQueueBackend) -> None:
-        state = backend.gateway.get_task(str(uuid.uuid4()))
+    def test_unknown_task_is_pending(self, task_queue_target: TaskQueueTarget) -> None:
+        state = task_queue_target.gateway.get_task(str(uuid.uuid4()))
         assert state.status is TaskStatus.PENDING
         assert state.result is None
         assert state.traceback is None
 
-    async def test_round_trip_through_a_worker(self, backend: TaskQueueBackend) -> None:
-        endpoint_id, queue = await self._queue(backend)
-        with worker_thread(backend.worker_app(), queue):
-            check_roundtrip(backend.gateway, queue)
+    @pytest.mark.asyncio
+    async def test_round_trip_through_a_worker(self, task_queue_target: TaskQueueTarget) -> None:
+        endpoint_id, queue = await self._queue(task_queue_target)
+        with worker_thread(task_queue_target.worker_app(), queue):
+            check_roundtrip(task_queue_target.gateway, queue)
             deadline = time.monotonic() + 10  # the ack follows the stored result by a moment
-            while await message_count(backend, endpoint_id) != 0:
+            while await message_count(task_queue_target, endpoint_id) != 0:
                 assert time.monotonic() < deadline, "the worker did not acknowledge every message"
                 time.sleep(0.05)
 
-    async def test_limit_is_the_documented_one(self, backend: TaskQueueBackend) -> None:
-        assert backend.gateway.max_message_bytes == backend.max_message_bytes
-        endpoint_id, queue = await self._queue(backend)
+    @pytest.mark.asyncio
+    async def test_limit_is_the_documented_one(self, task_queue_target: TaskQueueTarget) -> None:
+        assert task_queue_target.gateway.max_message_bytes == self.max_message_bytes
+        endpoint_id, queue = await self._queue(task_queue_target)
         # a quarter of the limit (or 64 KiB) of JSON fits on every broker, whatever its encoding
-        fits = (backend.max_message_bytes or 256 * KIB) // 4
-        backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * fits}])
-        assert await message_count(backend, endpoint_id) == 1
+        fits = (self.max_message_bytes or 256 * KIB) // 4
+        task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * fits}])
+        assert await message_count(task_queue_target, endpoint_id) == 1
 
-    async def test_payload_over_the_limit(self, backend: TaskQueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_payload_over_the_limit(self, task_queue_target: TaskQueueTarget) -> None:
         """Over the limit: refused before any connection; without one, 300 KB (over SQS's and Service Bus's) goes."""
-        endpoint_id, queue = await self._queue(backend)
-        limit = backend.max_message_bytes
+        endpoint_id, queue = await self._queue(task_queue_target)
+        limit = self.max_message_bytes
         if limit is None:
-            backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * 300_000}])
-            assert await message_count(backend, endpoint_id) == 1
+            task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * 300_000}])
+            assert await message_count(task_queue_target, endpoint_id) == 1
             return
-        gateway = backend.gateway
+        gateway = task_queue_target.gateway
         no_connection(gateway)
         with pytest.raises(MessageTooLargeError, match=f"over its limit of {limit} bytes") as err:
             gateway.send_task(PREDICT, queue, args=[{"prompt": "x" * (limit + 1)}])
         assert queue in str(err.value)
-        assert await message_count(backend, endpoint_id) == 0
+        assert await message_count(task_queue_target, endpoint_id) == 0
 
-    def test_unreachable_broker_raises_broker_unavailable_in_bounded_time(self, backend: TaskQueueBackend) -> None:
-        gateway = backend.unreachable()
+    def test_unreachable_broker_raises_broker_unavailable_in_bounded_time(
+        self, task_queue_target: TaskQueueTarget
+    ) -> None:
+        gateway = task_queue_target.unreachable()
         try:
             started = time.monotonic()
             with pytest.raises(BrokerUnavailableError, match="the task was not sent") as err:
@@ -226,100 +226,132 @@ class TaskQueueContract:
         finally:
             gateway.close()
 
-    async def test_close_is_idempotent(self, backend: TaskQueueBackend) -> None:
-        _, queue = await self._queue(backend)
-        backend.gateway.send_task(PREDICT, queue, args=[1])
-        backend.gateway.close()
-        backend.gateway.close()
+    @pytest.mark.asyncio
+    async def test_close_is_idempotent(self, task_queue_target: TaskQueueTarget) -> None:
+        _, queue = await self._queue(task_queue_target)
+        task_queue_target.gateway.send_task(PREDICT, queue, args=[1])
+        task_queue_target.gateway.close()
+        task_queue_target.gateway.close()
 
     # --- queues that do not exist: never created by a send (docs/queues.md) ---------------------------
 
-    async def test_send_to_a_queue_that_does_not_exist(self, backend: TaskQueueBackend) -> None:
+    @pytest.mark.asyncio
+    async def test_send_to_a_queue_that_does_not_exist(self, task_queue_target: TaskQueueTarget) -> None:
         endpoint_id = new_endpoint_id()
-        queue = backend.delegate.queue_name(endpoint_id)
+        queue = task_queue_target.delegate.queue_name(endpoint_id)
         for _ in range(2):  # the first send and the next one alike
             with pytest.raises(QueueNotFoundError, match="the task was not sent") as err:
-                backend.gateway.send_task(PREDICT, queue, args=[1])
+                task_queue_target.gateway.send_task(PREDICT, queue, args=[1])
             assert queue in str(err.value)
         with pytest.raises(QueueNotFoundError):  # the send created nothing
-            await backend.delegate.get_queue_attributes(endpoint_id)
+            await task_queue_target.delegate.get_queue_attributes(endpoint_id)
 
-    async def test_send_to_a_deleted_queue(self, backend: TaskQueueBackend) -> None:
-        endpoint_id, queue = await self._queue(backend)
-        backend.gateway.send_task(PREDICT, queue, args=[0])
-        await backend.delegate.delete_queue(endpoint_id)
+    @pytest.mark.asyncio
+    async def test_send_to_a_deleted_queue(self, task_queue_target: TaskQueueTarget) -> None:
+        endpoint_id, queue = await self._queue(task_queue_target)
+        task_queue_target.gateway.send_task(PREDICT, queue, args=[0])
+        await task_queue_target.delegate.delete_queue(endpoint_id)
         for _ in range(2):
             with pytest.raises(QueueNotFoundError, match=queue):
-                backend.gateway.send_task(PREDICT, queue, args=[1])
+                task_queue_target.gateway.send_task(PREDICT, queue, args=[1])
         with pytest.raises(QueueNotFoundError):  # not recreated either
-            await backend.delegate.get_queue_attributes(endpoint_id)
-        await self._queue_again(backend, endpoint_id)
-        backend.gateway.send_task(PREDICT, queue, args=[2])  # created again: sends work again
-        assert await message_count(backend, endpoint_id) == 1
+            await task_queue_target.delegate.get_queue_attributes(endpoint_id)
+        await self._queue_again(task_queue_target, endpoint_id)
+        task_queue_target.gateway.send_task(PREDICT, queue, args=[2])  # created again: sends work again
+        assert await message_count(task_queue_target, endpoint_id) == 1
 
-    async def _queue_again(self, backend: TaskQueueBackend, endpoint_id: str) -> None:
+    async def _queue_again(self, task_queue_target: TaskQueueTarget, endpoint_id: str) -> None:
         deadline = time.monotonic() + 90  # SQS refuses to recreate a queue for 60 s after deleting it
         while True:
             try:
-                await backend.delegate.create_queue_if_not_exists(endpoint_id, "again", "contract", {})
+                await task_queue_target.delegate.create_queue_if_not_exists(endpoint_id, "again", "contract", {})
                 return
             except Exception as err:  # QueueError on SQS within the 60 s
                 if time.monotonic() > deadline or "60 s" not in str(err):
                     raise
                 time.sleep(2)
 
-    def test_queue_declared_by_a_worker_exists(self, backend: TaskQueueBackend) -> None:
+    def test_queue_declared_by_a_worker_exists(self, task_queue_target: TaskQueueTarget) -> None:
         """A queue no delegate made (a builder service's queue) exists once a worker consumes it."""
         queue = "worker-declared-" + new_endpoint_id()
-        with worker_thread(backend.worker_app(), queue):
-            sent = backend.gateway.send_task(PREDICT, queue, args=[{"prompt": "b a"}])
-            wait_done(backend.gateway, sent.task_id)
-        assert backend.gateway.get_task(sent.task_id).status is TaskStatus.SUCCESS
+        with worker_thread(task_queue_target.worker_app(), queue):
+            sent = task_queue_target.gateway.send_task(PREDICT, queue, args=[{"prompt": "b a"}])
+            wait_done(task_queue_target.gateway, sent.task_id)
+        assert task_queue_target.gateway.get_task(sent.task_id).status is TaskStatus.SUCCESS
 
     # --- queue names: the broker's own rules, before any call -----------------------------------------
 
-    def test_invalid_queue_names_make_no_call(self, backend: TaskQueueBackend) -> None:
-        gateway = backend.unreachable()  # any call that goes out would fail differently
+    def test_invalid_queue_names_make_no_call(self, task_queue_target: TaskQueueTarget) -> None:
+        gateway = task_queue_target.unreachable()  # any call that goes out would fail differently
         try:
             no_connection(gateway)
-            for name in (*INVALID_EVERYWHERE, *INVALID_NAMES[backend.name]):
+            for name in (*INVALID_EVERYWHERE, *self.invalid_queue_names):
                 with pytest.raises(InvalidQueueNameError) as err:
                     gateway.send_task(PREDICT, name, args=[1])
-                assert backend.name != "sqs" or "SQS" in str(err.value), name
+                assert self.invalid_name_names_broker is None or self.invalid_name_names_broker in str(err.value), name
         finally:
             gateway.close()
 
-    def test_valid_names_pass_the_rule(self, backend: TaskQueueBackend) -> None:
-        from model_engine_infra.queues.names import check_queue_name
+    def test_valid_names_pass_the_rule(self, task_queue_target: TaskQueueTarget) -> None:
+        from ...queues.names import check_queue_name
 
-        for name in VALID_NAMES[backend.name]:
-            assert check_queue_name(backend.gateway.broker.broker_type.value, name) == name
+        for name in self.valid_queue_names:
+            assert check_queue_name(task_queue_target.gateway.broker.name, name) == name
 
 
 # Names no broker takes: empty, a newline, longer than every broker's limit.
 INVALID_EVERYWHERE = ("", "launch-endpoint-id-x\n", "x" * 300)
-# Names each broker rejects, would rewrite into another name's queue, or keeps for itself.
-INVALID_NAMES = {
-    "sqs": ("a b", "x" * 81, "q.1", "q:1", "q/1", "é", ".fifo", "a.b.fifo"),
-    "servicebus": ("a b", "Q1", "q:1", "q/1", "-q", "q-", "x" * 261),
-    "redis": ("unacked", "unacked_index", "unacked_mutex", "_kombu.binding.celery", "q:meta", "celery-task-meta-1"),
-    "local": ("a b", "a/b", ".hidden", "..", "x" * 201),
-    "pubsub": ("a b", "q.1", "q:1", "q/1", "1q", "qq", "goog-q", "é", "x" * 256),
-}
-VALID_NAMES = {
-    "sqs": ("q-1", "q_1", "Q1", "x" * 80, "jobs.fifo"),
-    "servicebus": ("q-1", "q.1", "q_1", "x" * 260),
-    "redis": ("q.1", "q:1", "Q 1", "celery", "x" * 255),
-    "local": ("q-1", "q.1", "Q_1", "x" * 200),
-    "pubsub": ("q-1", "q_1", "Q1x", "launch-endpoint-id-e1", "x" * 255),
-}
 
 
-# --- in-process backends -------------------------------------------------------------------------------
+# --- the project's own brokers: flags and target builders ------------------------------------------------
 
 
-def local_backend(tmp_path: Path) -> TaskQueueBackend:
-    from model_engine_infra.queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
+class LocalTaskQueueConformance(TaskQueueConformance):
+    """kombu's filesystem broker: no size limit."""
+
+    invalid_queue_names = ("a b", "a/b", ".hidden", "..", "x" * 201)
+    valid_queue_names = ("q-1", "q.1", "Q_1", "x" * 200)
+
+
+class ServiceBusTaskQueueConformance(TaskQueueConformance):
+    max_message_bytes = 256 * KIB  # Standard tier
+    invalid_queue_names = ("a b", "Q1", "q:1", "q/1", "-q", "q-", "x" * 261)
+    valid_queue_names = ("q-1", "q.1", "q_1", "x" * 260)
+
+
+class RedisTaskQueueConformance(TaskQueueConformance):
+    """Redis: 512 MB per value, never met first."""
+
+    invalid_queue_names = (
+        "unacked",
+        "unacked_index",
+        "unacked_mutex",
+        "_kombu.binding.celery",
+        "q:meta",
+        "celery-task-meta-1",
+    )
+    valid_queue_names = ("q.1", "q:1", "Q 1", "celery", "x" * 255)
+
+
+class SQSTaskQueueConformance(TaskQueueConformance):
+    max_message_bytes = 256 * KIB
+    invalid_queue_names = ("a b", "x" * 81, "q.1", "q:1", "q/1", "é", ".fifo", "a.b.fifo")
+    valid_queue_names = ("q-1", "q_1", "Q1", "x" * 80, "jobs.fifo")
+    invalid_name_names_broker = "SQS"
+
+
+class PubSubTaskQueueConformance(TaskQueueConformance):
+    """Pub/Sub: 10 MB per message; kombu's name rewrites refused, ``goog`` reserved."""
+
+    max_message_bytes = 10 * 1000 * 1000
+    invalid_queue_names = ("a b", "q.1", "q:1", "q/1", "1q", "qq", "goog-q", "é", "x" * 256)
+    valid_queue_names = ("q-1", "q_1", "Q1x", "launch-endpoint-id-e1", "x" * 255)
+
+
+def local_task_queue_target(tmp_path: Path) -> TaskQueueTarget:
+    from ...queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
 
     config = InfraConfig(cloud_provider="local", local_data_dir=str(tmp_path / "data"))
 
@@ -332,21 +364,22 @@ def local_backend(tmp_path: Path) -> TaskQueueBackend:
         queue.write_text("")
         return gateway
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="local",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config),
         delegate=LocalQueueEndpointResourceDelegate(broker_paths_for(config.local_data_dir)),
         worker_app=lambda: worker_app(config),
         unreachable=unreachable,
-        max_message_bytes=None,
     )
 
 
-def servicebus_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQueueBackend:
+def servicebus_task_queue_target(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQueueTarget:
     """Service Bus through the SDK-boundary fake (no emulator exists); results in files."""
-    from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
-    from model_engine_infra.testing.servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
+    from ...queues.servicebus import ServiceBusQueueEndpointResourceDelegate
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
+    from ..servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
 
     namespace = FakeServiceBusNamespace("contract-ns", max_receive_wait=0.05)
     stack.enter_context(patch_kombu_servicebus(namespace))
@@ -362,7 +395,7 @@ def servicebus_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> Tas
         app.conf.broker_transport_options = {**app.conf.broker_transport_options, "polling_interval": 0.05}
         return app
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="servicebus",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config),
@@ -372,35 +405,37 @@ def servicebus_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> Tas
         unreachable=lambda: CeleryTaskQueueGateway.from_config(
             config.model_copy(update={"servicebus_namespace": "down-ns"})
         ),
-        max_message_bytes=256 * KIB,
     )
 
 
-def redis_backend(*, url: str, async_client: Any, unreachable_url: str) -> TaskQueueBackend:
+def redis_task_queue_target(*, url: str, async_client: Any, unreachable_url: str) -> TaskQueueTarget:
     """The Redis broker (onprem: 24 h visibility) with Redis results, at ``url``."""
-    from model_engine_infra.queues.redis import RedisQueueEndpointResourceDelegate
+    from ...queues.redis import RedisQueueEndpointResourceDelegate
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
 
     config = InfraConfig(cloud_provider="onprem", celery_backend_protocol="redis")
 
     def make_worker_app() -> Celery:
         return worker_app(config, redis=url, broker_transport_options={"polling_interval": 0.05})
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="redis",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config, redis=url),
         delegate=RedisQueueEndpointResourceDelegate(async_client),
         worker_app=make_worker_app,
         unreachable=lambda: CeleryTaskQueueGateway.from_config(config, redis=unreachable_url),
-        max_message_bytes=None,
     )
 
 
-def sqs_backend(*, endpoint_url: str | None, bucket: str) -> TaskQueueBackend:
+def sqs_task_queue_target(*, endpoint_url: str | None, bucket: str) -> TaskQueueTarget:
     """SQS with S3 results (the aws defaults); ``endpoint_url`` None means in-process moto."""
     import boto3
 
-    from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
+    from ...queues.sqs import SQSQueueEndpointResourceDelegate
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
 
     boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint_url).create_bucket(Bucket=bucket)
     config = InfraConfig(
@@ -413,7 +448,7 @@ def sqs_backend(*, endpoint_url: str | None, bucket: str) -> TaskQueueBackend:
     # a worker without long polling: a 20 s receive would hold its shutdown
     worker_options: dict[str, Any] = {"region": "us-east-1", "wait_time_seconds": 0, "polling_interval": 0.1}
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="sqs",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config, sqs_endpoint_url=endpoint_url),
@@ -424,14 +459,18 @@ def sqs_backend(*, endpoint_url: str | None, bucket: str) -> TaskQueueBackend:
             sqs_endpoint_url=f"http://127.0.0.1:{closed_port()}",
             broker_transport_options={"region": "us-east-1", "client-config": {"retries": {"max_attempts": 1}}},
         ),
-        max_message_bytes=256 * KIB,
     )
 
 
-def pubsub_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQueueBackend:
-    """Pub/Sub through the SDK-boundary fake (no emulator can run here); results in files."""
-    from model_engine_infra.queues.pubsub import PubSubQueueEndpointResourceDelegate
-    from model_engine_infra.testing.pubsub import FakePubSub, kombu_on_fake
+def pubsub_task_queue_target(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQueueTarget:
+    """Pub/Sub through the SDK-boundary fake (no emulator can run here); results in files.
+
+    The delegate cannot count (its count is None), so messages are counted by the fake's backlog.
+    """
+    from ...queues.pubsub import PubSubQueueEndpointResourceDelegate
+    from ...tasks.gateway import CeleryTaskQueueGateway
+    from ...tasks.worker import worker_app
+    from ..pubsub import FakePubSub, kombu_on_fake
 
     service = FakePubSub(max_pull_wait=0.05)
     stack.enter_context(kombu_on_fake(service))
@@ -455,7 +494,7 @@ def pubsub_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQue
         app.conf.broker_transport_options = {**app.conf.broker_transport_options, "wait_time_seconds": 0.05}
         return app
 
-    return TaskQueueBackend(
+    return TaskQueueTarget(
         name="pubsub",
         config=config,
         gateway=CeleryTaskQueueGateway.from_config(config),
@@ -464,52 +503,5 @@ def pubsub_backend(tmp_path: Path, stack: ExitStack | AsyncExitStack) -> TaskQue
         unreachable=lambda: CeleryTaskQueueGateway.from_config(
             config.model_copy(update={"gcp_project_id": "down-project"})
         ),
-        max_message_bytes=10 * 1000 * 1000,
         count=count,
     )
-
-
-@pytest.fixture
-def fake_redis_url() -> Iterator[str]:
-    """fakeredis behind a real socket in this process, so kombu's poller, Celery's Redis backend and
-    the asyncio delegate all reach it as they reach a server (Lua, which kombu's worker uses, needs lupa)."""
-    server = fakeredis.TcpFakeServer(("127.0.0.1", 0), server_type="redis")
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fakeredis-tcp", daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"redis://{host!s}:{port}/0"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture(params=["local", "servicebus", "redis", "sqs", "pubsub"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskQueueBackend]:
-    async with AsyncExitStack() as stack:
-        if request.param == "local":
-            built = local_backend(tmp_path)
-        elif request.param == "servicebus":
-            built = servicebus_backend(tmp_path, stack)
-        elif request.param == "pubsub":
-            built = pubsub_backend(tmp_path, stack)
-        elif request.param == "redis":
-            url = request.getfixturevalue("fake_redis_url")
-            async_client = redis.asyncio.Redis.from_url(url)
-            stack.push_async_callback(async_client.aclose)
-            built = redis_backend(
-                url=url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{closed_port()}/0"
-            )
-        else:
-            from moto import mock_aws
-
-            stack.enter_context(mock_aws())
-            built = sqs_backend(endpoint_url=None, bucket="contract-results")
-        yield built
-        built.gateway.close()
-        await built.delegate.close()
-
-
-class TestTaskQueueContract(TaskQueueContract):
-    """The contract on in-process brokers."""

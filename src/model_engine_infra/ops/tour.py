@@ -6,8 +6,9 @@ here asks which cloud it is on: only the configuration differs.
 
 The worker is a separate process by default (what a person runs). ``worker="thread"`` runs a real
 Celery worker in this process instead: the end-to-end test uses it on every provider, because the
-Service Bus fake lives in memory and a child process could not reach it. A step that does not
-apply to the configuration (no Redis, no registry, no secret named) is recorded as skipped.
+Service Bus fake lives in memory and a child process could not reach it. The component checks
+(signed URLs, the image, secrets, Redis) are the doctor's probes (`probes`), so both agree on what
+applies: a step that does not apply to the configuration is recorded as skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .config.model import InfraConfig
-from .errors import ImageNotFoundError, InfraError
-from .infra import Infra, build_infra
-from .tasks.base import TaskStatus
+from ..config.model import InfraConfig
+from ..errors import InfraError
+from ..infra import Infra, build_infra
+from ..tasks.base import TaskStatus
+from . import probes
+from .probes import ProbeContext
 
 T = TypeVar("T")
 WorkerMode = Literal["process", "thread"]
-REDIS_KEYS = ("redis_host", "cache_redis_onprem_url", "cache_redis_aws_url", "cache_redis_gcp_url")
 SIGNED_URL_SECONDS = 300
 PREDICT_TASK = "model_engine_infra.demo.predict"  # tasks.demo_tasks.PREDICT, without importing Celery
 PROMPTS = (
@@ -56,8 +57,7 @@ class Step:
     skipped: bool = False
 
 
-class SkipStep(Exception):
-    """Raised inside a step that does not apply to this configuration; the message says why."""
+SkipStep = probes.Skip  # raised inside a step that does not apply to this configuration
 
 
 @dataclass
@@ -110,7 +110,7 @@ class Tour:
     ) -> None:
         self.config = config
         self.worker_mode: WorkerMode = worker
-        self.secret_names = [secret_name] if secret_name else _referenced_secrets(config)
+        self.secret_names = [secret_name] if secret_name else probes.referenced_secrets(config)
         self.image_tags = dict(image_tags or {})
         self.config_path = config_path
         self.worker_env = dict(worker_env) if worker_env is not None else None
@@ -205,17 +205,12 @@ class Tour:
         with self.step("start Celery worker thread") as s:
             from celery.contrib.testing.worker import start_worker
 
-            from .tasks.broker import BrokerType, broker_type_for
-            from .tasks.gateway import redis_source
-            from .tasks.settings import default_backend_protocol
-            from .tasks.worker import worker_app
+            from ..tasks.gateway import redis_source
+            from ..tasks.settings import uses_redis
+            from ..tasks.worker import worker_app
 
-            uses_redis = (
-                broker_type_for(self.config) in (BrokerType.REDIS, BrokerType.REDIS_24H)
-                or default_backend_protocol(self.config) == "redis"
-            )
             # the worker reaches Redis exactly as this tour's components do (same credential source)
-            redis = redis_source(self.config, self.infra) if uses_redis else None
+            redis = redis_source(self.config, self.infra) if uses_redis(self.config) else None
             app = worker_app(self.config, redis=redis)
             options = dict(app.conf.broker_transport_options or {})
             options.setdefault("polling_interval", 0.1)
@@ -296,14 +291,7 @@ class Tour:
     def _sign_and_fetch(self) -> None:
         with self.step("sign and fetch an artifact URL") as s:
             uri = next(u for u in self._written if u.endswith("config.json"))
-            url = self.infra.filesystem.generate_signed_url(uri, expiration=SIGNED_URL_SECONDS)
-            with urllib.request.urlopen(url, timeout=30) as response:
-                body = response.read()
-            with self.infra.filesystem.open(uri, "rb") as f:
-                if body != f.read():
-                    raise InfraError(f"the signed URL for {uri} served different bytes")
-            scheme = url.split(":", 1)[0]
-            s.detail = f"{scheme} URL valid {SIGNED_URL_SECONDS} s, {len(body)} bytes match"
+            s.detail = probes.sign_and_fetch(self.infra.filesystem, uri, timeout=30, expiration=SIGNED_URL_SECONDS)
 
     def _download_artifacts(self) -> None:
         with self.step("download model artifacts") as s:
@@ -319,45 +307,18 @@ class Tour:
 
     def _check_image(self) -> None:
         with self.step("check an image") as s:
-            explicit = self.config.is_set("docker_repo_prefix") or "docker_repo_prefix" in self.config.model_fields_set
-            if self.config.cloud_provider in ("local", "onprem") and not explicit:
-                raise SkipStep("no registry configured (docker_repo_prefix)")
-            repository = self.infra.docker_repository
-            name = self.config.vllm_repository
-            tag = self.image_tags.get("vllm")
-            if tag is None:
-                tag = repository.get_latest_image_tag(name)
-            elif not repository.image_exists(tag, name):
-                raise ImageNotFoundError(
-                    f"{repository.get_image_url(tag, name)} is not in the registry: mirror it "
-                    "(model-engine-infra images mirror)"
-                )
-            s.detail = f"{repository.get_image_url(tag, name)} exists"
+            from ..images.check import ImageRef
+
+            vllm = ImageRef(("vllm",), self.config.vllm_repository, self.image_tags.get("vllm"))
+            s.detail = probes.check_registry(self._probe_context(), images=[vllm])
 
     def _read_secret(self) -> None:
         with self.step("read a secret") as s:
-            if not self.secret_names:
-                raise SkipStep("the configuration names no secret")
-            shown = []
-            for name in self.secret_names:
-                value = self.infra.secrets.get(name)
-                kind = f"{len(value)} field(s)" if isinstance(value, dict) else f"{len(value)} characters"
-                shown.append(f"{name} ({kind})")  # never the value itself
-            s.detail = f"read from {self.infra.secrets.store_name}: " + ", ".join(shown)
+            s.detail = probes.check_secrets(self._probe_context(), self.secret_names)
 
     def _use_redis(self) -> None:
         with self.step("use Redis") as s:
-            if self.config.cloud_provider == "local" and not any(self.config.is_set(k) for k in REDIS_KEYS):
-                raise SkipStep("no Redis configured (the local provider needs none)")
-            connection = self.infra.redis
-            client = connection.client()
-            key = f"model-engine-infra:tour:{self.endpoint_id}"
-            client.set(key, b"ready", ex=60)
-            value = client.get(key)
-            client.delete(key)
-            if value != b"ready":
-                raise InfraError(f"Redis returned {value!r} for the value just written")
-            s.detail = f"{connection.redacted_url()}: set, get, delete"
+            s.detail = probes.check_redis(self._probe_context())
 
     def _clean_up(self) -> None:
         """Undo everything, each part even when another fails; the step fails if any part did."""
@@ -406,6 +367,9 @@ class Tour:
         for uri in self._written:
             self.infra.filesystem.delete(uri)
 
+    def _probe_context(self) -> ProbeContext:
+        return ProbeContext(self.config, self.infra, time.monotonic() + self.task_timeout, self.image_tags)
+
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coro)
 
@@ -416,8 +380,3 @@ class Tour:
             return (self._workdir / "worker.log").read_text(errors="replace")[-2000:]
         except OSError:
             return ""
-
-
-def _referenced_secrets(config: InfraConfig) -> list[str]:
-    """The secrets the configuration itself names (the Redis secrets)."""
-    return [name for name in (config.cache_redis_aws_secret_name, config.redis_aws_secret_name) if name]

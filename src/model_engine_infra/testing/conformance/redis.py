@@ -1,17 +1,18 @@
-"""One contract for `RedisConnection` (`ManagedRedisConnection`) over every credential source.
+"""Conformance for Redis connections (`RedisConnection`), one credential source at a time.
 
-Sources: a plain URL, a URL with a user and password, ``REDIS_AUTH_TOKEN`` (a password for the
-default user), a URL kept in a secret (``cache_redis_aws_secret_name``, Secrets Manager on
-moto), and Entra ID tokens (``cache_redis_azure_host``, `FakeTokenCredential`: no Entra ID
-emulator exists). Every credential is checked by the server: fakeredis with ACL users here (its
-connections swapped in for the component's connection classes, so TLS is not exercised),
-redis-server with ACL users, ``requirepass`` and TLS in integration/test_redis_connection_servers.py,
-which reruns `RedisConnectionContract` through ``load_contract``.
+Subclass `RedisConnectionConformance` and provide a ``redis_target`` fixture returning a
+`RedisTarget`: the connection, the credential that must never be shown, what the credential
+provider hands redis-py, and variants of the same source that point at a closed port or carry
+credentials the server refuses. Every credential must be checked by a server (ACL users).
 
 Documented behaviour asserted here (docs/redis.md): an unreachable server raises
 `RedisUnavailableError` (also a redis-py ``ConnectionError``) after the retries, within seconds;
 refused credentials raise `RedisAuthError`; ``close()`` is idempotent and afterwards every use
 raises `InfraClosedError` (nothing reconnects); the async client works from any event loop.
+
+The second half builds targets for the project's own sources — a plain URL, a URL with a user and
+password, ``REDIS_AUTH_TOKEN``, a URL kept in a secret, Entra ID tokens — against the servers a run
+provides (`RedisServers`): `BuiltinRedisConformance` subclasses need only a ``redis_servers`` fixture.
 """
 
 from __future__ import annotations
@@ -22,23 +23,18 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-import fakeredis
-import fakeredis.aioredis
 import pytest
-import redis
 from pydantic import SecretStr
 
-from model_engine_infra.config import InfraConfig
-from model_engine_infra.errors import InfraClosedError, RedisAuthError, RedisUnavailableError
-from model_engine_infra.redis import connection as connection_module
-from model_engine_infra.redis.connection import ManagedRedisConnection, connection_from_config
-from model_engine_infra.redis.credentials import clear_shared_providers
-from model_engine_infra.testing.azure_identity import FakeTokenCredential
+from ...config.model import InfraConfig
+from ...errors import InfraClosedError, RedisAuthError, RedisUnavailableError
+
+if TYPE_CHECKING:
+    from ...redis.connection import ManagedRedisConnection
 
 KINDS = ["plain-url", "url-password", "auth-token", "secret", "entra-id"]
 UNREACHABLE_SECONDS = 10.0
@@ -69,7 +65,9 @@ class RedisServers:
 
 
 @dataclass
-class RedisCase:
+class RedisTarget:
+    """One connection under test and what the suite checks it against."""
+
     kind: str
     connection: ManagedRedisConnection
     #: the credential that must never be shown (None: the source has none)
@@ -101,8 +99,11 @@ def acl_user(endpoint: Endpoint, cleanups: list[Callable[[], None]]) -> tuple[st
     return user, password
 
 
-def build_case(kind: str, servers: RedisServers) -> RedisCase:
+def build_target(kind: str, servers: RedisServers) -> RedisTarget:
     """The connection for ``kind``, plus an unreachable and a refused variant of the same source."""
+    from ...redis.connection import connection_from_config
+    from ..azure_identity import FakeTokenCredential
+
     cleanups: list[Callable[[], None]] = []
     wrong = unique("wrong")
     secret: str | None
@@ -178,7 +179,7 @@ def build_case(kind: str, servers: RedisServers) -> RedisCase:
     else:
         raise ValueError(kind)
 
-    return RedisCase(
+    return RedisTarget(
         kind=kind,
         connection=make(ep.port, False),
         secret=secret,
@@ -190,23 +191,35 @@ def build_case(kind: str, servers: RedisServers) -> RedisCase:
     )
 
 
+def redis_exceptions() -> Any:
+    """redis-py's exceptions module: our errors must still meet redis-py's own handlers."""
+    import redis.exceptions
+
+    return redis.exceptions
+
+
 def shown(*texts: str) -> str:
     return "\n".join(texts)
 
 
-class RedisConnectionContract:
-    """The contract every credential source meets; subclass it next to a ``case`` fixture."""
+class RedisConnectionConformance:
+    """The contract every Redis connection keeps, whatever its credential source. Provide a ``redis_target`` fixture."""
 
-    async def test_sync_and_async_clients_round_trip(self, case: RedisCase) -> None:
-        conn = case.connection
+    #: credentials reach redis-py through a credential provider (never baked into a pool); else there are none
+    uses_credential_provider: ClassVar[bool] = True
+
+    @pytest.mark.asyncio
+    async def test_sync_and_async_clients_round_trip(self, redis_target: RedisTarget) -> None:
+        conn = redis_target.connection
         key = unique("k")
         conn.client().set(key, "from-sync")
         assert await conn.async_client().get(key) == b"from-sync"
         await conn.async_client().set(key, "from-async")
         assert conn.client().get(key) == b"from-async"
 
-    async def test_pools_are_built_once(self, case: RedisCase) -> None:
-        conn = case.connection
+    @pytest.mark.asyncio
+    async def test_pools_are_built_once(self, redis_target: RedisTarget) -> None:
+        conn = redis_target.connection
         client = conn.client()
         pool = client.connection_pool
         for _ in range(3):
@@ -221,71 +234,77 @@ class RedisConnectionContract:
             assert kwargs["credential_provider"] is conn.credential_provider
             assert kwargs.get("password") is None  # never baked into the pool
 
-    def test_url_carries_current_credentials_and_redacted_url_hides_them(self, case: RedisCase) -> None:
-        conn = case.connection
+    def test_url_carries_current_credentials_and_redacted_url_hides_them(self, redis_target: RedisTarget) -> None:
+        conn = redis_target.connection
         url, redacted = conn.url(), conn.redacted_url()
-        if case.secret is None:
+        if redis_target.secret is None:
             assert url == redacted
             assert "***" not in redacted
         else:
-            assert quote(case.secret, safe="") in url
-            assert case.secret not in redacted
+            assert quote(redis_target.secret, safe="") in url
+            assert redis_target.secret not in redacted
             assert ":***@" in redacted
         assert urlsplit(redacted).hostname == urlsplit(url).hostname
-        client = case.client_from_url(url)  # the server accepts what url() carries
+        client = redis_target.client_from_url(url)  # the server accepts what url() carries
         try:
             assert client.ping() is True
         finally:
             client.close()
 
-    def test_repr_holds_no_secret(self, case: RedisCase) -> None:
-        conn = case.connection
+    def test_repr_holds_no_secret(self, redis_target: RedisTarget) -> None:
+        conn = redis_target.connection
         client = conn.client()
         client.ping()
         text = shown(repr(conn), str(conn), repr(conn.credential_provider), repr(client), repr(client.connection_pool))
-        assert case.secret is None or case.secret not in text
+        assert redis_target.secret is None or redis_target.secret not in text
 
-    def test_credential_provider_is_present_for_token_sources(self, case: RedisCase) -> None:
-        provider = case.connection.credential_provider
-        if case.credentials is None:
+    def test_credential_provider_is_present_for_token_sources(self, redis_target: RedisTarget) -> None:
+        provider = redis_target.connection.credential_provider
+        if not self.uses_credential_provider:
+            assert redis_target.credentials is None
             assert provider is None
             return
         assert provider is not None
-        assert provider.get_credentials() == case.credentials
+        assert provider.get_credentials() == redis_target.credentials
 
-    async def test_unreachable_server_raises_redis_unavailable(self, case: RedisCase) -> None:
-        conn = case.unreachable()
+    @pytest.mark.asyncio
+    async def test_unreachable_server_raises_redis_unavailable(self, redis_target: RedisTarget) -> None:
+        conn = redis_target.unreachable()
         try:
             started = time.monotonic()
             with pytest.raises(RedisUnavailableError) as err:
                 conn.client().ping()
-            assert isinstance(err.value, redis.exceptions.ConnectionError)  # redis-py's handlers still apply
+            assert isinstance(err.value, redis_exceptions().ConnectionError)  # redis-py's handlers still apply
             with pytest.raises(RedisUnavailableError) as async_err:
                 await conn.async_client().ping()
             assert time.monotonic() - started < UNREACHABLE_SECONDS
             assert "unreachable" in str(err.value)
-            if case.secret is not None:
-                assert case.secret not in shown(str(err.value), str(async_err.value))
+            if redis_target.secret is not None:
+                assert redis_target.secret not in shown(str(err.value), str(async_err.value))
         finally:
             await conn.aclose()
 
-    async def test_refused_credentials_raise_redis_auth_error(self, case: RedisCase) -> None:
-        if case.rejected is None:
-            assert case.credentials is None  # only a source without credentials has nothing to refuse
+    @pytest.mark.asyncio
+    async def test_refused_credentials_raise_redis_auth_error(self, redis_target: RedisTarget) -> None:
+        if redis_target.rejected is None:
+            assert redis_target.credentials is None  # only a source without credentials has nothing to refuse
             return
-        conn = case.rejected()
+        conn = redis_target.rejected()
         try:
             with pytest.raises(RedisAuthError) as err:
                 conn.client().ping()
-            assert isinstance(err.value, redis.exceptions.AuthenticationError)
+            assert isinstance(err.value, redis_exceptions().AuthenticationError)
             with pytest.raises(RedisAuthError):
                 await conn.async_client().ping()
             assert "wrong-" not in str(err.value)
         finally:
             await conn.aclose()
 
-    async def test_close_is_idempotent_and_a_closed_connection_is_never_rebuilt(self, case: RedisCase) -> None:
-        conn = case.connection
+    @pytest.mark.asyncio
+    async def test_close_is_idempotent_and_a_closed_connection_is_never_rebuilt(
+        self, redis_target: RedisTarget
+    ) -> None:
+        conn = redis_target.connection
         key = unique("k")
         first = conn.client()
         first.set(key, "kept")
@@ -306,8 +325,9 @@ class RedisConnectionContract:
         await conn.aclose()
         assert conn.redacted_url()  # still safe to show
 
-    async def test_async_client_works_from_any_event_loop(self, case: RedisCase) -> None:
-        conn = case.connection
+    @pytest.mark.asyncio
+    async def test_async_client_works_from_any_event_loop(self, redis_target: RedisTarget) -> None:
+        conn = redis_target.connection
         key = unique("loops")
         await conn.async_client().set(key, "0")
 
@@ -323,82 +343,46 @@ class RedisConnectionContract:
         assert len(conn._async_clients) <= 2  # closed loops' clients are dropped, not kept forever
 
 
-# --- in-process servers: fakeredis behind the component's own connection classes ------------------------
+# --- the project's own credential sources ------------------------------------------------------------
 
 
-def fake_servers(monkeypatch: pytest.MonkeyPatch, stack: ExitStack) -> RedisServers:
-    """Three fakeredis servers reached by host name, a moto Secrets Manager, and the component patched to them."""
-    import boto3
-    from moto import mock_aws
+class BuiltinRedisConformance(RedisConnectionConformance):
+    """A source of `connection_from_config`; the run provides a ``redis_servers`` fixture (`RedisServers`)."""
 
-    from model_engine_infra.secrets.aws import SecretsManagerStore
+    kind: ClassVar[str]
 
-    by_address: dict[tuple[str, int], fakeredis.FakeServer] = {}
-    down = fakeredis.FakeServer()
-    down.connected = False
-
-    def endpoint(host: str, port: int, password: str | None = None) -> Endpoint:
-        server = fakeredis.FakeServer()
-        by_address[(host, port)] = server
-        admin: Any = fakeredis.FakeRedis(server=server, protocol=2)
-        admin.execute_command("ACL", "SETUSER", "admin", "on", ">admin-pw", "~*", "&*", "+@all")
-        if password is not None:
-            admin.execute_command("ACL", "SETUSER", "default", "resetpass", f">{password}")
-            admin = fakeredis.FakeRedis(server=server, protocol=2, username="admin", password="admin-pw")
-        return Endpoint(host, port, admin, password)
-
-    def pick(kwargs: dict[str, Any]) -> fakeredis.FakeServer:
-        return by_address.get((kwargs.get("host", ""), int(kwargs.get("port", 0))), down)
-
-    def fake_class(mixin: type, base: Any) -> type:
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            for name in [k for k in kwargs if k.startswith("ssl_")]:
-                del kwargs[name]  # TLS is not simulated
-            # fakeredis speaks RESP2 only, which has no maintenance notifications; its async
-            # connection answers a health-check PING badly, so health checks are off here
-            kwargs.update(server=pick(kwargs), protocol=2, maint_notifications_config=None, health_check_interval=0)
-            base.__init__(self, *args, **kwargs)
-
-        return type(f"Fake{mixin.__name__}", (mixin, base), {"__init__": __init__})
-
-    sync_cls = fake_class(connection_module._ReportRejection, fakeredis.FakeRedisConnection)
-    async_cls = fake_class(connection_module._AsyncReportRejection, fakeredis.aioredis.FakeAsyncRedisConnection)
-    for name in ("TokenConnection", "TokenSSLConnection"):
-        monkeypatch.setattr(connection_module, name, sync_cls)
-    for name in ("AsyncTokenConnection", "AsyncTokenSSLConnection"):
-        monkeypatch.setattr(connection_module, name, async_cls)
-
-    def client_from_url(url: str) -> Any:
-        parts = urlsplit(url)
-        server = by_address[(parts.hostname or "", parts.port or 6379)]
-        return fakeredis.FakeRedis(server=server, protocol=2, username=parts.username, password=parts.password)
-
-    stack.enter_context(mock_aws())
-    sm = boto3.client("secretsmanager", region_name="us-east-1")
-    return RedisServers(
-        open=endpoint("redis-open", 6379),
-        password=endpoint("redis-password", 6379, password=unique("token")),
-        tls=endpoint("redis-tls", 6380),
-        secrets=SecretsManagerStore(sm, region="us-east-1"),
-        put_secret=lambda name, value: sm.create_secret(Name=name, SecretString=value),
-        client_from_url=client_from_url,
-    )
-
-
-async def finish(case: RedisCase) -> None:
-    await case.connection.aclose()
-    for cleanup in case.cleanups:
-        cleanup()
-    clear_shared_providers()
-
-
-@pytest.fixture(params=KINDS)
-async def case(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RedisCase]:
-    with ExitStack() as stack:
-        built = build_case(request.param, fake_servers(monkeypatch, stack))
+    @pytest.fixture
+    async def redis_target(self, redis_servers: RedisServers) -> AsyncIterator[RedisTarget]:
+        built = build_target(self.kind, redis_servers)
         yield built
         await finish(built)
 
 
-class TestRedisConnectionContract(RedisConnectionContract):
-    """The contract on fakeredis (ACL users checked, TLS not)."""
+class PlainUrlConformance(BuiltinRedisConformance):
+    kind = "plain-url"
+    uses_credential_provider = False
+
+
+class UrlPasswordConformance(BuiltinRedisConformance):
+    kind = "url-password"
+
+
+class AuthTokenConformance(BuiltinRedisConformance):
+    kind = "auth-token"
+
+
+class SecretUrlConformance(BuiltinRedisConformance):
+    kind = "secret"
+
+
+class EntraIdConformance(BuiltinRedisConformance):
+    kind = "entra-id"
+
+
+async def finish(redis_target: RedisTarget) -> None:
+    from ...redis.credentials import clear_shared_providers
+
+    await redis_target.connection.aclose()
+    for cleanup in redis_target.cleanups:
+        cleanup()
+    clear_shared_providers()

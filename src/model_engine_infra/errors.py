@@ -28,7 +28,9 @@ __all__ = [
     "InvalidQueueNameError",
     "InvalidURIError",
     "MessageTooLargeError",
+    "ObjectDecodeError",
     "ObjectNotFoundError",
+    "ObjectTooLargeError",
     "ProviderUnavailableError",
     "QueueError",
     "QueueKeyConflictError",
@@ -231,6 +233,14 @@ class StorageUnavailableError(StorageError, ConnectionError):
 
 class UnsafeObjectKeyError(StorageError, ValueError):
     """An object key would land outside the download's target folder."""
+
+
+class ObjectDecodeError(StorageError, ValueError):
+    """An object read as text is not text in that encoding (open it in ``"rb"``, or pass ``encoding=``)."""
+
+
+class ObjectTooLargeError(StorageError, ValueError):
+    """A document read whole (a model's config.json, a secret's JSON) is larger than its cap."""
 
 
 class DownloadConflictError(StorageError, ValueError):

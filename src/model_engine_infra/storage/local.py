@@ -96,7 +96,7 @@ def _reader(uri: str, path: Path, binary: bool, kwargs: dict[str, Any]) -> Any:
             return source.read(size)
 
     try:
-        return reader_stream(ChunkedReader(read, source.close), binary, kwargs, CHUNK)
+        return reader_stream(ChunkedReader(read, source.close), binary, kwargs, CHUNK, uri)
     except BaseException:
         source.close()
         raise
@@ -199,9 +199,9 @@ class LocalArtifacts(LLMArtifactGateway):
                 if progress is not None:
                     progress(len(chunk))
 
-    def _read_bytes(self, uri: str) -> bytes:
-        with _Errors(uri):
-            return _path(uri).read_bytes()
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
+        with _Errors(uri), open(_path(uri), "rb") as source:
+            return source.read() if limit is None else source.read(limit + 1)
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
         """Copied under a temporary name in the target folder, renamed when complete."""

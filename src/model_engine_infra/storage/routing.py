@@ -184,8 +184,8 @@ class RoutingArtifacts(_DefaultAttributes, LLMArtifactGateway):
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         self._of(obj.uri)._download_object(obj, fileobj, progress)
 
-    def _read_bytes(self, uri: str) -> bytes:
-        return self._of(uri)._read_bytes(uri)
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
+        return self._of(uri)._read_bytes(uri, limit)
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
         self._of(item.uri)._upload_object(item, part_concurrency, progress)

@@ -9,6 +9,7 @@ complete (both in `landing`), and complete files of the right size are skipped u
 from __future__ import annotations
 
 import builtins
+import inspect
 import json
 import os
 import threading
@@ -224,9 +225,19 @@ def too_large(uri: str, limit: int, size: int | None = None) -> ObjectTooLargeEr
     )
 
 
+def read_bytes(artifacts: LLMArtifactGateway, uri: str, limit: int | None) -> bytes:
+    """``artifacts._read_bytes(uri, limit)``; a store written before ``limit`` existed reads whole."""
+    method = artifacts._read_bytes
+    try:
+        takes_limit = "limit" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes_limit = False
+    return method(uri, limit) if takes_limit else method(uri)
+
+
 def read_capped(artifacts: LLMArtifactGateway, uri: str, limit: int) -> bytes:
     """``uri``'s bytes, or `ObjectTooLargeError` if it holds more than ``limit`` (never more is kept)."""
-    data = artifacts._read_bytes(uri, limit)
+    data = read_bytes(artifacts, uri, limit)
     if len(data) > limit:
         raise too_large(uri, limit)
     return data

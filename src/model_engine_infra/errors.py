@@ -46,6 +46,7 @@ __all__ = [
     "StorageError",
     "StoragePermissionError",
     "StorageUnavailableError",
+    "TaskArgumentsError",
     "UnknownBackendError",
     "UnknownProviderError",
     "UnsafeObjectKeyError",
@@ -202,6 +203,10 @@ class BrokerPermissionError(QueueError, PermissionError):
 
 class MessageTooLargeError(QueueError, ValueError):
     """A task payload is larger than the broker accepts."""
+
+
+class TaskArgumentsError(QueueError, ValueError):
+    """A task's arguments cannot travel as JSON (a set, bytes, an object), or ``expires`` is out of range."""
 
 
 class QueueKeyConflictError(QueueError):

@@ -60,12 +60,28 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
     if files and "cloud_provider" not in settings:
         settings["cloud_provider"] = Setting(HELM_DEFAULT_PROVIDER, "cloud_provider", "default (Helm chart)")
     settings.update(_settings_from_env(environ))
+    _refuse_nul(settings)
     _profile_path_defaults(settings)
     config = _build(settings, _env_secrets(environ))
     from .validation import validate
 
     validate(config)
     return config
+
+
+def _refuse_nul(settings: Mapping[str, Setting]) -> None:
+    """A NUL character (``"\\0"`` in YAML, or an ``env=`` dict) is never meant: paths and SDKs refuse it."""
+    for name, setting in settings.items():
+        values = setting.value if isinstance(setting.value, list | tuple) else (setting.value,)
+        if any(isinstance(value, str) and "\0" in value for value in values):
+            secret = FIELDS[name].secret
+            raise ConfigError(
+                "contains a NUL character",
+                key=setting.key,
+                value="***" if secret else setting.value,
+                source=setting.source,
+                fix=f"remove the NUL (\\0) from {setting.key}",
+            )
 
 
 def _profile_path_defaults(settings: dict[str, Setting]) -> None:

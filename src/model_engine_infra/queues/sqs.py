@@ -31,7 +31,14 @@ import botocore.exceptions
 from botocore.config import Config
 
 from ..brokers.templates import PLACEHOLDERS, render_template
-from ..errors import BrokerPermissionError, BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
+from ..errors import (
+    BrokerPermissionError,
+    BrokerUnavailableError,
+    ConfigError,
+    InvalidQueueSettingError,
+    QueueError,
+    QueueNotFoundError,
+)
 from .base import QUEUE_NAME_PREFIX, QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
 from .names import sqs_queue_name
 
@@ -248,7 +255,7 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             else (queue_message_timeout_seconds)
         )
         if timeout < 0:
-            raise ValueError(f"queue_message_timeout_seconds must not be negative, not {timeout}")
+            raise InvalidQueueSettingError(f"queue_message_timeout_seconds must not be negative, not {timeout}")
         values = {
             "queue_name": name,
             "endpoint_id": endpoint_id,

@@ -7,6 +7,7 @@ escape ``secrets_dir``. Kubernetes updates mounted files in place, so reads are 
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,8 +31,13 @@ def read_secret_path(base: Path, name: str) -> str | dict[str, Any] | None:
     """The secret ``name`` under ``base`` (file text or folder dict), None if absent; unsafe names are absent."""
     if not name or name.startswith(("/", "\\")) or any(part in ("", ".", "..") for part in re.split(r"[/\\]", name)):
         return None
-    root = base.resolve()
-    path = (base / name).resolve()
+    if "\0" in name:  # no file has it; Path would raise ValueError
+        return None
+    try:
+        root = base.resolve()
+        path = (base / name).resolve()
+    except OSError:  # a name no file system takes (too long): absent
+        return None
     if root != path and root not in path.parents:
         return None
     try:
@@ -50,6 +56,12 @@ def read_secret_path(base: Path, name: str) -> str | dict[str, Any] | None:
         raise SecretError(f"secret {name!r} under {base} is not readable (permission denied)") from err
     except UnicodeDecodeError as err:
         raise SecretError(f"secret {name!r} under {base} is not UTF-8 text") from err
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            return None  # no file can have that name
+        raise SecretError(
+            f"secret {name!r} under {base} cannot be read ({err.strerror or type(err).__name__})"
+        ) from err
     return None
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..brokers import BrokerType, unit_for
 from ..brokers.base import SendBounds
 from ..config.model import InfraConfig
-from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError
+from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError, TaskArgumentsError
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
@@ -38,6 +38,7 @@ ENVELOPE_BYTES = 1024
 # Below limit minus this margin the header size cannot matter, so it is not measured.
 HEADER_MARGIN = 16 * 1024
 REPR_MAX = 1024
+MAX_EXPIRES_SECONDS = 10 * 365 * 24 * 3600
 # The protocol's own framing around the envelope (AMQP message sections, SQS attributes).
 WIRE_OVERHEAD = 256
 
@@ -242,8 +243,21 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         args = list(args)
         kwargs = dict(kwargs or {})
         body = (args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
-        content_type, content_encoding, data = self._dumps(body, serializer="json")
+        try:
+            content_type, content_encoding, data = self._dumps(body, serializer="json")
+        except Exception as err:  # kombu's EncodeError: a set, bytes, an object that JSON cannot carry
+            raise TaskArgumentsError(
+                f"task {task_name!r} for queue {queue_name!r} has arguments JSON cannot carry ({err}); pass "
+                "JSON values (str, int, float, bool, None, lists, dicts with string keys); the task was not sent"
+            ) from None
         expires_at = None
+        if expires is not None and (
+            isinstance(expires, bool) or not isinstance(expires, int) or not 0 <= expires <= MAX_EXPIRES_SECONDS
+        ):
+            raise TaskArgumentsError(
+                f"task {task_name!r}: expires={expires!r} is not a number of seconds from 0 to "
+                f"{MAX_EXPIRES_SECONDS} (10 years); the task was not sent"
+            )
         if expires is not None:
             expires_at = (datetime.now(timezone.utc) + timedelta(seconds=expires)).isoformat()
         headers = {

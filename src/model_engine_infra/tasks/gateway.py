@@ -252,11 +252,11 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             ) from None
         expires_at = None
         if expires is not None and (
-            isinstance(expires, bool) or not isinstance(expires, int) or not 0 <= expires <= MAX_EXPIRES_SECONDS
-        ):
+            isinstance(expires, bool) or not isinstance(expires, int) or abs(expires) > MAX_EXPIRES_SECONDS
+        ):  # negative: already expired (a worker drops it), which a caller may mean
             raise TaskArgumentsError(
-                f"task {task_name!r}: expires={expires!r} is not a number of seconds from 0 to "
-                f"{MAX_EXPIRES_SECONDS} (10 years); the task was not sent"
+                f"task {task_name!r}: expires={expires!r} is not a whole number of seconds within "
+                f"±{MAX_EXPIRES_SECONDS} (10 years); the task was not sent"
             )
         if expires is not None:
             expires_at = (datetime.now(timezone.utc) + timedelta(seconds=expires)).isoformat()

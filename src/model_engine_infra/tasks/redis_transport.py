@@ -47,10 +47,19 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         presence = [queue + META_SUFFIX, KOMBU_BINDING_KEY.format(exchange=queue)]
         presence += [list_key(queue, step) for step in self.priority_steps]
         encoded = dumps(message)  # type: ignore[no-untyped-call]
-        with self.conn_or_acquire() as client:
-            pushed = client.eval(PUSH_IF_QUEUE_EXISTS, 1 + len(presence), target, *presence, encoded)
+        pushed = self._push_client().eval(PUSH_IF_QUEUE_EXISTS, 1 + len(presence), target, *presence, encoded)
         if not pushed:
             raise QueueMissing(queue)
+
+    def _push_client(self) -> Any:
+        """One client over the channel's pool, kept while the pool is (kombu builds a client per push,
+        and building one costs more than the push itself: redis-py fills its response-callback table)."""
+        pool = self.pool
+        client = self.__dict__.get("_mei_push_client")
+        if client is None or client.connection_pool is not pool:
+            client = self._create_client()  # type: ignore[no-untyped-call]
+            self.__dict__["_mei_push_client"] = client
+        return client
 
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]

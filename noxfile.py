@@ -32,7 +32,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
+    """The library, then what a service sees of it (also run by tests/test_typing.py)."""
     session.run("mypy", "src/model_engine_infra")
+    user = ["mypy", "--strict", "--follow-imports=silent"]
+    session.run(*user, "--disallow-any-expr", "tests/typecheck/public_api.py", env={"MYPYPATH": "src"})
+    session.run(*user, "examples/service", env={"MYPYPATH": "src"})
 
 
 @nox.session

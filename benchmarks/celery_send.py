@@ -4,6 +4,9 @@ All three publish the same protocol-2 message to the same queue of the same app,
 rounds; the figure per method is its best round. Raw kombu publishes a body serialized once in
 advance through a producer held for the whole round, with no retry wrapper: the floor.
 
+Then the same gateway-vs-Celery comparison with publish signals on: OpenTelemetry's Celery
+instrumentation connected (a producer span per send, exported to memory), as a traced service runs.
+
 Then the Service Bus fake: connections opened by 100 publishes after warm-up, the same with
 ``broker_pool_limit=0`` (what the reference system once shipped), and what the first publish
 after a forced idle drop costs.
@@ -14,7 +17,6 @@ after a forced idle drop costs.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import uuid
@@ -28,6 +30,42 @@ from model_engine_infra.testing.servers import start_redis
 QUEUE = "bench-q"
 TASK = "tasks.predict"
 ARGS = [{"prompt": "Summarise the following text in one sentence. " * 4, "max_tokens": 64}]
+
+
+def best_rounds(methods: dict[str, Callable[[], None]], rounds: int, flush: Callable[[], None]) -> dict[str, float]:
+    """Warm up every method, then run them interleaved; the best round of each."""
+    for run in methods.values():  # warm-up: connections, declarations, imports
+        run()
+    flush()
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, run in methods.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+        flush()
+    return {name: min(values) for name, values in times.items()}
+
+
+def traced(run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``run()`` with opentelemetry-instrumentation-celery connected to Celery's publish signals."""
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = CeleryInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        figures = run()
+        if not exporter.get_finished_spans():
+            raise RuntimeError("no producer span was recorded: the signals did not fire")
+        return figures
+    finally:
+        instrumentor.uninstrument()
 
 
 def redis_figures(count: int, rounds: int) -> None:
@@ -71,26 +109,29 @@ def redis_figures(count: int, rounds: int) -> None:
             "app.send_task": via_celery,
             "kombu Producer.publish": via_kombu,
         }
-        flush = redis.Redis.from_url(server.url)
-        for run in methods.values():  # warm-up: connections, declarations, imports
-            run()
-        flush.delete(QUEUE)
-        times: dict[str, list[float]] = {name: [] for name in methods}
-        for _ in range(rounds):
-            for name, run in methods.items():
-                started = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - started)
-            flush.delete(QUEUE)
-        best = {name: min(values) for name, values in times.items()}
+        client = redis.Redis.from_url(server.url)
+
+        def flush() -> None:
+            client.delete(QUEUE)
+
+        best = best_rounds(methods, rounds, flush)
         print(f"\nredis-server, {count} publishes per round, best of {rounds} rounds")
-        print(f"{'method':<26}{'best':>10}{'median':>10}{'msg/s':>10}")
-        for name, values in times.items():
-            print(f"{name:<26}{best[name]:>9.3f}s{statistics.median(values):>9.3f}s{count / best[name]:>10.0f}")
+        print(f"{'method':<26}{'best':>10}{'msg/s':>10}")
+        for name, seconds in best.items():
+            print(f"{name:<26}{seconds:>9.3f}s{count / seconds:>10.0f}")
         gateway_rate, celery_rate, kombu_rate = (count / best[name] for name in methods)
         print(f"gateway / Celery send_task: {gateway_rate / celery_rate:.2f}x  (target >= 0.95x)")
         print(f"gateway / raw kombu:        {gateway_rate / kombu_rate:.2f}x  (stretch >= 0.8x)")
         print(f"Celery send_task / raw kombu: {celery_rate / kombu_rate:.2f}x")
+
+        signalled = {"gateway.send_task": via_gateway, "app.send_task": via_celery}
+        on = traced(lambda: best_rounds(signalled, rounds, flush))
+        print("\nwith publish signals on (opentelemetry-instrumentation-celery, a producer span per send)")
+        for name, seconds in on.items():
+            print(
+                f"{name:<26}{seconds:>9.3f}s{count / seconds:>10.0f}  ({best[name] / seconds:.2f}x of its rate without)"
+            )
+        print(f"gateway / Celery send_task, signals on: {on['app.send_task'] / on['gateway.send_task']:.2f}x")
         gateway.close()
 
 

@@ -16,20 +16,16 @@ import contextlib
 import datetime as dt
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "integration"))
-
-from _bench import LATENCY_MS, RATE_MBPS, find_tool, run_tool  # noqa: E402
-from model_engine_infra.images import mirror  # noqa: E402
-from model_engine_infra.testing.netsim import netsim  # noqa: E402
-from model_engine_infra.testing.servers import start_registry  # noqa: E402
-from registry_fakes import Pusher  # noqa: E402
+from _bench import LATENCY_MS, RATE_MBPS, find_tool, run_tool
+from model_engine_infra.images import mirror
+from model_engine_infra.testing.images import ImagePusher as Pusher
+from model_engine_infra.testing.netsim import netsim
+from model_engine_infra.testing.servers import start_registry
 
 
 @contextlib.contextmanager

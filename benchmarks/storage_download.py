@@ -262,7 +262,7 @@ def main() -> None:
         work = Path(tmp)
         servers = {kind: SERVERS[kind](work / f"server-{kind}") for kind in kinds}
         if "moto" in servers:  # boto3 reads its credentials from the environment, as in a pod
-            os.environ.update({k: v for k, v in servers["moto"].env.items() if k != "AWS_ENDPOINT_URL"})
+            os.environ.update({k: v for k, v in servers["moto"].sdk_env.items() if k != "AWS_ENDPOINT_URL"})
         try:
             lines = [many_files(kind, servers[kind], args, work, block) for kind in kinds]
             if args.big_mib:

@@ -1,43 +1,33 @@
-"""Test doubles around a real docker-registry: a token server (bearer, ACR exchange) and an image pusher.
+"""A token server in front of a real docker-registry (bearer auth, ACR's token exchange).
 
-The token server speaks the Docker token protocol (GET with basic auth, POST refresh_token) and
-ACR's ``/oauth2/exchange``; it signs RS256 JWTs whose ``x5c`` chain the registry checks against
-the certificate passed to it as ``rootcertbundle``. The pusher writes images with plain HTTP
-requests (services.md), independent of the code under test.
+It speaks the Docker token protocol (GET with basic auth, POST refresh_token) and ACR's
+``/oauth2/exchange``; it signs RS256 JWTs whose ``x5c`` chain the registry checks against the
+certificate passed to it as ``rootcertbundle``. Images are pushed with the testing kit's
+`model_engine_infra.testing.images.ImagePusher`, independent of the code under test.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 SERVICE = "test-registry"
 ISSUER = "test-token-issuer"
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class TokenServer:
@@ -157,75 +147,3 @@ class TokenServer:
                 self._reply(400, {"details": "unsupported"})
 
         return Handler
-
-
-class Pusher:
-    """Writes images to a registry with plain HTTP requests; ``auth`` gives headers per repository."""
-
-    def __init__(self, base_url: str, auth: Callable[[str], dict[str, str]] | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.auth = auth or (lambda repository: {})
-        self.http = httpx.Client(timeout=30)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def blob(self, repository: str, data: bytes) -> dict[str, Any]:
-        headers = self.auth(repository)
-        digest = digest_of(data)
-        start = self.http.post(f"{self.base_url}/v2/{repository}/blobs/uploads/", headers=headers)
-        assert start.status_code == 202, start.text
-        location = start.headers["Location"]
-        url = httpx.URL(location if location.startswith("http") else self.base_url + location)
-        done = self.http.put(url.copy_merge_params({"digest": digest}), content=data, headers=headers)
-        assert done.status_code == 201, done.text
-        return {"mediaType": OCI_LAYER, "digest": digest, "size": len(data)}
-
-    def manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
-        headers = {**self.auth(repository), "Content-Type": media_type}
-        url = f"{self.base_url}/v2/{repository}/manifests/{reference}"
-        response = self.http.put(url, content=body, headers=headers)
-        assert response.status_code == 201, response.text
-        return digest_of(body)
-
-    def image(
-        self,
-        repository: str,
-        tag: str | None,
-        *,
-        created: dt.datetime,
-        layers: list[bytes] | None = None,
-        architecture: str = "amd64",
-    ) -> tuple[str, bytes]:
-        """Push an image; returns (manifest digest, manifest bytes). ``tag`` None pushes by digest."""
-        config = json.dumps(
-            {
-                "created": created.isoformat().replace("+00:00", "Z"),
-                "architecture": architecture,
-                "os": "linux",
-                "rootfs": {"type": "layers", "diff_ids": []},
-            }
-        ).encode()
-        config_descriptor = {**self.blob(repository, config), "mediaType": OCI_CONFIG}
-        layer_descriptors = [self.blob(repository, layer) for layer in (layers or [f"{repository}:{tag}".encode()])]
-        body = json.dumps(
-            {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_descriptor, "layers": layer_descriptors}
-        ).encode()
-        digest = self.manifest(repository, tag or digest_of(body), body, OCI_MANIFEST)
-        return digest, body
-
-    def index(self, repository: str, tag: str, platforms: dict[str, list[bytes]], created: dt.datetime) -> str:
-        """A multi-platform index over one image per architecture."""
-        manifests = []
-        for architecture, layers in platforms.items():
-            digest, body = self.image(repository, None, created=created, layers=layers, architecture=architecture)
-            manifests.append(
-                {
-                    "mediaType": OCI_MANIFEST,
-                    "digest": digest,
-                    "size": len(body),
-                    "platform": {"architecture": architecture, "os": "linux"},
-                }
-            )
-        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
-        return self.manifest(repository, tag, body, OCI_INDEX)

@@ -68,7 +68,7 @@ class DurableRedis:
 
 
 @pytest.fixture
-def durable_redis(redis_server: RunningServer, tmp_path: Path) -> Iterator[DurableRedis]:
+def durable_redis(mei_redis_server: RunningServer, tmp_path: Path) -> Iterator[DurableRedis]:
     """Needs redis-server installed (the session fixture skips or fails the test as CI wants)."""
     binary = shutil.which("redis-server")
     assert binary is not None, "redis-server is running but not on PATH"
@@ -109,7 +109,7 @@ def test_redis_crash_during_5000_publishes(durable_redis: DurableRedis) -> None:
         slowest = max(slowest, time.monotonic() - started)
     assert restarted.wait(10)
 
-    queued = redis.Redis(port=durable_redis.port).lrange("fault-q", 0, -1)
+    queued = redis.Redis(port=durable_redis.port, db=3).lrange("fault-q", 0, -1)  # onprem inference: 24 h, db 3
     in_queue = {json.loads(raw)["headers"]["id"] for raw in queued}
     missing = set(sent) - in_queue
     assert not missing, f"{len(missing)} tasks reported as sent were lost"

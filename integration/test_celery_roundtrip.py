@@ -29,7 +29,7 @@ from model_engine_infra.testing.servers import RunningServer
 pytestmark = pytest.mark.integration
 
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 120.0  # a busy 2-core machine imports Celery slowly
 
 
 @contextmanager
@@ -61,8 +61,9 @@ def worker_process(
         log.close()
 
 
-def test_redis_roundtrip(redis_server: RunningServer, tmp_path: Path) -> None:
-    yaml = f"cloud_provider: onprem\nredis_host: {redis_server.host}\nredis_port: {redis_server.port}\n"
+def test_redis_roundtrip(mei_redis_server: RunningServer, tmp_path: Path) -> None:
+    yaml = f"cloud_provider: onprem\nredis_host: {mei_redis_server.host}\nredis_port: {mei_redis_server.port}\n"
+    yaml += "celery_backend_protocol: redis\n"  # onprem's default is S3 (llm-engine's); no MinIO here
     config = load_config(_write(tmp_path, yaml), env={})
     with build_infra(config) as infra, worker_process(tmp_path, yaml, "redis-roundtrip"):
         gateway = infra.task_queue
@@ -77,6 +78,7 @@ def test_redis_roundtrip_with_password(tmp_path: Path) -> None:
     secret = "celery-s3cret"
     with start_redis(tmp_path / "redis", password=secret) as server:
         yaml = f"cloud_provider: onprem\nredis_host: {server.host}\nredis_port: {server.port}\n"
+        yaml += "celery_backend_protocol: redis\n"  # no MinIO here
         yaml += "redis_enable_tls: false\n"  # an AUTH token alone would switch to TLS, as in the reference
         env = {"REDIS_AUTH_TOKEN": secret}
         config = load_config(_write(tmp_path, yaml), env=env)
@@ -88,26 +90,26 @@ def test_redis_roundtrip_with_password(tmp_path: Path) -> None:
             check_roundtrip(gateway, "redis-auth")
 
 
-def test_sqs_roundtrip(moto_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sqs_roundtrip(mei_moto_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
 
-    for name, value in moto_server.env.items():
+    for name, value in mei_moto_server.sdk_env.items():
         if name != "AWS_ENDPOINT_URL":  # endpoints are passed explicitly, as production code would
             monkeypatch.setenv(name, value)
-    boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1").create_bucket(Bucket="sqs-results")
+    boto3.client("s3", endpoint_url=mei_moto_server.url, region_name="us-east-1").create_bucket(Bucket="sqs-results")
     yaml = (
         "cloud_provider: aws\ndefault_region: us-east-1\ns3_bucket: sqs-results\n"
-        f"s3_endpoint_url: {moto_server.url}\ncelery_enable_sha256: true\n"
+        f"s3_endpoint_url: {mei_moto_server.url}\ncelery_enable_sha256: true\n"
         "redis_host: unused.invalid\n"  # the cache Redis the validation asks for; Celery does not use it
     )
     config = load_config(_write(tmp_path, yaml), env={})
-    gateway = CeleryTaskQueueGateway.from_config(config, sqs_endpoint_url=moto_server.url)
+    gateway = CeleryTaskQueueGateway.from_config(config, sqs_endpoint_url=mei_moto_server.url)
     try:
-        with worker_process(tmp_path, yaml, "sqs-roundtrip", "--sqs-endpoint-url", moto_server.url):
+        with worker_process(tmp_path, yaml, "sqs-roundtrip", "--sqs-endpoint-url", mei_moto_server.url):
             check_roundtrip(gateway, "sqs-roundtrip")
     finally:
         gateway.close()
-    sqs = boto3.client("sqs", endpoint_url=moto_server.url, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=mei_moto_server.url, region_name="us-east-1")
     url = sqs.get_queue_url(QueueName="sqs-roundtrip")["QueueUrl"]
     assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"] == {
         "VisibilityTimeout": "3600"

@@ -22,7 +22,7 @@ from model_engine_infra.testing.pytest_plugin import report_missing_server
 from model_engine_infra.testing.servers import RunningServer, ServerUnavailableError, free_port, start_registry
 
 sys.path.insert(0, str(Path(__file__).parent))
-from registry_fakes import Pusher
+from model_engine_infra.testing.images import ImagePusher as Pusher
 
 pytestmark = pytest.mark.integration
 
@@ -75,11 +75,11 @@ def locked_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 
 
 @pytest.fixture
-def redis_user(redis_server: RunningServer) -> Iterator[str]:
+def redis_user(mei_redis_server: RunningServer) -> Iterator[str]:
     """An ACL user on the shared redis-server (the way managed caches hand out credentials)."""
     import redis
 
-    admin = redis.Redis(host=redis_server.host, port=redis_server.port)
+    admin = redis.Redis(host=mei_redis_server.host, port=mei_redis_server.port)
     admin.execute_command("ACL", "SETUSER", REDIS_USER, "on", f">{REDIS_PASSWORD}", "~*", "&*", "+@all")  # type: ignore[no-untyped-call]
     yield REDIS_USER
     admin.execute_command("ACL", "DELUSER", REDIS_USER)  # type: ignore[no-untyped-call]
@@ -117,29 +117,29 @@ def _result(report: DoctorReport, name: str) -> tuple[str, str]:
 @pytest.fixture
 def onprem(
     tmp_path: Path,
-    moto_server: RunningServer,
-    redis_server: RunningServer,
+    mei_moto_server: RunningServer,
+    mei_redis_server: RunningServer,
     mirror: RunningServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, Any]:
     """A healthy on-prem config: MinIO through s3_endpoint_url, Redis broker, the mirror registry."""
     import boto3
 
-    for name, value in moto_server.env.items():
+    for name, value in mei_moto_server.sdk_env.items():
         if name != "AWS_ENDPOINT_URL":
             monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     bucket = f"doctor-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=moto_server.url).create_bucket(Bucket=bucket)
+    boto3.client("s3", endpoint_url=mei_moto_server.url).create_bucket(Bucket=bucket)
     registry = mirror.extra["registry"]
     return {
         "cloud_provider": "onprem",
         "celeryBrokerType": "elasticache",
-        "s3_endpoint_url": moto_server.url,
+        "s3_endpoint_url": mei_moto_server.url,
         "s3_bucket": bucket,
         "hf_user_fine_tuned_weights_prefix": f"s3://{bucket}/fine_tuned_weights",
-        "redis_host": redis_server.host,
-        "redis_port": redis_server.port,
+        "redis_host": mei_redis_server.host,
+        "redis_port": mei_redis_server.port,
         "docker_repo_prefix": registry,
         "prometheus_server_address": "http://prometheus:9090",
         **_images(registry),
@@ -267,17 +267,19 @@ def test_servicebus_pool_limit_zero_is_a_config_error(tmp_path: Path) -> None:
 
 @pytest.fixture
 def aws(
-    tmp_path: Path, moto_server: RunningServer, redis_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mei_moto_server: RunningServer, mei_redis_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
     """A healthy AWS config: every SDK reaches the moto server through AWS_ENDPOINT_URL."""
     import boto3
 
-    for name, value in moto_server.env.items():
+    for name, value in mei_moto_server.sdk_env.items():
         monkeypatch.setenv(name, value)
     bucket = f"doctor-aws-{uuid.uuid4().hex[:8]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     secret = f"doctor/cache-{uuid.uuid4().hex[:6]}"
-    boto3.client("secretsmanager").create_secret(Name=secret, SecretString=json.dumps({"cache-url": redis_server.url}))
+    boto3.client("secretsmanager").create_secret(
+        Name=secret, SecretString=json.dumps({"cache-url": mei_redis_server.url})
+    )
     ecr = boto3.client("ecr")
     manifest = json.dumps(
         {
@@ -300,7 +302,7 @@ def aws(
             ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
         except ecr.exceptions.ImageAlreadyExistsException:
             pass
-    registry = f"{moto_server.extra['account_id']}.dkr.ecr.us-east-1.amazonaws.com"
+    registry = f"{mei_moto_server.extra['account_id']}.dkr.ecr.us-east-1.amazonaws.com"
     return {
         "cloud_provider": "aws",
         "default_region": "us-east-1",

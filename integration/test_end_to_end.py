@@ -30,7 +30,8 @@ from model_engine_infra.testing.pytest_plugin import report_missing_server
 from model_engine_infra.testing.servers import RunningServer, ServerUnavailableError, start_redis, start_registry
 
 sys.path.insert(0, str(Path(__file__).parent))
-from registry_fakes import Pusher, TokenServer
+from model_engine_infra.testing.images import ImagePusher as Pusher
+from registry_fakes import TokenServer
 
 pytestmark = pytest.mark.integration
 
@@ -135,14 +136,14 @@ def _write(folder: Path, values: dict[str, Any]) -> Path:
 def _aws(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
     import boto3
 
-    moto: RunningServer = request.getfixturevalue("moto_server")
-    redis_server: RunningServer = request.getfixturevalue("redis_server")
-    for name, value in moto.env.items():  # like any boto3 app pointed at LocalStack: AWS_ENDPOINT_URL
+    moto: RunningServer = request.getfixturevalue("mei_moto_server")
+    mei_redis_server: RunningServer = request.getfixturevalue("mei_redis_server")
+    for name, value in moto.sdk_env.items():  # like any boto3 app pointed at LocalStack: AWS_ENDPOINT_URL
         monkeypatch.setenv(name, value)
     bucket = "tour-aws"
     boto3.client("s3").create_bucket(Bucket=bucket)
     sm = boto3.client("secretsmanager")
-    for name, value in ((SECRET, SECRET_VALUE), ("tour/cache-redis", json.dumps({"cache-url": redis_server.url}))):
+    for name, value in ((SECRET, SECRET_VALUE), ("tour/cache-redis", json.dumps({"cache-url": mei_redis_server.url}))):
         try:
             sm.create_secret(Name=name, SecretString=value)
         except sm.exceptions.ResourceExistsException:
@@ -190,8 +191,8 @@ def _azure(request: pytest.FixtureRequest, folder: Path) -> Deployment:
     from model_engine_infra.testing.keyvault import FakeSecretClient
     from model_engine_infra.testing.servicebus import FakeServiceBusNamespace
 
-    azurite: RunningServer = request.getfixturevalue("azurite_server")
-    redis_server: RunningServer = request.getfixturevalue("tls_redis")
+    azurite: RunningServer = request.getfixturevalue("mei_azurite_server")
+    mei_redis_server: RunningServer = request.getfixturevalue("tls_redis")
     registry: RunningServer = request.getfixturevalue("token_registry")
     container = "tour"
     blobs = BlobServiceClient.from_connection_string(azurite.extra["connection_string"])
@@ -221,7 +222,7 @@ def _azure(request: pytest.FixtureRequest, folder: Path) -> Deployment:
             "abs_account_key": azurite.extra["account_key"],
             "abs_endpoint_url": azurite.extra["blob_endpoint"],
             "hf_user_fine_tuned_weights_prefix": f"az://{container}/fine_tuned_weights",
-            "cache_redis_azure_host": f"{redis_server.host}:{redis_server.port}",
+            "cache_redis_azure_host": f"{mei_redis_server.host}:{mei_redis_server.port}",
             "redis": {"unsafeSsl": True},
             "docker_repo_prefix": registry.extra["registry"],
             "docker_registry_type": "acr",
@@ -235,8 +236,8 @@ def _gcp(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.Monke
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    gcs: RunningServer = request.getfixturevalue("gcs_server")
-    redis_server: RunningServer = request.getfixturevalue("redis_server")
+    gcs: RunningServer = request.getfixturevalue("mei_gcs_server")
+    mei_redis_server: RunningServer = request.getfixturevalue("mei_redis_server")
     registry: RunningServer = request.getfixturevalue("token_registry")
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)  # Celery's GCS result backend reads it
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(_service_account_key(folder)))  # V4 signing
@@ -259,7 +260,7 @@ def _gcp(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.Monke
             "gcs_endpoint_url": gcs.url,
             "s3_bucket": bucket,
             "hf_user_fine_tuned_weights_prefix": f"gs://{bucket}/fine_tuned_weights",
-            "cache_redis_gcp_url": redis_server.url,
+            "cache_redis_gcp_url": mei_redis_server.url,
             "docker_repo_prefix": GAR_PREFIX,
             "registry_endpoint_url": registry.url,
             "secrets_dir": str(secrets),
@@ -285,10 +286,10 @@ def _gcp(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.Monke
 def _onprem(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
     import boto3
 
-    moto: RunningServer = request.getfixturevalue("moto_server")
-    redis_server: RunningServer = request.getfixturevalue("redis_server")
+    moto: RunningServer = request.getfixturevalue("mei_moto_server")
+    mei_redis_server: RunningServer = request.getfixturevalue("mei_redis_server")
     registry: RunningServer = request.getfixturevalue("anonymous_registry")
-    for name, value in moto.env.items():
+    for name, value in moto.sdk_env.items():
         if name != "AWS_ENDPOINT_URL":  # MinIO is reached through s3_endpoint_url only
             monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -304,8 +305,8 @@ def _onprem(request: pytest.FixtureRequest, folder: Path, monkeypatch: pytest.Mo
             "s3_bucket": bucket,
             "s3_endpoint_url": moto.url,
             "hf_user_fine_tuned_weights_prefix": f"s3://{bucket}/fine_tuned_weights",
-            "redis_host": redis_server.host,
-            "redis_port": redis_server.port,
+            "redis_host": mei_redis_server.host,
+            "redis_port": mei_redis_server.port,
             "docker_repo_prefix": registry.extra["registry"],
             "secrets_dir": str(secrets),
             "prometheus_server_address": "http://prometheus:9090",

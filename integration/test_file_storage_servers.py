@@ -57,7 +57,7 @@ def bucket_name() -> str:
 
 
 def moto_target(moto: RunningServer, monkeypatch: pytest.MonkeyPatch, *, minio: bool) -> FileStorageTarget:
-    for name, value in moto.env.items():
+    for name, value in moto.sdk_env.items():
         if name != "AWS_ENDPOINT_URL" or not minio:
             monkeypatch.setenv(name, value)
     if minio:
@@ -119,9 +119,9 @@ def gcs_target(gcs: RunningServer) -> FileStorageTarget:
 class TestFileStorageOnMotoServer(FileStorageConformance):
     @pytest.fixture
     def file_storage_target(
-        self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+        self, mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
     ) -> Iterator[FileStorageTarget]:
-        target = moto_target(moto_server, monkeypatch, minio=False)
+        target = moto_target(mei_moto_server, monkeypatch, minio=False)
         yield target
         target.infra.close()
 
@@ -131,17 +131,17 @@ class TestFileStorageOnMinIOPath(FileStorageConformance):
 
     @pytest.fixture
     def file_storage_target(
-        self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+        self, mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
     ) -> Iterator[FileStorageTarget]:
-        target = moto_target(moto_server, monkeypatch, minio=True)
+        target = moto_target(mei_moto_server, monkeypatch, minio=True)
         yield target
         target.infra.close()
 
 
 class TestFileStorageOnAzurite(FileStorageConformance):
     @pytest.fixture
-    def file_storage_target(self, azurite_server: RunningServer) -> Iterator[FileStorageTarget]:
-        target = azurite_target(azurite_server)
+    def file_storage_target(self, mei_azurite_server: RunningServer) -> Iterator[FileStorageTarget]:
+        target = azurite_target(mei_azurite_server)
         yield target
         target.infra.close()
 
@@ -149,9 +149,9 @@ class TestFileStorageOnAzurite(FileStorageConformance):
 class TestFileStorageOnFakeGCS(FileStorageConformance):
     @pytest.fixture
     def file_storage_target(
-        self, gcs_server: RunningServer, monkeypatch: pytest.MonkeyPatch, signing_key: Path
+        self, mei_gcs_server: RunningServer, monkeypatch: pytest.MonkeyPatch, signing_key: Path
     ) -> Iterator[FileStorageTarget]:
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(signing_key))
-        target = gcs_target(gcs_server)
+        target = gcs_target(mei_gcs_server)
         yield target
         target.infra.close()

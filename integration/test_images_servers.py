@@ -3,7 +3,7 @@
 One token server (Docker token protocol + ACR's ``/oauth2/exchange``) fronts one token-auth
 docker-registry, which serves the OCI bearer, ACR and Artifact Registry variants (GAR with its
 ``project/repository/name`` path layout and a fake ADC token source). Images are pushed with plain
-HTTP requests by `registry_fakes.Pusher`, independent of the code under test.
+HTTP requests by the testing kit's `ImagePusher`, independent of the code under test.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from model_engine_infra.testing.pytest_plugin import report_missing_server
 from model_engine_infra.testing.servers import RunningServer, ServerUnavailableError, start_moto, start_registry
 
 sys.path.insert(0, str(Path(__file__).parent))
-from registry_fakes import Pusher, TokenServer
+from model_engine_infra.testing.images import ImagePusher as Pusher
+from registry_fakes import TokenServer
 
 USER, PASSWORD = "alice", "s3cret-pw"
 ADC_TOKEN, AAD_TOKEN = "fake-adc-token", "fake-aad-token"
@@ -50,7 +51,7 @@ def _start(name: str, tmp_path_factory: pytest.TempPathFactory, **kwargs: Any) -
 
 
 @pytest.fixture(scope="module")
-def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def mei_registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Our own anonymous registry: the session-wide one is expected to stay empty by the harness tests."""
     with _start("registry-anon", tmp_path_factory) as server:
         yield server
@@ -93,9 +94,9 @@ def _oci_push(pusher: Pusher, prefix_path: str = "") -> Any:
 
 class TestOCIAnonymousContract(DockerRepositoryConformance):
     @pytest.fixture
-    def registry_target(self, registry_server: RunningServer, basic_registry: RunningServer) -> Iterator[Any]:
-        pusher = Pusher(registry_server.url)
-        repo = OCIDockerRepository(registry_server.extra["registry"])
+    def registry_target(self, mei_registry_server: RunningServer, basic_registry: RunningServer) -> Iterator[Any]:
+        pusher = Pusher(mei_registry_server.url)
+        repo = OCIDockerRepository(mei_registry_server.extra["registry"])
         yield RegistryTarget(
             repo,
             _oci_push(pusher),
@@ -297,9 +298,9 @@ class Counter:
             self.blob_bytes += int(response.headers.get("Content-Length") or 0)
 
 
-def test_mirror_image_and_index_then_nothing(registry_server: RunningServer, basic_registry: RunningServer) -> None:
-    src_host, dst_host = registry_server.extra["registry"], basic_registry.extra["registry"]
-    pusher = Pusher(registry_server.url)
+def test_mirror_image_and_index_then_nothing(mei_registry_server: RunningServer, basic_registry: RunningServer) -> None:
+    src_host, dst_host = mei_registry_server.extra["registry"], basic_registry.extra["registry"]
+    pusher = Pusher(mei_registry_server.url)
     layers = [os.urandom(300_000), os.urandom(200_000), os.urandom(100_000)]
     image_digest, _ = pusher.image("mirror-src/app", "1.0", created=T0, layers=layers)
     shared = os.urandom(150_000)
@@ -376,8 +377,8 @@ def test_mirror_mounts_across_repositories_in_one_registry(basic_registry: Runni
     assert not [r for r in counter.blob_requests if r[0] == "GET"]
 
 
-def test_first_requests_racing_over_the_plain_http_fallback_all_succeed(registry_server: RunningServer) -> None:
-    host = registry_server.extra["registry"]
+def test_first_requests_racing_over_the_plain_http_fallback_all_succeed(mei_registry_server: RunningServer) -> None:
+    host = mei_registry_server.extra["registry"]
     for _ in range(3):
         client = RegistryClient(host)  # tries HTTPS first, then falls back to plain HTTP
         with ThreadPoolExecutor(4) as pool:
@@ -387,8 +388,8 @@ def test_first_requests_racing_over_the_plain_http_fallback_all_succeed(registry
         assert client.base_url.startswith("http://")
 
 
-def test_mirror_missing_source_image_raises(registry_server: RunningServer) -> None:
-    host = registry_server.extra["registry"]
+def test_mirror_missing_source_image_raises(mei_registry_server: RunningServer) -> None:
+    host = mei_registry_server.extra["registry"]
     with pytest.raises(ImageNotFoundError, match="does not exist at the source"):
         mirror(["nothing-here:1"], source=host, target=f"{host}/elsewhere")
 
@@ -396,11 +397,13 @@ def test_mirror_missing_source_image_raises(registry_server: RunningServer) -> N
 # --- the CLI --------------------------------------------------------------------------------------
 
 
-def test_cli_check_and_mirror(registry_server: RunningServer, basic_registry: RunningServer, tmp_path: Path) -> None:
+def test_cli_check_and_mirror(
+    mei_registry_server: RunningServer, basic_registry: RunningServer, tmp_path: Path
+) -> None:
     from model_engine_infra.cli.images import app
 
-    src_host, dst_host = registry_server.extra["registry"], basic_registry.extra["registry"]
-    pusher = Pusher(registry_server.url)
+    src_host, dst_host = mei_registry_server.extra["registry"], basic_registry.extra["registry"]
+    pusher = Pusher(mei_registry_server.url)
     for name in ("cli-src/model-engine", "cli-src/vllm"):
         pusher.image(name, "1.0", created=T0)
     pusher.close()
@@ -453,10 +456,10 @@ def test_cli_check_and_mirror(registry_server: RunningServer, basic_registry: Ru
     assert "missing" not in found.output
 
 
-def test_digest_mismatch_is_refused(registry_server: RunningServer, basic_registry: RunningServer) -> None:
+def test_digest_mismatch_is_refused(mei_registry_server: RunningServer, basic_registry: RunningServer) -> None:
     """A source that serves different bytes than the manifest promises never lands in the target."""
-    host = registry_server.extra["registry"]
-    pusher = Pusher(registry_server.url)
+    host = mei_registry_server.extra["registry"]
+    pusher = Pusher(mei_registry_server.url)
     pusher.image("tamper/app", "1", created=T0, layers=[b"honest bytes"])
     pusher.close()
 

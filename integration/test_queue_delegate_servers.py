@@ -1,4 +1,4 @@
-"""The endpoint-queue conformance suite against real servers: SQS on moto_server, Redis lists on redis-server.
+"""The endpoint-queue conformance suite against real servers: SQS on mei_moto_server, Redis lists on redis-server.
 
 The tests are the classes of `model_engine_infra.testing.conformance.queues`, the same ones the unit
 suite runs; only the ``queue_target`` fixture differs. On redis-server, messages are published and
@@ -35,22 +35,24 @@ pytestmark = pytest.mark.integration
 class TestSQSOnMotoServer(SQSQueueDelegateConformance):
     @pytest.fixture
     async def queue_target(
-        self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+        self, mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
     ) -> AsyncIterator[QueueTarget]:
-        for name, value in moto_server.env.items():
+        for name, value in mei_moto_server.sdk_env.items():
             if name != "AWS_ENDPOINT_URL":  # the delegate gets the URL explicitly
                 monkeypatch.setenv(name, value)
-        target = sqs_queue_target(endpoint_url=moto_server.url)
+        target = sqs_queue_target(endpoint_url=mei_moto_server.url)
         yield target
         await target.delegate.close()
 
 
 class TestRedisOnRedisServer(RedisQueueDelegateConformance):
     @pytest.fixture
-    async def queue_target(self, redis_server: RunningServer) -> AsyncIterator[QueueTarget]:
-        managed = ManagedRedisConnection(from_url(redis_server.url, origin="redis_server"))  # one client per loop
+    async def queue_target(self, mei_redis_server: RunningServer) -> AsyncIterator[QueueTarget]:
+        managed = ManagedRedisConnection(
+            from_url(mei_redis_server.url, origin="mei_redis_server")
+        )  # one client per loop
         with ExitStack() as stack:
-            connection = kombu.Connection(redis_server.url)
+            connection = kombu.Connection(mei_redis_server.url)
             stack.callback(connection.release)
             target = redis_queue_target(
                 async_client=managed.async_client,

@@ -45,12 +45,15 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
 
 @pytest.fixture
 def redis_servers(
-    redis_server: RunningServer, password_redis: RunningServer, tls_redis: RunningServer, moto_server: RunningServer
+    mei_redis_server: RunningServer,
+    password_redis: RunningServer,
+    tls_redis: RunningServer,
+    mei_moto_server: RunningServer,
 ) -> Iterator[RedisServers]:
     with ExitStack() as stack:
         password = password_redis.extra["password"]
         admins = [
-            redis.Redis(host=redis_server.host, port=redis_server.port),
+            redis.Redis(host=mei_redis_server.host, port=mei_redis_server.port),
             redis.Redis(host=password_redis.host, port=password_redis.port, password=password),
             redis.Redis(host=tls_redis.host, port=tls_redis.port, ssl=True, ssl_ca_certs=tls_redis.extra["ca_cert"]),
         ]
@@ -59,12 +62,12 @@ def redis_servers(
         sm = boto3.client(
             "secretsmanager",
             region_name="us-east-1",
-            endpoint_url=moto_server.url,
+            endpoint_url=mei_moto_server.url,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
         yield RedisServers(
-            open=Endpoint(redis_server.host, redis_server.port, admins[0]),
+            open=Endpoint(mei_redis_server.host, mei_redis_server.port, admins[0]),
             password=Endpoint(password_redis.host, password_redis.port, admins[1], password),
             tls=Endpoint(tls_redis.host, tls_redis.port, admins[2]),
             secrets=SecretsManagerStore(sm, region="us-east-1"),

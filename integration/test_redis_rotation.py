@@ -19,6 +19,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from model_engine_infra.brokers.redis import REDIS_TRANSPORT_TARGET
 from model_engine_infra.errors import CredentialFetchError, RedisAuthError
 from model_engine_infra.redis.celery import celery_settings_for
 from model_engine_infra.redis.connection import ManagedRedisConnection, PoolSettings
@@ -39,8 +40,8 @@ class Rotating(ScriptedTokenSource):
 
 
 @pytest.fixture
-def admin(redis_server: RunningServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+def admin(mei_redis_server: RunningServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(host=mei_redis_server.host, port=mei_redis_server.port)
     yield client
     client.close()
 
@@ -71,9 +72,9 @@ def add_password(admin: redis.Redis, user: str, password: str) -> None:
     admin.execute_command("ACL", "SETUSER", user, f">{password}")
 
 
-def test_client_keeps_working_across_a_rotation(redis_server: RunningServer, admin: redis.Redis, user: str) -> None:
+def test_client_keeps_working_across_a_rotation(mei_redis_server: RunningServer, admin: redis.Redis, user: str) -> None:
     source = Rotating(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.client()
     client.set(f"{user}:k", "v1")
     add_password(admin, user, "tok-2")  # the new token becomes valid
@@ -88,10 +89,10 @@ def test_client_keeps_working_across_a_rotation(redis_server: RunningServer, adm
 
 
 def test_client_recovers_when_the_server_revokes_the_token_first(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     source = Rotating(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.client()
     client.set(f"{user}:k", "v1")
     source.current = "tok-2"
@@ -102,10 +103,10 @@ def test_client_recovers_when_the_server_revokes_the_token_first(
 
 
 async def test_async_client_keeps_working_across_a_rotation(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     source = Rotating(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.async_client()
     await client.set(f"{user}:a", "v1")
     source.current = "tok-2"
@@ -115,10 +116,10 @@ async def test_async_client_keeps_working_across_a_rotation(
 
 
 def test_a_token_baked_into_the_url_breaks_on_rotation(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     """The control: the reference system's approach fails after the same rotation."""
-    baked = redis.Redis.from_url(f"redis://{user}:tok-1@{redis_server.host}:{redis_server.port}/0")
+    baked = redis.Redis.from_url(f"redis://{user}:tok-1@{mei_redis_server.host}:{mei_redis_server.port}/0")
     baked.set(f"{user}:k", "v1")
     rotate_acl_password(admin, user, "tok-2")
     with pytest.raises(redis.AuthenticationError):
@@ -126,9 +127,9 @@ def test_a_token_baked_into_the_url_breaks_on_rotation(
     baked.close()
 
 
-def test_wrong_token_surfaces_as_redis_auth_error(redis_server: RunningServer, user: str) -> None:
+def test_wrong_token_surfaces_as_redis_auth_error(mei_redis_server: RunningServer, user: str) -> None:
     source = Rotating(user, "canary-wrong")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     with pytest.raises(RedisAuthError) as info:
         conn.client().ping()
     assert "canary" not in str(info.value)
@@ -147,11 +148,13 @@ class Switching(ScriptedTokenSource):
         self.username, self.token = username, token
 
 
-def test_live_connections_reauthenticate_in_place(redis_server: RunningServer, admin: redis.Redis, user: str) -> None:
+def test_live_connections_reauthenticate_in_place(
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
+) -> None:
     other = f"{user}-b"
     admin.execute_command("ACL", "SETUSER", other, "on", ">tok-b", "~*", "&*", "+@all")
     source = Switching(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.client()
     pool = client.connection_pool
     busy = pool.get_connection()  # held by "another thread" during the refresh
@@ -177,12 +180,12 @@ def test_live_connections_reauthenticate_in_place(redis_server: RunningServer, a
 
 
 async def test_async_connections_reauthenticate_on_release(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     other = f"{user}-b"
     admin.execute_command("ACL", "SETUSER", other, "on", ">tok-b", "~*", "&*", "+@all")
     source = Switching(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     client = conn.async_client()
     first_id = await client.client_id()
     source.switch(other, "tok-b")
@@ -200,11 +203,11 @@ async def test_async_connections_reauthenticate_on_release(
 
 
 def test_fifty_threads_reconnecting_at_expiry_fetch_once(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     source = Rotating(user, "tok-1", lifetime=1.0)
     source.delay = 0.05
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     provider = conn.credential_provider
     assert provider is not None
     provider.close()  # no background refresh: every caller arrives with the token truly expired
@@ -236,11 +239,11 @@ def test_fifty_threads_reconnecting_at_expiry_fetch_once(
 
 
 async def test_fifty_tasks_reconnecting_at_expiry_fetch_once(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     source = Rotating(user, "tok-1", lifetime=1.0)
     source.delay = 0.05
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     assert conn.credential_provider is not None
     conn.credential_provider.close()
     client = conn.async_client()
@@ -258,11 +261,11 @@ async def test_fifty_tasks_reconnecting_at_expiry_fetch_once(
 
 @pytest.mark.parametrize("fault", ["hang", "fail"])
 def test_broken_token_source_only_matters_once_the_token_expires(
-    redis_server: RunningServer, user: str, fault: str
+    mei_redis_server: RunningServer, user: str, fault: str
 ) -> None:
     source = Rotating(user, "tok-1", lifetime=1.5)
     provider = RefreshingCredentialProvider(source, refresh_ratio=0.2, fetch_timeout=0.3, backoff_base=0.05)
-    target = RedisTarget("redis", redis_server.host, redis_server.port, 0)
+    target = RedisTarget("redis", mei_redis_server.host, mei_redis_server.port, 0)
     conn = ManagedRedisConnection(
         RedisSource(target, source, f"test:{user}", "test"),
         PoolSettings(socket_timeout=2.0, health_check_interval=0, retries=2),
@@ -304,6 +307,7 @@ def _celery_app(url: str, options: dict[str, Any]) -> Any:
     app = Celery(f"rotation-{uuid.uuid4().hex[:6]}", set_as_current=False)
     app.conf.update(
         broker_url=url,
+        broker_transport=REDIS_TRANSPORT_TARGET,  # as the library's Celery apps do: see tasks/redis_transport.py
         result_backend=url,
         broker_transport_options=options,
         redis_backend_credential_provider=options["credential_provider"],
@@ -312,7 +316,7 @@ def _celery_app(url: str, options: dict[str, Any]) -> Any:
         worker_hijack_root_logger=False,
     )
 
-    @app.task(name="add")
+    @app.task(name="add", shared=False)
     def add(x: int, y: int) -> int:
         return x + y
 
@@ -320,24 +324,29 @@ def _celery_app(url: str, options: dict[str, Any]) -> Any:
 
 
 def test_celery_producer_and_worker_survive_rotation(
-    redis_server: RunningServer, admin: redis.Redis, user: str
+    mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
-    from celery.contrib.testing.worker import start_worker
+    from model_engine_infra.testing.celery_worker import worker_thread
 
     source = Rotating(user, "tok-1")
-    conn = connect(redis_server, user, source)
+    conn = connect(mei_redis_server, user, source)
     url, options = celery_settings_for(conn)
     assert "tok-1" not in url
     assert "credential_provider=" in url
     app = _celery_app(url, options)
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        assert app.send_task("add", args=(1, 2)).get(timeout=10) == 3
-        add_password(admin, user, "tok-2")
-        source.current = "tok-2"
-        assert conn.credential_provider is not None
-        conn.credential_provider.refresh_now()
-        killed = rotate_acl_password(admin, user, "tok-2")
-        assert killed >= 2  # the worker's and the producer's connections were dropped
-        assert app.send_task("add", args=(2, 3)).get(timeout=20) == 5
-        assert app.send_task("add", args=(3, 4)).get(timeout=20) == 7
-    conn.close()
+    try:
+        with worker_thread(app):
+            assert app.send_task("add", args=(1, 2)).get(timeout=60) == 3
+            # Several rotations: each kill once had a fair chance of leaving the worker blocked in a
+            # pub/sub read for ever (see tasks/redis_transport.py).
+            for n, token in enumerate(("tok-2", "tok-3", "tok-4")):
+                add_password(admin, user, token)
+                source.current = token
+                assert conn.credential_provider is not None
+                conn.credential_provider.refresh_now()
+                killed = rotate_acl_password(admin, user, token)
+                assert killed >= 2  # the worker's and the producer's connections were dropped
+                assert app.send_task("add", args=(n, 3)).get(timeout=60) == n + 3
+                assert app.send_task("add", args=(n, 4)).get(timeout=60) == n + 4
+    finally:
+        conn.close()

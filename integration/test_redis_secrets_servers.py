@@ -22,19 +22,19 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sm(moto_server: RunningServer) -> Any:
+def sm(mei_moto_server: RunningServer) -> Any:
     return boto3.client(
         "secretsmanager",
         region_name="us-east-1",
-        endpoint_url=moto_server.url,
+        endpoint_url=mei_moto_server.url,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
 
 
 @pytest.fixture
-def admin(redis_server: RunningServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+def admin(mei_redis_server: RunningServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(host=mei_redis_server.host, port=mei_redis_server.port)
     yield client
     client.close()
     clear_shared_providers()
@@ -49,10 +49,10 @@ def user(admin: redis.Redis) -> Iterator[str]:
 
 
 def test_redis_secret_on_moto_server_and_rotation(
-    sm: Any, redis_server: RunningServer, admin: redis.Redis, user: str
+    sm: Any, mei_redis_server: RunningServer, admin: redis.Redis, user: str
 ) -> None:
     name = f"infra/redis-{user}"
-    value = {"scheme": "redis://", "host": redis_server.host, "port": redis_server.port, "auth_token": "auth-1"}
+    value = {"scheme": "redis://", "host": mei_redis_server.host, "port": mei_redis_server.port, "auth_token": "auth-1"}
     value["username"] = user
     sm.create_secret(Name=name, SecretString=json.dumps(value))
     config = InfraConfig(cloud_provider="aws", redis_aws_secret_name=name, secret_cache_ttl_seconds=60)
@@ -68,17 +68,17 @@ def test_redis_secret_on_moto_server_and_rotation(
 
 
 def test_cache_url_secret_through_build_infra(
-    sm: Any, moto_server: RunningServer, redis_server: RunningServer, user: str, monkeypatch: pytest.MonkeyPatch
+    sm: Any, mei_moto_server: RunningServer, mei_redis_server: RunningServer, user: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for key, val in moto_server.env.items():
+    for key, val in mei_moto_server.sdk_env.items():
         monkeypatch.setenv(key, val)  # boto3 in the aws provider's secret store finds moto through these
     name = f"cache/{user}"
-    url = f"redis://{user}:auth-1@{redis_server.host}:{redis_server.port}/3"
+    url = f"redis://{user}:auth-1@{mei_redis_server.host}:{mei_redis_server.port}/3"
     sm.create_secret(Name=name, SecretString=json.dumps({"cache-url": url}))
     config = InfraConfig(cloud_provider="aws", cache_redis_aws_secret_name=name, default_region="us-east-1")
     with build_infra(config) as infra:
         conn = infra.redis
         assert isinstance(conn, ManagedRedisConnection)
-        assert conn.redacted_url() == f"redis://{user}:***@{redis_server.host}:{redis_server.port}/3"
+        assert conn.redacted_url() == f"redis://{user}:***@{mei_redis_server.host}:{mei_redis_server.port}/3"
         assert conn.client().ping() is True
         assert conn.url() == url  # the snapshot for tools that need a URL

@@ -22,7 +22,9 @@ from model_engine_infra.testing.pytest_plugin import report_missing_server, requ
 from model_engine_infra.testing.servers import (
     RunningServer,
     ServerUnavailableError,
+    free_port,
     self_signed_cert,
+    start_fake_gcs,
     start_redis,
     start_registry,
 )
@@ -71,46 +73,46 @@ def _direct(name: str, start: Callable[[], RunningServer]) -> RunningServer:
         report_missing_server(name, err)
 
 
-def test_redis_answers_ping(redis_server: RunningServer) -> None:
-    assert _redis(redis_server, b"PING\r\n") == b"+PONG\r\n"
-    assert redis_server.url == f"redis://127.0.0.1:{redis_server.port}/0"
+def test_redis_answers_ping(mei_redis_server: RunningServer) -> None:
+    assert _redis(mei_redis_server, b"PING\r\n") == b"+PONG\r\n"
+    assert mei_redis_server.url == f"redis://127.0.0.1:{mei_redis_server.port}/0"
 
 
-def test_moto_api_answers(moto_server: RunningServer) -> None:
-    status, _, _ = _http(f"{moto_server.url}/moto-api/")
+def test_moto_api_answers(mei_moto_server: RunningServer) -> None:
+    status, _, _ = _http(f"{mei_moto_server.url}/moto-api/")
     assert status == 200
-    assert moto_server.env["AWS_ENDPOINT_URL"] == moto_server.url
+    assert mei_moto_server.sdk_env["AWS_ENDPOINT_URL"] == mei_moto_server.url
 
 
-def test_moto_serves_s3(moto_server: RunningServer) -> None:
-    assert _http(f"{moto_server.url}/harness-bucket", "PUT", b"")[0] == 200
+def test_moto_serves_s3(mei_moto_server: RunningServer) -> None:
+    assert _http(f"{mei_moto_server.url}/harness-bucket", "PUT", b"")[0] == 200
     # Unsigned requests are anonymous: only a public-read object can be read back without signing.
     headers = {"Content-Type": "application/octet-stream", "x-amz-acl": "public-read"}
-    assert _http(f"{moto_server.url}/harness-bucket/key.txt", "PUT", b"hello", headers)[0] == 200
-    assert _http(f"{moto_server.url}/harness-bucket/key.txt")[2] == b"hello"
+    assert _http(f"{mei_moto_server.url}/harness-bucket/key.txt", "PUT", b"hello", headers)[0] == 200
+    assert _http(f"{mei_moto_server.url}/harness-bucket/key.txt")[2] == b"hello"
 
 
-def test_azurite_accepts_connections_and_http(azurite_server: RunningServer) -> None:
-    with socket.create_connection((azurite_server.host, azurite_server.port), timeout=5):
+def test_azurite_accepts_connections_and_http(mei_azurite_server: RunningServer) -> None:
+    with socket.create_connection((mei_azurite_server.host, mei_azurite_server.port), timeout=5):
         pass
-    status, _, _ = _http(f"{azurite_server.extra['blob_endpoint']}?comp=list")
+    status, _, _ = _http(f"{mei_azurite_server.extra['blob_endpoint']}?comp=list")
     assert 200 <= status < 500  # anonymous list answers 403; any HTTP answer means it is up
 
 
-def test_azurite_accepts_the_dev_account_key(azurite_server: RunningServer) -> None:
+def test_azurite_accepts_the_dev_account_key(mei_azurite_server: RunningServer) -> None:
     """A Shared Key signed List Containers answers 200, so the key in ``extra`` is the right one."""
-    account, key = azurite_server.extra["account_name"], azurite_server.extra["account_key"]
+    account, key = mei_azurite_server.extra["account_name"], mei_azurite_server.extra["account_key"]
     headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
     canonical_headers = "".join(f"{name}:{value}\n" for name, value in sorted(headers.items()))
     string_to_sign = "GET\n" + "\n" * 11 + canonical_headers + f"/{account}/{account}/\ncomp:list"
     digest = hmac.new(base64.b64decode(key), string_to_sign.encode(), hashlib.sha256).digest()
     headers["Authorization"] = f"SharedKey {account}:{base64.b64encode(digest).decode()}"
-    status, _, body = _http(f"{azurite_server.extra['blob_endpoint']}/?comp=list", headers=headers)
+    status, _, body = _http(f"{mei_azurite_server.extra['blob_endpoint']}/?comp=list", headers=headers)
     assert status == 200, body
 
 
-def test_fake_gcs_lists_and_creates_buckets(gcs_server: RunningServer) -> None:
-    base = gcs_server.env["STORAGE_EMULATOR_HOST"]
+def test_fake_gcs_lists_and_creates_buckets(mei_gcs_server: RunningServer) -> None:
+    base = mei_gcs_server.sdk_env["STORAGE_EMULATOR_HOST"]
     assert _http(f"{base}/storage/v1/b")[0] == 200
     body = json.dumps({"name": "harness-bucket"}).encode()
     created = _http(f"{base}/storage/v1/b?project=test", "POST", body, {"Content-Type": "application/json"})
@@ -119,11 +121,27 @@ def test_fake_gcs_lists_and_creates_buckets(gcs_server: RunningServer) -> None:
     assert "harness-bucket" in names
 
 
-def test_registry_answers_v2(registry_server: RunningServer) -> None:
-    assert _http(f"{registry_server.url}/v2/")[0] == 200
-    status, _, body = _http(f"{registry_server.url}/v2/_catalog")
+def test_fake_gcs_media_links_point_at_the_public_host(tmp_path: Path) -> None:
+    """With a proxy in front (netsim), rclone-style downloads through ``mediaLink`` must go through it too."""
+    proxy = f"127.0.0.1:{free_port()}"
+    with start_fake_gcs(tmp_path, public_host=proxy) as server:
+        base = server.sdk_env["STORAGE_EMULATOR_HOST"]
+        body = json.dumps({"name": "linked"}).encode()
+        assert _http(f"{base}/storage/v1/b?project=test", "POST", body, {"Content-Type": "application/json"})[0] == 200
+        url = f"{base}/upload/storage/v1/b/linked/o?uploadType=media&name=x.bin"
+        status, _, answer = _http(url, "POST", b"data", {"Content-Type": "application/octet-stream"})
+        assert status == 200, answer
+        status, _, answer = _http(f"{base}/storage/v1/b/linked/o/x.bin")
+        assert status == 200, answer
+        assert json.loads(answer)["mediaLink"].startswith(f"http://{proxy}/"), answer
+
+
+def test_registry_answers_v2(mei_registry_server: RunningServer) -> None:
+    assert _http(f"{mei_registry_server.url}/v2/")[0] == 200
+    status, _, body = _http(f"{mei_registry_server.url}/v2/_catalog")
     assert status == 200
-    assert json.loads(body) == {"repositories": []}
+    catalog = json.loads(body)  # the session's registry: other tests may have pushed images already
+    assert isinstance(catalog["repositories"], list)
 
 
 def test_stop_ends_the_process(tmp_path: Path) -> None:

@@ -53,14 +53,14 @@ def https_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 
 @pytest.fixture
-def gcs_object(gcs_server: RunningServer) -> str:
+def gcs_object(mei_gcs_server: RunningServer) -> str:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
     client = storage.Client(
         project="test",
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options={"api_endpoint": gcs_server.url},
+        client_options={"api_endpoint": mei_gcs_server.url},
     )
     bucket = client.bucket(BUCKET)
     if not bucket.exists():
@@ -70,17 +70,19 @@ def gcs_object(gcs_server: RunningServer) -> str:
     return f"gs://{BUCKET}/weights/m"
 
 
-def onprem_config(tmp_path: Path, gcs_server: RunningServer) -> InfraConfig:
+def onprem_config(tmp_path: Path, mei_gcs_server: RunningServer) -> InfraConfig:
     return InfraConfig(
         cloud_provider="onprem",
         s3_endpoint_url="http://127.0.0.1:9",  # the profile's store: never reached by these reads
-        gcs_endpoint_url=gcs_server.url,
+        gcs_endpoint_url=mei_gcs_server.url,
         local_data_dir=str(tmp_path / "data"),
     )
 
 
-def test_onprem_reads_gs_through_gcs_endpoint_url(tmp_path: Path, gcs_server: RunningServer, gcs_object: str) -> None:
-    infra = build_infra(onprem_config(tmp_path, gcs_server))
+def test_onprem_reads_gs_through_gcs_endpoint_url(
+    tmp_path: Path, mei_gcs_server: RunningServer, gcs_object: str
+) -> None:
+    infra = build_infra(onprem_config(tmp_path, mei_gcs_server))
     try:
         with infra.filesystem.open(f"{gcs_object}/config.json", "rb") as f:
             assert json.loads(f.read()) == {"hidden": 8}
@@ -94,8 +96,8 @@ def test_onprem_reads_gs_through_gcs_endpoint_url(tmp_path: Path, gcs_server: Ru
         infra.close()
 
 
-def test_onprem_reads_https_files(tmp_path: Path, gcs_server: RunningServer, https_site: str) -> None:
-    infra = build_infra(onprem_config(tmp_path, gcs_server))
+def test_onprem_reads_https_files(tmp_path: Path, mei_gcs_server: RunningServer, https_site: str) -> None:
+    infra = build_infra(onprem_config(tmp_path, mei_gcs_server))
     model = f"{https_site}/models/tiny"
     try:
         with infra.filesystem.open(f"{model}/config.json", "r") as f:

@@ -2,7 +2,8 @@
 
 The suite is `StoreConformance` from ``model_engine_infra.testing.conformance.storage``, the class
 the unit suite runs too. Below it, what only a real network shows: downloads cut mid-object by
-``../shared/tools/netsim.py --reset-after N`` and a server that refuses connections.
+the network simulator (``model_engine_infra.testing.netsim``, ``reset_after``) and a server that
+refuses connections.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from model_engine_infra.testing.servers import RunningServer
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
 
 
@@ -77,7 +77,7 @@ def s3_config(moto: RunningServer, style: str, root: str, endpoint: str | None =
 
 
 def aws_env(monkeypatch: pytest.MonkeyPatch, moto: RunningServer, with_endpoint: bool) -> None:
-    for name, value in moto.env.items():
+    for name, value in moto.sdk_env.items():
         if name != "AWS_ENDPOINT_URL" or with_endpoint:
             monkeypatch.setenv(name, value)
     if not with_endpoint:
@@ -107,6 +107,7 @@ def azure_target(azurite: RunningServer, root: str) -> StoreTarget:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     from model_engine_infra.storage.abs import AzureBlobArtifacts, make_client
+    from model_engine_infra.storage.transfer import TransferSettings
 
     config = azure_config(azurite, root)
     container, folder = split_root(root)
@@ -114,7 +115,11 @@ def azure_target(azurite: RunningServer, root: str) -> StoreTarget:
     with contextlib.suppress(Exception):  # created by an earlier test
         filesystem.client.create_container(container)
     small_ranges = make_client(config, max_single_get_size=MIB, max_chunk_get_size=MIB)
-    artifacts = AzureBlobArtifacts(small_ranges, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix)
+    artifacts = AzureBlobArtifacts(
+        small_ranges,
+        fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
+        transfer=TransferSettings(max_concurrency=8, part_size=MIB),
+    )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
     sas = generate_container_sas(
         azurite.extra["account_name"],
@@ -145,6 +150,7 @@ def azure_target(azurite: RunningServer, root: str) -> StoreTarget:
 
 def gcs_target(gcs: RunningServer, root: str) -> StoreTarget:
     from model_engine_infra.storage.gcs import GCSArtifacts
+    from model_engine_infra.storage.transfer import TransferSettings
 
     config = gcs_config(gcs, root)
     bucket, folder = split_root(root)
@@ -154,8 +160,7 @@ def gcs_target(gcs: RunningServer, root: str) -> StoreTarget:
     artifacts = GCSArtifacts(
         filesystem.client,
         fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix,
-        range_size=MIB,
-        range_threshold=2 * MIB,
+        transfer=TransferSettings(max_concurrency=8, part_size=MIB),
     )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
 
@@ -169,10 +174,10 @@ class TestS3OnMotoServer(StoreConformance):
     """boto3's endpoint from AWS_ENDPOINT_URL, like any boto3 app pointed at LocalStack."""
 
     @pytest.fixture
-    def store_target(self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreTarget]:
-        aws_env(monkeypatch, moto_server, with_endpoint=True)
+    def store_target(self, mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreTarget]:
+        aws_env(monkeypatch, mei_moto_server, with_endpoint=True)
         root = fresh_root("s3", "contract-bucket")
-        target = s3_store_target("moto-server", s3_config(moto_server, "aws", root), root)
+        target = s3_store_target("moto-server", s3_config(mei_moto_server, "aws", root), root)
         yield target
         target.infra.close()
 
@@ -181,18 +186,18 @@ class TestMinIOPath(StoreConformance):
     """The on-prem path: the endpoint from s3_endpoint_url only."""
 
     @pytest.fixture
-    def store_target(self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreTarget]:
-        aws_env(monkeypatch, moto_server, with_endpoint=False)
+    def store_target(self, mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreTarget]:
+        aws_env(monkeypatch, mei_moto_server, with_endpoint=False)
         root = fresh_root("s3", "contract-bucket")
-        target = s3_store_target("minio-path", s3_config(moto_server, "minio", root), root)
+        target = s3_store_target("minio-path", s3_config(mei_moto_server, "minio", root), root)
         yield target
         target.infra.close()
 
 
 class TestAzureBlobOnAzurite(StoreConformance):
     @pytest.fixture
-    def store_target(self, azurite_server: RunningServer) -> Iterator[StoreTarget]:
-        target = azure_target(azurite_server, fresh_root("az", "contract"))
+    def store_target(self, mei_azurite_server: RunningServer) -> Iterator[StoreTarget]:
+        target = azure_target(mei_azurite_server, fresh_root("az", "contract"))
         yield target
         target.infra.close()
 
@@ -200,10 +205,10 @@ class TestAzureBlobOnAzurite(StoreConformance):
 class TestGCSOnFakeGCS(StoreConformance):
     @pytest.fixture
     def store_target(
-        self, gcs_server: RunningServer, monkeypatch: pytest.MonkeyPatch, gcp_signing_key: Path
+        self, mei_gcs_server: RunningServer, monkeypatch: pytest.MonkeyPatch, gcp_signing_key: Path
     ) -> Iterator[StoreTarget]:
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcp_signing_key))
-        target = gcs_target(gcs_server, fresh_root("gs", "contract-bucket"))
+        target = gcs_target(mei_gcs_server, fresh_root("gs", "contract-bucket"))
         yield target
         target.infra.close()
 
@@ -213,7 +218,7 @@ class TestGCSOnFakeGCS(StoreConformance):
 
 @contextlib.contextmanager
 def proxied(target: RunningServer, **conditions: Any) -> Iterator[str]:
-    """netsim.py between us and ``target``; yields the proxy's base URL."""
+    """The network simulator between us and ``target``; yields the proxy's base URL."""
     with netsim(target.port, **conditions) as port:
         yield f"http://127.0.0.1:{port}"
 
@@ -243,7 +248,7 @@ def proxied_artifacts(kind: str, server: RunningServer, proxy: str, root: str) -
     return GCSArtifacts(make_client(config), fine_tuned_weights_prefix=f"{root}/ft", retry=quick, owns_client=True)
 
 
-SERVERS = {"s3": "moto_server", "azure": "azurite_server", "gcs": "gcs_server"}
+SERVERS = {"s3": "mei_moto_server", "azure": "mei_azurite_server", "gcs": "mei_gcs_server"}
 
 
 def direct_target(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, root: str) -> StoreTarget:
@@ -350,7 +355,7 @@ def test_cli_copy_between_buckets_through_a_cut_prints_one_line(
 
     from model_engine_infra.cli import app
 
-    moto = request.getfixturevalue("moto_server")
+    moto = request.getfixturevalue("mei_moto_server")
     root = fresh_root("s3", "contract-bucket")
     target = direct_target("s3", request, monkeypatch, root)
     write(target, "src/weights.bin", MULTI_CHUNK[: 3 * MIB])

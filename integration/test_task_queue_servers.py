@@ -17,6 +17,7 @@ from model_engine_infra.testing.conformance.tasks import (
     RedisTaskQueueConformance,
     SQSTaskQueueConformance,
     TaskQueueTarget,
+    broker_db_url,
     closed_port,
     redis_task_queue_target,
     sqs_task_queue_target,
@@ -28,10 +29,10 @@ pytestmark = pytest.mark.integration
 
 class TestRedisOnRedisServer(RedisTaskQueueConformance):
     @pytest.fixture
-    async def task_queue_target(self, redis_server: RunningServer) -> AsyncIterator[TaskQueueTarget]:
-        async_client = redis.asyncio.Redis.from_url(redis_server.url)
+    async def task_queue_target(self, mei_redis_server: RunningServer) -> AsyncIterator[TaskQueueTarget]:
+        async_client = redis.asyncio.Redis.from_url(broker_db_url(mei_redis_server.url))
         target = redis_task_queue_target(
-            url=redis_server.url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{closed_port()}/0"
+            url=mei_redis_server.url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{closed_port()}/0"
         )
         yield target
         target.gateway.close()
@@ -42,12 +43,12 @@ class TestRedisOnRedisServer(RedisTaskQueueConformance):
 class TestSQSOnMotoServer(SQSTaskQueueConformance):
     @pytest.fixture
     async def task_queue_target(
-        self, moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+        self, mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch
     ) -> AsyncIterator[TaskQueueTarget]:
-        for name, value in moto_server.env.items():
+        for name, value in mei_moto_server.sdk_env.items():
             if name != "AWS_ENDPOINT_URL":  # every client gets the endpoint explicitly
                 monkeypatch.setenv(name, value)
-        target = sqs_task_queue_target(endpoint_url=moto_server.url, bucket=f"tq-{uuid.uuid4().hex[:12]}")
+        target = sqs_task_queue_target(endpoint_url=mei_moto_server.url, bucket=f"tq-{uuid.uuid4().hex[:12]}")
         yield target
         target.gateway.close()
         await target.delegate.close()
@@ -64,9 +65,9 @@ def test_wrong_type_key_on_redis_server_is_a_key_conflict(request: pytest.Fixtur
     from model_engine_infra.errors import BrokerUnavailableError, QueueKeyConflictError
     from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
 
-    server: RunningServer = request.getfixturevalue("redis_server")
+    server: RunningServer = request.getfixturevalue("mei_redis_server")
     name = f"wrongtype-{uuid.uuid4().hex[:8]}"
-    client = redis.Redis.from_url(server.url)
+    client = redis.Redis.from_url(broker_db_url(server.url))  # the gateway's database (onprem: 24 h, 3)
     client.hset(f"{name}:meta", "created_by", "test")
     client.rpush(f"_kombu.binding.{name}", "a list where kombu keeps a set")
     gateway = CeleryTaskQueueGateway.from_config(

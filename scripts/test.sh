@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Python deps into .venv; redis-server, docker-registry, Azurite,
-# moto server and fake-gcs-server per ../shared/services.md), then run lint, types, unit and
+# moto server and fake-gcs-server: scripts/install-test-servers.sh), then run lint, types, unit and
 # integration tests. Servers are started and stopped by the tests themselves, on free ports.
 # Under CI=true an integration test whose server is missing fails instead of skipping.
 # Every stage runs even when an earlier one fails; the exit code is non-zero if any failed.

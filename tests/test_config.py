@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import warnings
 from pathlib import Path
@@ -12,8 +13,8 @@ from model_engine_infra import load_config
 from model_engine_infra.config import ConfigWarning, InfraConfig
 from model_engine_infra.errors import ConfigError, UnknownProviderError
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
-EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "deploy"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*/*.yaml"))
 
 
 def write(tmp_path: Path, text: str, name: str = "values.yaml") -> Path:
@@ -23,44 +24,57 @@ def write(tmp_path: Path, text: str, name: str = "values.yaml") -> Path:
 
 
 def test_examples_exist() -> None:
-    assert len(EXAMPLE_FILES) == 5, EXAMPLES
+    clouds = ("aws", "azure", "gcp", "local", "onprem")
+    expected = [EXAMPLES / cloud / name for cloud in clouds for name in ("infra-config.yaml", "values.yaml")]
+    assert expected == EXAMPLE_FILES
 
 
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_each_example_loads_unchanged(path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConfigWarning)  # no false "did you mean" on real files
         config = load_config(path, env={})
-    assert config.cloud_provider in ("aws", "azure", "gcp", "onprem")
+    assert config.cloud_provider == path.parent.name
     assert config.source_of("cloud_provider").startswith(str(path))
 
 
+@pytest.mark.parametrize("cloud", ["aws", "azure", "gcp", "onprem", "local"])
+def test_both_shapes_of_each_example_say_the_same(cloud: str) -> None:
+    """values.yaml (the chart's shape) and infra-config.yaml (the flat pod file) describe one deployment."""
+    values = load_config(EXAMPLES / cloud / "values.yaml", env={}).model_dump()
+    flat = load_config(EXAMPLES / cloud / "infra-config.yaml", env={}).model_dump()
+    for template in ("sqs_queue_policy_template", "sqs_queue_tag_template"):  # one JSON, two layouts
+        for dump in (values, flat):
+            dump[template] = json.loads(dump[template]) if dump[template] else None
+    assert values == flat
+
+
 def test_helm_values_shape_maps_every_block() -> None:
-    config = load_config(EXAMPLES / "azure.yaml", env={})
+    config = load_config(EXAMPLES / "azure" / "values.yaml", env={})
     assert config.cloud_provider == "azure"
-    assert config.servicebus_namespace == "my-servicebus-namespace"
-    assert config.abs_account_name == "mystorageaccount"
-    assert config.keyvault_name == "my-llm-engine-keyvault"
-    assert config.azure_object_id == "00000000-0000-0000-0000-000000000000"
-    assert config.cache_redis_azure_host == "my-redis-cache.redis.cache.windows.net:6380"
+    assert config.servicebus_namespace == "acme-model-engine"
+    assert config.abs_account_name == "acmemodelengine"
+    assert config.keyvault_name == "acme-model-engine-kv"
+    assert config.azure_object_id == "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+    assert config.cache_redis_azure_host == "acme-model-engine.redis.cache.windows.net:6380"
     assert config.celery_broker_type == "servicebus"
-    assert config.source_of("servicebus_namespace").endswith("azure.yaml:azure.servicebus_namespace")
+    assert config.source_of("servicebus_namespace").endswith("values.yaml:azure.servicebus_namespace")
     assert config.source_of("vllm_repository").endswith(":config.values.launch.vllm_repository")
 
 
 def test_top_level_chart_keys() -> None:
-    config = load_config(EXAMPLES / "onprem.yaml", env={})
+    config = load_config(EXAMPLES / "onprem" / "values.yaml", env={})
     assert config.celery_broker_type_redis is True
     assert config.redis_port == 6379  # "6379" in the file
-    assert config.s3_endpoint_url == "http://minio.my-namespace.svc.cluster.local:9000"
+    assert config.s3_endpoint_url == "http://minio.model-engine.svc.cluster.local:9000"
     assert config.source_of("s3_endpoint_url").endswith(":s3EndpointUrl")
-    gcp = load_config(EXAMPLES / "gcp.yaml", env={})
-    assert gcp.redis_host == "my-memorystore-instance.redis.cache.googleapis.com"
+    gcp = load_config(EXAMPLES / "gcp" / "values.yaml", env={})
+    assert gcp.redis_host == "10.20.0.3"
 
 
 def test_flat_file_shape_and_numbers_as_strings(tmp_path: Path) -> None:
-    config = load_config(EXAMPLES / "flat-infra-config.yaml", env={})
-    assert config.ml_account_id == "000000000000"
+    config = load_config(EXAMPLES / "aws" / "infra-config.yaml", env={})
+    assert config.ml_account_id == "111122223333"
     assert config.default_region == "us-west-2"
     unquoted = write(tmp_path, "cloud_provider: onprem\nml_account_id: 123456789012\ntag: 1234\n")
     config = load_config(unquoted, env={})
@@ -108,7 +122,7 @@ def test_deployment_env_vars_override_files() -> None:
         "AWS_PROFILE": "aws-p",
         "GCP_PROJECT_ID": "proj",
     }
-    config = load_config(EXAMPLES / "azure.yaml", env=env)
+    config = load_config(EXAMPLES / "azure" / "values.yaml", env=env)
     assert config.servicebus_namespace == "from-env"
     assert config.servicebus_keep_alive_interval == 45
     assert (config.abs_account_name, config.abs_container_name) == ("acct", "cont")
@@ -121,7 +135,7 @@ def test_deployment_env_vars_override_files() -> None:
 
 
 def test_cloud_swapped_by_env() -> None:
-    config = load_config(EXAMPLES / "onprem.yaml", env={"MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "local"})
+    config = load_config(EXAMPLES / "onprem" / "values.yaml", env={"MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "local"})
     assert config.cloud_provider == "local"
     assert config.source_of("cloud_provider") == "env:MODEL_ENGINE_INFRA_CLOUD_PROVIDER"
 
@@ -209,24 +223,24 @@ def test_unknown_provider_from_env() -> None:
 
 
 @pytest.mark.parametrize(
-    ("a", "b"),
+    ("a", "b", "winner"),
     [
-        ("cache_redis_aws_url: redis://h:6379/0", "cache_redis_aws_secret_name: s"),
-        ("cache_redis_aws_url: redis://h:6379/0", "cache_redis_azure_host: h:6380"),
-        ("cache_redis_aws_secret_name: s", "cache_redis_azure_host: h:6380"),
+        ("cache_redis_aws_url: redis://h:6379/0", "cache_redis_aws_secret_name: s", "cache_redis_aws_url"),
+        ("cache_redis_aws_url: redis://h:6379/0", "cache_redis_azure_host: h:6380", "cache_redis_aws_url"),
+        ("cache_redis_aws_secret_name: s", "cache_redis_azure_host: h:6380", "cache_redis_aws_secret_name"),
     ],
 )
-def test_more_than_one_cache_redis_source(tmp_path: Path, a: str, b: str) -> None:
+def test_more_than_one_cache_redis_source_is_a_finding(tmp_path: Path, a: str, b: str, winner: str) -> None:
+    """llm-engine's order picks one on aws and ignores the rest; the ignored key is reported, not refused."""
     path = write(
         tmp_path,
         f"config:\n  values:\n    infra: {{cloud_provider: aws}}\n    launch:\n      {a}\n      {b}\n",
     )
-    with pytest.raises(ConfigError) as info:
-        load_config(path, env={})
+    config = load_config(path, env={})
     second = b.split(":")[0]
-    assert info.value.key == f"config.values.launch.{second}"
-    assert "exactly one" in str(info.value)
-    assert "redis://h" not in str(info.value)  # the URL may hold a password
+    (finding,) = [f for f in config.findings() if f.key == f"config.values.launch.{second}"]
+    assert f"{winner} wins" in finding.message
+    assert "redis://h" not in finding.message  # the URL may hold a password
 
 
 def test_onprem_url_may_accompany_the_exclusive_keys(tmp_path: Path) -> None:
@@ -307,7 +321,7 @@ def test_sqs_templates_are_the_sqs_brokers_rule(tmp_path: Path) -> None:
 def test_templates_of_the_examples_render_with_hostile_values() -> None:
     from model_engine_infra.queues.templates import render_template
 
-    config = load_config(EXAMPLES / "aws.yaml", env={})
+    config = load_config(EXAMPLES / "aws" / "values.yaml", env={})
     assert config.sqs_queue_policy_template is not None
     doc = render_template(
         config.sqs_queue_policy_template,

@@ -26,6 +26,7 @@ from model_engine_infra.testing.conformance.tasks import (
     ServiceBusTaskQueueConformance,
     SQSTaskQueueConformance,
     TaskQueueTarget,
+    broker_db_url,
     closed_port,
     local_task_queue_target,
     pubsub_task_queue_target,
@@ -85,7 +86,7 @@ class TestPubSubTaskQueue(PubSubTaskQueueConformance):
 class TestRedisTaskQueue(RedisTaskQueueConformance):
     @pytest.fixture
     async def task_queue_target(self, fake_redis_url: str) -> AsyncIterator[TaskQueueTarget]:
-        async_client = redis.asyncio.Redis.from_url(fake_redis_url)
+        async_client = redis.asyncio.Redis.from_url(broker_db_url(fake_redis_url))
         target = redis_task_queue_target(
             url=fake_redis_url, async_client=async_client, unreachable_url=f"redis://127.0.0.1:{closed_port()}/0"
         )

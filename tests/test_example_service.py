@@ -1,7 +1,7 @@
 """Runs the worked example's own tests (examples/service/test_model_service.py) as part of this suite.
 
 The example is written the way a user's service would be: it imports ``model_service`` from its own
-folder and gets ``fake_infra`` from the installed pytest plugin. Importing its test functions here
+folder and gets ``mei_fake_infra`` from the installed pytest plugin. Importing its test functions here
 makes ``pytest tests`` run them; ``pytest examples/service`` runs them on their own.
 """
 

@@ -459,6 +459,6 @@ def test_task_names_arguments_and_queues(tmp_path: Path) -> None:
         typed_or_value(lambda odd=odd: gateway.get_task(odd))
     for args, kwargs in (([{1, 2}], {}), ([Opaque()], {}), ([b"\xff"], {}), ([], {1: "int key"}), ([float("nan")], {})):
         typed_or_value(lambda args=args, kwargs=kwargs: gateway.send_task("t", "q1", args=args, kwargs=kwargs))
-    for expires in (-1, 0, 10**12, 2**63):
+    for expires in (-1, 0, 1.5, 10**12, 2**63, float("nan"), float("inf")):
         typed_or_value(lambda expires=expires: gateway.send_task("t", "q1", expires=expires))
     gateway.close()

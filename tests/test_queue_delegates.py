@@ -350,7 +350,8 @@ def test_redis_delegate_takes_the_async_client_of_the_redis_component() -> None:
     client = fakeredis.FakeAsyncRedis()
 
     class Connection:
-        def async_client(self) -> Any:
+        def async_client(self, db: int | None = None) -> Any:
+            assert db == 0  # gcp: inference and endpoint creation both 1 h, database 0
             return client
 
     infra = build_infra(InfraConfig(cloud_provider="gcp"), overrides={"redis": Connection()})

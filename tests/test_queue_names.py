@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -195,6 +196,13 @@ def redis_gateway(url: str) -> CeleryTaskQueueGateway:
     )
 
 
+def broker_db(url: str) -> Any:
+    """A client on the gateway's database: onprem's inference visibility, 24 h, keeps its queues in 3."""
+    from model_engine_infra.brokers.base import TaskVisibility, with_redis_db
+
+    return redis.Redis.from_url(with_redis_db(url, TaskVisibility.VISIBILITY_24H.redis_db))
+
+
 def test_reserved_name_is_refused_and_the_default_queue_keeps_working(redis_url: str) -> None:
     """The reported case: a queue named like kombu's binding key broke every later send to ``celery``."""
     gateway = redis_gateway(redis_url)
@@ -202,14 +210,14 @@ def test_reserved_name_is_refused_and_the_default_queue_keeps_working(redis_url:
     with pytest.raises(InvalidQueueNameError, match="keeps for itself"):
         gateway.send_task("tasks.predict", "_kombu.binding.celery", args=[1])
     gateway.send_task("tasks.predict", "celery", args=[1])
-    assert redis.Redis.from_url(redis_url).llen("celery") == 1
+    assert broker_db(redis_url).llen("celery") == 1
     gateway.close()
 
 
 @pytest.mark.parametrize("taken", ["queue", "binding"])
 def test_wrong_type_key_is_a_key_conflict_not_unreachable(redis_url: str, taken: str) -> None:
     """A key left by older code (or another program) under the queue's or its binding's name."""
-    client = redis.Redis.from_url(redis_url)
+    client = broker_db(redis_url)
     client.hset("jobs:meta", "created_by", "test")  # the queue exists (delegate metadata)
     client.set("jobs" if taken == "queue" else "_kombu.binding.jobs", "not a list")
     gateway = redis_gateway(redis_url)
@@ -227,7 +235,7 @@ def test_missing_redis_queue_is_not_created_by_a_send(redis_url: str) -> None:
     gateway = redis_gateway(redis_url)
     with pytest.raises(QueueNotFoundError, match="'nobody-made-me'"):
         gateway.send_task("tasks.predict", "nobody-made-me", args=[1])
-    assert redis.Redis.from_url(redis_url).keys("*nobody-made-me*") == []
+    assert broker_db(redis_url).keys("*nobody-made-me*") == []
     gateway.close()
 
 

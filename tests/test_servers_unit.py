@@ -137,14 +137,73 @@ def test_require_server_skips_or_fails_with_the_hint(
         require_server("redis", tmp_path_factory)
 
 
-def test_find_netsim_walks_up_to_shared_tools(tmp_path: Path) -> None:
-    from model_engine_infra.testing.netsim import find_netsim
+# --- the config each server offers -----------------------------------------------------------------
 
-    script = tmp_path / "shared" / "tools" / "netsim.py"
-    script.parent.mkdir(parents=True)
-    script.write_text("")
-    nested = tmp_path / "repo" / "deep"
-    nested.mkdir(parents=True)
-    assert find_netsim(nested) == script.resolve()
-    with pytest.raises(FileNotFoundError, match="script="):
-        find_netsim(tmp_path / "repo" / "deep" / ".." / ".." / "..")
+
+def _launch_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, **options: object) -> _Launch:
+    """What ``start_<name>`` would run, without running it."""
+    captured: list[_Launch] = []
+
+    def capture(server: str, data_dir: object, port: object, launch: object, timeout: float) -> NoReturn:
+        captured.append(launch(tmp_path, 4321))  # type: ignore[operator]
+        raise RuntimeError("not started")
+
+    monkeypatch.setattr(servers, "_spawn_and_wait", capture)
+    monkeypatch.setattr(servers, "_find_program", lambda *a, **k: "/bin/true")
+    monkeypatch.setattr(servers, "_fake_gcs_binary", lambda: "/bin/true")
+    with pytest.raises(RuntimeError, match="not started"):
+        SERVERS[name](tmp_path, **options)  # type: ignore[call-arg]
+    return captured[0]
+
+
+def _server(name: str, spec: _Launch, folder: Path) -> servers.RunningServer:
+    return servers.RunningServer(name, "127.0.0.1", 4321, spec.url, 0, folder, spec.env, spec.extra, spec.settings)
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_every_server_offers_valid_config_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> None:
+    from model_engine_infra.config import InfraConfig
+
+    spec = _launch_spec(monkeypatch, tmp_path, name)
+    assert spec.settings, f"{name} offers no config"
+    assert set(spec.settings) <= set(InfraConfig.model_fields)
+    InfraConfig(cloud_provider="onprem", **spec.settings)  # every value has the key's type
+
+
+def test_server_env_is_read_back_by_load_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from model_engine_infra import load_config
+
+    spec = _launch_spec(monkeypatch, tmp_path, "moto")
+    server = servers.RunningServer(
+        "moto", "127.0.0.1", 4321, spec.url, 0, tmp_path, spec.env, spec.extra, spec.settings
+    )
+    env = server.env()
+    assert env["S3_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL_SQS"] == env["AWS_ENDPOINT_URL_ECR"] == spec.url
+    assert env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] == spec.url
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_DEFAULT_REGION"]) == ("testing", "us-east-1")
+    assert "AWS_ENDPOINT_URL" not in env  # the library reads one endpoint per service, not the global one
+    config = load_config(env={**env, "MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "onprem"})
+    assert {name: getattr(config, name) for name in spec.settings if name != "s3_secret_access_key"} == {
+        name: value for name, value in spec.settings.items() if name != "s3_secret_access_key"
+    }
+    assert config.secret("s3_secret_access_key") == "testing"
+    assert server.config(default_region="eu-west-1")["default_region"] == "eu-west-1"
+
+
+def test_redis_env_uses_the_deployment_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    spec = _launch_spec(monkeypatch, tmp_path, "redis", password="pw")
+    server = servers.RunningServer(
+        "redis", "127.0.0.1", 4321, spec.url, 0, tmp_path, spec.env, spec.extra, spec.settings
+    )
+    assert server.env() == {
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": "4321",
+        "REDIS_AUTH_TOKEN": "pw",
+        "MODEL_ENGINE_INFRA_REDIS_ENABLE_TLS": "false",
+    }
+
+
+def test_create_bucket_refuses_servers_without_buckets(tmp_path: Path) -> None:
+    server = servers.RunningServer("redis", "127.0.0.1", 1, "redis://127.0.0.1:1/0", 0, tmp_path)
+    with pytest.raises(ValueError, match="has no buckets"):
+        server.create_bucket("b")

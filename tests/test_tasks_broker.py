@@ -13,11 +13,12 @@ from model_engine_infra.tasks import BrokerType, broker_type_for
 from model_engine_infra.tasks.app import celery_conf
 from model_engine_infra.tasks.settings import check_broker_for_cloud, coerce_broker_type
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "deploy"
 
 S, SB, R, R24, L = BrokerType.SQS, BrokerType.SERVICEBUS, BrokerType.REDIS, BrokerType.REDIS_24H, BrokerType.LOCAL
 
 # (cloud_provider, celeryBrokerType, celery_broker_type_redis) -> broker
+CLOUD_BROKERS = [("aws", S), ("azure", SB), ("gcp", R), ("onprem", R24), ("local", L)]
 TABLE = [
     # the cloud decides when nothing else is said
     ("aws", None, None, S),
@@ -59,7 +60,7 @@ def test_broker_table(cloud: str, chart: str | None, force_redis: bool | None, e
 
 @pytest.mark.parametrize(
     ("example", "expected"),
-    [("aws.yaml", S), ("azure.yaml", SB), ("gcp.yaml", R), ("onprem.yaml", R24), ("flat-infra-config.yaml", S)],
+    [(f"{cloud}/{name}", broker) for cloud, broker in CLOUD_BROKERS for name in ("values.yaml", "infra-config.yaml")],
 )
 def test_real_deployment_files(example: str, expected: BrokerType) -> None:
     config = load_config(EXAMPLES / example, env={})

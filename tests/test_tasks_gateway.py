@@ -137,15 +137,16 @@ def test_long_arguments_are_cut_in_the_repr(local_gateway: CeleryTaskQueueGatewa
 
 
 def test_a_celery_worker_runs_gateway_tasks(local_gateway: CeleryTaskQueueGateway) -> None:
-    from celery.contrib.testing.worker import start_worker
+    from model_engine_infra.testing.celery_worker import worker_thread
 
     app = local_gateway.app
     declare_queue(local_gateway, "work-q")
     ok = local_gateway.send_task("model_engine_infra.demo.predict", "work-q", args=[{"prompt": "one two"}])
     bad = local_gateway.send_task("model_engine_infra.demo.fail", "work-q", args=["broken"])
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["work-q"], shutdown_timeout=10):
-        deadline = time.monotonic() + 10
-        while local_gateway.get_task(bad.task_id).status is TaskStatus.PENDING and time.monotonic() < deadline:
+    with worker_thread(app, queues=["work-q"]):
+        deadline = time.monotonic() + 60
+        while local_gateway.get_task(bad.task_id).status is TaskStatus.PENDING:
+            assert time.monotonic() < deadline, "the worker did not run the tasks"
             time.sleep(0.02)
     done = local_gateway.get_task(ok.task_id)
     assert done.status is TaskStatus.SUCCESS
@@ -340,7 +341,7 @@ def test_sha256_everywhere(forbid_md5_sha1: list[str]) -> None:
         assert "x-amz-checksum-sha256" in lowered or lowered["x-amz-trailer"] == "x-amz-checksum-sha256"
         assert "content-md5" not in lowered
         assert not [n for n in lowered if n.startswith("x-amz-checksum-") and n != "x-amz-checksum-sha256"]
-        head = s3.head_object(Bucket="results", Key="celery-results/celery-task-meta-task-1", ChecksumMode="ENABLED")
+        head = s3.head_object(Bucket="results", Key="tmp/celery/celery-task-meta-task-1", ChecksumMode="ENABLED")
         assert "ChecksumSHA256" in head
     assert forbid_md5_sha1 == []
 

@@ -158,9 +158,10 @@ def test_sqs_region_is_the_delegates_region() -> None:
 
 
 def test_redis_24h_visibility_on_prem() -> None:
+    """llm-engine's VISIBILITY_24H: 24 h, in database 3."""
     broker, conf = celery_conf(InfraConfig(cloud_provider="onprem", redis_host="redis.svc", redis_port=6380))
     assert broker.broker_type is BrokerType.REDIS_24H
-    assert broker.url == "redis://redis.svc:6380/0"
+    assert broker.url == "redis://redis.svc:6380/3"
     assert conf["broker_transport_options"]["visibility_timeout"] == 86400
 
 
@@ -168,9 +169,11 @@ def test_redis_visibility_follows_the_argument() -> None:
     config = InfraConfig(cloud_provider="gcp", redis_host="r", gcp_project_id="p")
     assert celery_conf(config)[1]["broker_transport_options"]["visibility_timeout"] == 3600
     assert celery_conf(config, task_visibility="10m")[1]["broker_transport_options"]["visibility_timeout"] == 600
-    # REDIS_24H means 24 h whatever is asked
+    # REDIS_24H makes 24 h the default; an explicit visibility (onprem's 1 h endpoint-creation queue) wins
+    _, conf = celery_conf(config, broker_type="redis_24h")
+    assert (conf["broker_transport_options"]["visibility_timeout"], conf["broker_url"]) == (86400, "redis://r:6379/3")
     _, conf = celery_conf(config, broker_type="redis_24h", task_visibility="1h")
-    assert conf["broker_transport_options"]["visibility_timeout"] == 86400
+    assert (conf["broker_transport_options"]["visibility_timeout"], conf["broker_url"]) == (3600, "redis://r:6379/0")
 
 
 def test_redis_source_with_credential_provider() -> None:
@@ -178,9 +181,9 @@ def test_redis_source_with_credential_provider() -> None:
     source = RedisBroker("rediss://app@cache:6380/0", {"credential_provider": provider})
     config = InfraConfig(cloud_provider="onprem", celery_backend_protocol="redis")
     broker, conf = celery_conf(config, redis=source)
-    assert broker.url == "rediss://app@cache:6380/0"
+    assert broker.url == "rediss://app@cache:6380/3"  # the visibility's database, not the source's
     assert conf["broker_transport_options"]["credential_provider"] is provider
-    assert conf["result_backend"] == "rediss://app@cache:6380/0"
+    assert conf["result_backend"] == "rediss://app@cache:6380/1"  # llm-engine keeps results in database 1
     assert conf["redis_backend_credential_provider"] is provider
     assert conf["broker_use_ssl"]["ssl_cert_reqs"] is not None
 
@@ -189,7 +192,7 @@ def test_broker_settings_repr_hides_a_redis_password() -> None:
     """A plain URL (``worker --redis-url``, a non-managed Redis component) may carry the password."""
     source = RedisBroker("redis://app:hunter2@cache:6379/0")
     broker, _ = celery_conf(InfraConfig(cloud_provider="onprem", celery_backend_protocol="redis"), redis=source)
-    assert broker.url == "redis://app:hunter2@cache:6379/0"  # Celery still gets the real URL
+    assert broker.url == "redis://app:hunter2@cache:6379/3"  # Celery still gets the real URL
     for shown in (repr(source), repr(broker), str(broker)):
         assert "hunter2" not in shown
         assert "app:***@cache:6379" in shown
@@ -225,15 +228,23 @@ def test_unknown_visibility_through_the_app() -> None:
         celery_conf(InfraConfig(cloud_provider="aws"), task_visibility="VISIBILITY_3H")
 
 
-def test_visibility_seconds() -> None:
-    assert [v.seconds for v in TaskVisibility] == [600, 3600, 86400]
+def test_visibility_seconds_and_databases_are_llm_engines() -> None:
+    assert [(v.value, v.seconds, v.redis_db) for v in TaskVisibility] == [
+        ("VISIBILITY_1M", 60, 2),
+        ("VISIBILITY_10M", 600, 1),
+        ("VISIBILITY_1H", 3600, 0),
+        ("VISIBILITY_24H", 86400, 3),
+    ]
+    assert TaskVisibility.from_name("1m") is TaskVisibility.VISIBILITY_1M
+    assert TaskVisibility.from_name(3) is TaskVisibility.VISIBILITY_24H  # llm-engine's IntEnum value
+    assert TaskVisibility.from_name("0") is TaskVisibility.VISIBILITY_1H
 
 
 # --- result backends -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("cloud", "protocol"), [("aws", "s3"), ("azure", "abs"), ("gcp", "gcs"), ("onprem", "redis"), ("local", "file")]
+    ("cloud", "protocol"), [("aws", "s3"), ("azure", "abs"), ("gcp", "redis"), ("onprem", "s3"), ("local", "file")]
 )
 def test_default_backend_per_cloud(cloud: str, protocol: str) -> None:
     assert default_backend_protocol(InfraConfig(cloud_provider=cloud)) == protocol
@@ -251,12 +262,20 @@ def test_s3_backend_for_minio() -> None:
     assert conf["s3_endpoint_url"] == "http://minio:9000"
     assert conf["s3_addressing_style"] == "path"
     assert conf["s3_checksum_sha256"] is False
+    assert conf["s3_base_path"] == "tmp/celery/"  # where llm-engine's workers put them
+    assert backend_settings(config.model_copy(update={"celery_result_prefix": "results"}), "s3")["s3_base_path"] == (
+        "results/"
+    )
 
 
 def test_abs_backend_uses_entra_id() -> None:
     conf = backend_settings(AZURE, "abs")
     assert conf["result_backend"] == "azureblockblob://DefaultAzureCredential@https://acct.blob.core.windows.net"
-    assert conf["azureblockblob_container_name"] == "c"
+    # llm-engine's workers: Celery's "celery" container, no prefix (not the artifacts' container)
+    assert (conf["azureblockblob_container_name"], conf["azureblockblob_base_path"]) == ("celery", "")
+    moved = AZURE.model_copy(update={"celery_result_container": "results", "celery_result_prefix": "/runs/"})
+    conf = backend_settings(moved, "abs")
+    assert (conf["azureblockblob_container_name"], conf["azureblockblob_base_path"]) == ("results", "runs/")
 
 
 def test_abs_backend_needs_account() -> None:

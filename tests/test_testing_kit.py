@@ -30,29 +30,31 @@ from model_engine_infra.testing.fakes import (
 ALL = list(FAKE_PROVIDERS)
 
 
-def test_default_provider_is_local(fake_infra: FakeInfra, infra_config: InfraConfig) -> None:
-    assert fake_infra.config is infra_config
-    assert fake_infra.provider.name == "local"
+def test_default_provider_is_local(mei_fake_infra: FakeInfra, mei_infra_config: InfraConfig) -> None:
+    assert mei_fake_infra.config is mei_infra_config
+    assert mei_fake_infra.provider.name == "local"
 
 
-@pytest.mark.parametrize("fake_infra", ["aws", "gcp"], indirect=True)
-def test_infra_config_follows_the_fake_infra_parameter(fake_infra: FakeInfra, infra_config: InfraConfig) -> None:
-    assert infra_config.cloud_provider == fake_infra.config.cloud_provider
+@pytest.mark.parametrize("mei_fake_infra", ["aws", "gcp"], indirect=True)
+def test_infra_config_follows_the_fake_infra_parameter(
+    mei_fake_infra: FakeInfra, mei_infra_config: InfraConfig
+) -> None:
+    assert mei_infra_config.cloud_provider == mei_fake_infra.config.cloud_provider
 
 
-@pytest.mark.parametrize("infra_provider", ["onprem"])
-def test_infra_provider_can_be_parametrized_directly(infra_provider: str, fake_infra: FakeInfra) -> None:
-    assert fake_infra.config.cloud_provider == "onprem"
+@pytest.mark.parametrize("mei_infra_provider", ["onprem"])
+def test_infra_provider_can_be_parametrized_directly(mei_infra_provider: str, mei_fake_infra: FakeInfra) -> None:
+    assert mei_fake_infra.config.cloud_provider == "onprem"
 
 
-@pytest.mark.parametrize("infra_config", ["azure"], indirect=True)
-def test_infra_config_alone_picks_the_provider(infra_config: InfraConfig, fake_infra: FakeInfra) -> None:
-    assert fake_infra.config.cloud_provider == "azure"
+@pytest.mark.parametrize("mei_infra_config", ["azure"], indirect=True)
+def test_infra_config_alone_picks_the_provider(mei_infra_config: InfraConfig, mei_fake_infra: FakeInfra) -> None:
+    assert mei_fake_infra.config.cloud_provider == "azure"
 
 
-@pytest.mark.parametrize("fake_infra", ALL, indirect=True)
-async def test_every_component_works_in_process(fake_infra: FakeInfra) -> None:
-    infra = fake_infra
+@pytest.mark.parametrize("mei_fake_infra", ALL, indirect=True)
+async def test_every_component_works_in_process(mei_fake_infra: FakeInfra) -> None:
+    infra = mei_fake_infra
     info = await infra.queue_delegate.create_queue_if_not_exists("e1", "demo", "alice", {"team": "ml"}, 60)
     attrs = await infra.queue_delegate.get_queue_attributes("e1")
     assert attrs.name == info.queue_name == "launch-endpoint-id-e1"
@@ -82,30 +84,30 @@ async def test_every_component_works_in_process(fake_infra: FakeInfra) -> None:
     await infra.queue_delegate.delete_queue("e1")
 
 
-def test_assert_task_sent_matches_name_queue_and_arguments(fake_infra: FakeInfra) -> None:
-    fake_infra.task_queue.send_task("tasks.predict", "q1", args=[1], kwargs={"x": 2})
-    fake_infra.task_queue.send_task("tasks.predict", "q2", args=[3])
-    fake_infra.task_queue.send_task("tasks.other", "q1")
+def test_assert_task_sent_matches_name_queue_and_arguments(mei_fake_infra: FakeInfra) -> None:
+    mei_fake_infra.task_queue.send_task("tasks.predict", "q1", args=[1], kwargs={"x": 2})
+    mei_fake_infra.task_queue.send_task("tasks.predict", "q2", args=[3])
+    mei_fake_infra.task_queue.send_task("tasks.other", "q1")
 
-    assert [t.queue for t in sent_tasks(fake_infra, "tasks.predict")] == ["q1", "q2"]
-    assert len(sent_tasks(fake_infra, queue="q1")) == 2
-    found = assert_task_sent(fake_infra, "tasks.predict", queue="q1", args=[1], kwargs={"x": 2})
+    assert [t.queue for t in sent_tasks(mei_fake_infra, "tasks.predict")] == ["q1", "q2"]
+    assert len(sent_tasks(mei_fake_infra, queue="q1")) == 2
+    found = assert_task_sent(mei_fake_infra, "tasks.predict", queue="q1", args=[1], kwargs={"x": 2})
     assert found.kwargs == {"x": 2}
-    assert_task_sent(fake_infra, "tasks.predict", count=2)
+    assert_task_sent(mei_fake_infra, "tasks.predict", count=2)
 
     with pytest.raises(AssertionError, match=re.escape("no task 'tasks.predict' to queue 'q3' was sent; sent: ")):
-        assert_task_sent(fake_infra, "tasks.predict", queue="q3")
+        assert_task_sent(mei_fake_infra, "tasks.predict", queue="q3")
     with pytest.raises(AssertionError, match="sent 2 time"):
-        assert_task_sent(fake_infra, "tasks.predict", count=1)
+        assert_task_sent(mei_fake_infra, "tasks.predict", count=1)
 
 
-def test_a_registered_handler_stands_in_for_the_worker(fake_infra: FakeInfra) -> None:
-    fake_infra.fakes.tasks.register("tasks.add", lambda a, b: a + b)
-    fake_infra.fakes.tasks.register("tasks.crash", lambda: 1 / 0)
-    ok = fake_infra.task_queue.send_task("tasks.add", "q", args=[2, 3])
-    bad = fake_infra.task_queue.send_task("tasks.crash", "q")
-    assert fake_infra.task_queue.get_task(ok.task_id).result == 5
-    failed = fake_infra.task_queue.get_task(bad.task_id)
+def test_a_registered_handler_stands_in_for_the_worker(mei_fake_infra: FakeInfra) -> None:
+    mei_fake_infra.fakes.tasks.register("tasks.add", lambda a, b: a + b)
+    mei_fake_infra.fakes.tasks.register("tasks.crash", lambda: 1 / 0)
+    ok = mei_fake_infra.task_queue.send_task("tasks.add", "q", args=[2, 3])
+    bad = mei_fake_infra.task_queue.send_task("tasks.crash", "q")
+    assert mei_fake_infra.task_queue.get_task(ok.task_id).result == 5
+    failed = mei_fake_infra.task_queue.get_task(bad.task_id)
     assert failed.status is TaskStatus.FAILURE
     assert failed.result == "ZeroDivisionError: division by zero"
     assert "ZeroDivisionError" in (failed.traceback or "")
@@ -146,14 +148,14 @@ def test_fake_config_is_valid_for_every_provider(tmp_path: Path) -> None:
         fake_config("ibm", tmp_path)
 
 
-@pytest.mark.parametrize("fake_infra", ["aws"], indirect=True)
-def test_aws_fakes_run_on_moto_in_process(fake_infra: FakeInfra) -> None:
+@pytest.mark.parametrize("mei_fake_infra", ["aws"], indirect=True)
+def test_aws_fakes_run_on_moto_in_process(mei_fake_infra: FakeInfra) -> None:
     import boto3
 
-    info = asyncio.run(fake_infra.queue_delegate.create_queue_if_not_exists("e2", "n", "me", {}, 30))
+    info = asyncio.run(mei_fake_infra.queue_delegate.create_queue_if_not_exists("e2", "n", "me", {}, 30))
     queues = boto3.client("sqs", region_name="us-east-1").list_queues()["QueueUrls"]
     assert any(url.endswith(info.queue_name) for url in queues)
-    asyncio.run(fake_infra.queue_delegate.close())
+    asyncio.run(mei_fake_infra.queue_delegate.close())
 
 
 def test_patch_azure_sdk_swaps_and_restores() -> None:

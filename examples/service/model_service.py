@@ -27,10 +27,10 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from model_engine_infra import Infra
 from model_engine_infra.errors import InfraError
+from model_engine_infra.json_types import JSONValue
 from model_engine_infra.tasks.base import TaskStatus
 
 PREDICT_TASK = "example.predict"
@@ -44,14 +44,14 @@ _FILE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 @dataclass(frozen=True)
 class Response:
     status: int
-    body: Mapping[str, Any] = field(default_factory=dict)
+    body: Mapping[str, JSONValue] = field(default_factory=dict)
 
 
 Route = Callable[..., Awaitable[Response]]
 
 
 class ModelService:
-    """The API. ``infra`` is whatever `build_infra` (or the testing kit's ``fake_infra``) returned."""
+    """The API. ``infra`` is whatever `build_infra` (or the testing kit's ``mei_fake_infra``) returned."""
 
     def __init__(self, infra: Infra) -> None:
         self.infra = infra
@@ -66,7 +66,7 @@ class ModelService:
         ]
 
     async def handle(
-        self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
+        self, method: str, path: str, body: object = None, headers: Mapping[str, str] | None = None
     ) -> Response:
         """Route one request: authorise, match, call; infrastructure errors become 503, not 500."""
         if not self._authorised(headers or {}):
@@ -86,8 +86,8 @@ class ModelService:
         return isinstance(expected, str) and hmac.compare_digest(given.encode(), expected.encode())
 
     # --- routes -----------------------------------------------------------------------------------
-    async def create_endpoint(self, body: Any) -> Response:
-        name, tag = (body or {}).get("name", ""), (body or {}).get("image_tag", "")
+    async def create_endpoint(self, body: object) -> Response:
+        name, tag = _field(body, "name"), _field(body, "image_tag")
         if not _NAME.match(name) or not tag:
             return Response(422, {"error": "name (lower-case, up to 31 characters) and image_tag are required"})
         repository = self.infra.config.vllm_repository
@@ -102,24 +102,24 @@ class ModelService:
         await self.infra.redis.async_client().set(_key(endpoint_id), json.dumps(record))
         return Response(201, {"endpoint_id": endpoint_id, "queue_name": info.queue_name})
 
-    async def get_endpoint(self, body: Any, endpoint_id: str) -> Response:
+    async def get_endpoint(self, body: object, endpoint_id: str) -> Response:
         record = await self._endpoint(endpoint_id)
         if record is None:
             return Response(404, {"error": f"no endpoint {endpoint_id}"})
         attributes = await self.infra.queue_delegate.get_queue_attributes(endpoint_id)
         return Response(200, {**record, "waiting": attributes.approximate_message_count})
 
-    async def predict(self, body: Any, endpoint_id: str) -> Response:
+    async def predict(self, body: object, endpoint_id: str) -> Response:
         record = await self._endpoint(endpoint_id)
         if record is None:
             return Response(404, {"error": f"no endpoint {endpoint_id}"})
-        prompt = (body or {}).get("prompt")
-        if not isinstance(prompt, str) or not prompt or len(prompt) > MAX_PROMPT_CHARS:
+        prompt = _field(body, "prompt")
+        if not prompt or len(prompt) > MAX_PROMPT_CHARS:
             return Response(422, {"error": f"prompt must be 1 to {MAX_PROMPT_CHARS} characters"})
         sent = self.infra.task_queue.send_task(PREDICT_TASK, record["queue_name"], kwargs={"prompt": prompt})
         return Response(202, {"task_id": sent.task_id})
 
-    async def get_task(self, body: Any, task_id: str) -> Response:
+    async def get_task(self, body: object, task_id: str) -> Response:
         state = self.infra.task_queue.get_task(task_id)
         if state.status is TaskStatus.SUCCESS:
             return Response(200, {"status": "done", "result": state.result})
@@ -127,7 +127,7 @@ class ModelService:
             return Response(200, {"status": "failed", "error": state.result})
         return Response(202, {"status": state.status.value.lower()})
 
-    async def put_weights(self, body: Any, endpoint_id: str, file: str) -> Response:
+    async def put_weights(self, body: object, endpoint_id: str, file: str) -> Response:
         if await self._endpoint(endpoint_id) is None:
             return Response(404, {"error": f"no endpoint {endpoint_id}"})
         if not _FILE.match(file) or not isinstance(body, bytes):
@@ -137,24 +137,33 @@ class ModelService:
             f.write(body)
         return Response(201, {"uri": uri})
 
-    async def weights_url(self, body: Any, endpoint_id: str, file: str) -> Response:
+    async def weights_url(self, body: object, endpoint_id: str, file: str) -> Response:
         uri = self._weights_uri(endpoint_id, file)
         if not _FILE.match(file) or not self.infra.filesystem.exists(uri):
             return Response(404, {"error": f"no weights file {file} for {endpoint_id}"})
         return Response(200, {"url": self.infra.filesystem.generate_signed_url(uri, expiration=SIGNED_URL_SECONDS)})
 
-    async def delete_endpoint(self, body: Any, endpoint_id: str) -> Response:
+    async def delete_endpoint(self, body: object, endpoint_id: str) -> Response:
         await self.infra.queue_delegate.delete_queue(endpoint_id)
         await self.infra.redis.async_client().delete(_key(endpoint_id))
         return Response(204)
 
     # --- helpers ----------------------------------------------------------------------------------
-    async def _endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+    async def _endpoint(self, endpoint_id: str) -> dict[str, str] | None:
         raw = await self.infra.redis.async_client().get(_key(endpoint_id))
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        record: object = json.loads(raw)
+        return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else None
 
     def _weights_uri(self, endpoint_id: str, file: str) -> str:
         return f"{self.infra.config.hf_user_fine_tuned_weights_prefix.rstrip('/')}/{endpoint_id}/{file}"
+
+
+def _field(body: object, name: str) -> str:
+    """A string field of a JSON object body, or "" when the body or the field is something else."""
+    value = body.get(name) if isinstance(body, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _key(endpoint_id: str) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 from .providers import BUILTIN_PROVIDER_NAMES
 
 Entry = tuple[Any, ...]  # (target, extras=(), label="", rules=None, keys=())
+#: The keys every object store reads for its transfers (`storage.transfer.TransferSettings`).
+TRANSFER_KEYS = ("storage_max_concurrency", "storage_part_size_mb")
 
 EXTRA_MODULES = {
     "aws": ("boto3",),
@@ -47,24 +49,39 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("aws",),
             "S3",
             None,
-            ("default_region", "aws_profile", "s3_endpoint_url", "s3_addressing_style", "celery_enable_sha256"),
+            (
+                "default_region",
+                "aws_profile",
+                "s3_endpoint_url",
+                "s3_addressing_style",
+                "s3_access_key_id",
+                "s3_secret_access_key",
+                "celery_enable_sha256",
+                *TRANSFER_KEYS,
+            ),
         ),
         "az": (
             "model_engine_infra.storage.abs:build_store",
             ("azure",),
             "Blob Storage",
             None,
-            ("abs_account_name", "abs_account_key", "abs_endpoint_url", "azure_client_id"),
+            ("abs_account_name", "abs_account_key", "abs_endpoint_url", "azure_client_id", *TRANSFER_KEYS),
         ),
         "gs": (
             "model_engine_infra.storage.gcs:build_store",
             ("gcp",),
             "GCS",
             None,
-            ("gcs_endpoint_url", "gcp_project_id"),
+            ("gcs_endpoint_url", "gcp_project_id", *TRANSFER_KEYS),
         ),
-        "file": ("model_engine_infra.storage.local:build_store", (), "local disk"),
-        "https": ("model_engine_infra.storage.https:build_store", (), "HTTPS (read-only)"),
+        "file": ("model_engine_infra.storage.local:build_store", (), "local disk", None, ("storage_max_concurrency",)),
+        "https": (
+            "model_engine_infra.storage.https:build_store",
+            (),
+            "HTTPS (read-only)",
+            None,
+            ("storage_max_concurrency",),
+        ),
     },
     "registry": {
         "ecr": (
@@ -72,7 +89,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("aws",),
             "ECR",
             None,
-            ("docker_repo_prefix", "default_region", "aws_profile"),
+            ("docker_repo_prefix", "default_region", "aws_profile", "ecr_endpoint_url"),
         ),
         "acr": (
             "model_engine_infra.images.acr:ACRDockerRepository.from_config",
@@ -110,7 +127,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("aws",),
             "Secrets Manager",
             None,
-            ("default_region", "aws_profile", "secret_cache_ttl_seconds"),
+            ("default_region", "aws_profile", "secretsmanager_endpoint_url", "secret_cache_ttl_seconds"),
         ),
         "keyvault": (
             "model_engine_infra.secrets.azure:build_store",
@@ -148,21 +165,36 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("celery", "aws"),
             "S3",
             None,
-            ("s3_bucket", "s3_endpoint_url", "default_region", "s3_addressing_style", "celery_enable_sha256"),
+            (
+                "s3_bucket",
+                "s3_endpoint_url",
+                "default_region",
+                "s3_addressing_style",
+                "s3_access_key_id",
+                "s3_secret_access_key",
+                "celery_enable_sha256",
+                "celery_result_prefix",
+            ),
         ),
         "abs": (
             "model_engine_infra.tasks.result_backends:abs_backend",
             ("celery", "azure"),
             "Blob Storage",
             None,
-            ("abs_account_name", "abs_container_name", "abs_account_key", "abs_endpoint_url"),
+            (
+                "abs_account_name",
+                "abs_account_key",
+                "abs_endpoint_url",
+                "celery_result_container",
+                "celery_result_prefix",
+            ),
         ),
         "gcs": (
             "model_engine_infra.tasks.result_backends:gcs_backend",
             ("celery", "gcp"),
             "GCS",
             None,
-            ("s3_bucket", "gcp_project_id", "gcs_endpoint_url"),
+            ("s3_bucket", "gcp_project_id", "gcs_endpoint_url", "celery_result_prefix"),
         ),
         "file": (
             "model_engine_infra.tasks.result_backends:file_backend",

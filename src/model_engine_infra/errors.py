@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "CredentialFetchError",
     "DownloadConflictError",
+    "EndpointLabelsError",
     "ImageBuildNotSupportedError",
     "ImageNotFoundError",
     "InfraClosedError",
@@ -47,6 +48,7 @@ __all__ = [
     "StoragePermissionError",
     "StorageUnavailableError",
     "TaskArgumentsError",
+    "TaskTimeoutError",
     "UnknownBackendError",
     "UnknownProviderError",
     "UnsafeObjectKeyError",
@@ -185,6 +187,10 @@ class InvalidQueueNameError(QueueError, ValueError):
     """A queue name (or an endpoint id making one) the broker rejects, would rewrite, or keeps for itself."""
 
 
+class EndpointLabelsError(QueueError, ValueError):
+    """An endpoint's labels lack what the queue templates need (``team`` for a ``${team}`` placeholder)."""
+
+
 class InvalidQueueSettingError(QueueError, ValueError):
     """A queue setting (e.g. the message timeout) the broker cannot take."""
 
@@ -211,6 +217,19 @@ class TaskArgumentsError(QueueError, ValueError):
 
 class QueueKeyConflictError(QueueError):
     """A key the broker keeps for a queue holds something else (Redis ``WRONGTYPE``): the broker is up."""
+
+
+class TaskTimeoutError(QueueError, TimeoutError):
+    """``wait`` gave up: the task had not finished within the timeout (it may still run)."""
+
+    def __init__(self, task_id: str, timeout: float, status: str) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(
+            f"task {task_id!r} is still {status} after {timeout:g} s. Fix: wait longer (timeout=...), or check "
+            "that a worker consumes its queue (a PENDING task was never picked up)"
+        )
 
 
 # --- storage ----------------------------------------------------------------------------------

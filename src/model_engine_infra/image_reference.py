@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 RegistryType = Literal["ecr", "acr", "gar", "oci"]
 # Where llm-engine publishes its images; the chart's image defaults point here.
 PUBLIC_DEFAULT_REGISTRY = "public.ecr.aws/b2z8n5q1"
+# llm-engine's docker_registry_type values for a plain Distribution-API registry: here "oci"
+UPSTREAM_OCI_REGISTRY_TYPES = ("onprem", "generic")
 
 ECR_HOST = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\Z"

@@ -35,6 +35,7 @@ class Infra:
         self.config = config
         self.provider = provider
         self._built: dict[str, Any] = dict(overrides or {})
+        self._overridden = frozenset(overrides or {})
         self._lock = threading.RLock()
         self._closed = False
         # components whose async close could not run inside a running loop; `aclose` finishes them
@@ -94,6 +95,33 @@ class Infra:
     @property
     def task_queue(self) -> TaskQueueGateway:
         return self.component("task_queue")  # type: ignore[no-any-return]
+
+    @property
+    def inference_task_queue(self) -> TaskQueueGateway:
+        """Async inference tasks to the endpoints' queues: `task_queue` (on-prem Redis: 24 h, database 3)."""
+        return self.task_queue
+
+    @property
+    def infra_task_queue(self) -> TaskQueueGateway:
+        """Endpoint-creation tasks, on the same broker with llm-engine's 1 h visibility (on Redis: database 0).
+
+        The same object as `inference_task_queue` where the visibilities agree, or where ``task_queue``
+        was given as an override and this was not (a fake stands in for both).
+        """
+        if "infra_task_queue" in self._built:
+            return self._built["infra_task_queue"]  # type: ignore[no-any-return]
+        from .brokers import broker_for, task_visibility
+
+        infra = task_visibility(self.config, "infra")
+        if "task_queue" in self._overridden or infra == task_visibility(self.config, "inference"):
+            return self.task_queue
+        with self._lock:
+            if "infra_task_queue" not in self._built:
+                unit = broker_for(self.config)
+                if unit is None:
+                    return self.task_queue  # the task_queue component says why there is none
+                self._built["infra_task_queue"] = unit.task_queue(self.config, self, visibility=infra)
+            return self._built["infra_task_queue"]  # type: ignore[no-any-return]
 
     @property
     def filesystem(self) -> FilesystemGateway:

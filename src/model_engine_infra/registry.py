@@ -274,6 +274,10 @@ class Profile:
     redis_visibility: str | None = None
     # The cache-Redis key deployments of this cloud set; when set, some cache Redis is required.
     cache_redis_key: str | None = None
+    # llm-engine's cache-Redis keys on this cloud, in its order after cache_redis_onprem_url (empty:
+    # every key, in the general order); keys it stops on here (an AWS key on Azure).
+    cache_redis_keys: tuple[str, ...] = ()
+    cache_redis_refused: tuple[str, ...] = ()
     # A cluster deployment (KEDA, Prometheus, control-plane images); False for one machine.
     cluster: bool = True
     # True when the chart's docker_repo_prefix default means nothing here and it must be set.

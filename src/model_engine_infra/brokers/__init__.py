@@ -28,6 +28,7 @@ __all__ = [
     "check_fits",
     "fits",
     "get_unit",
+    "task_visibility",
     "unit_for",
 ]
 
@@ -65,6 +66,20 @@ def broker_type_for(config: InfraConfig) -> BrokerType | str:
             fix="set broker (or celeryBrokerType) to one of the registered brokers",
         )
     return unit.broker_type(config)
+
+
+#: llm-engine's two task queues: async inference on the endpoints' queues, and endpoint creation.
+TASK_QUEUE_ROLES = ("inference", "infra")
+
+
+def task_visibility(config: InfraConfig, role: str = "inference") -> TaskVisibility:
+    """The visibility llm-engine gives each task queue: endpoint creation ("infra") 1 h everywhere;
+    inference the profile's Redis visibility on Redis (24 h on-prem), else 1 h. On Redis it names the database."""
+    if role not in TASK_QUEUE_ROLES:
+        raise ValueError(f"unknown task queue role {role!r}; use one of {', '.join(TASK_QUEUE_ROLES)}")
+    if role == "inference" and broker_for(config) is not None and broker_type_for(config) == BrokerType.REDIS_24H:
+        return TaskVisibility.VISIBILITY_24H
+    return TaskVisibility.VISIBILITY_1H
 
 
 def _offered_by(name: str) -> list[str]:

@@ -42,22 +42,36 @@ class BrokerType(str, enum.Enum):
 
 
 class TaskVisibility(str, enum.Enum):
-    """How long a delivered, unacknowledged task stays hidden before another worker may take it."""
+    """How long a delivered, unacknowledged task stays hidden before another worker may take it.
 
+    On Redis each visibility has its own database, as llm-engine's ``TaskVisibility`` numbers them
+    (kombu keeps one visibility timeout per database): workers and the autoscaler look there.
+    """
+
+    VISIBILITY_1M = "VISIBILITY_1M"
     VISIBILITY_10M = "VISIBILITY_10M"
     VISIBILITY_1H = "VISIBILITY_1H"
     VISIBILITY_24H = "VISIBILITY_24H"
 
     @property
     def seconds(self) -> int:
-        return {"VISIBILITY_10M": 600, "VISIBILITY_1H": 3600, "VISIBILITY_24H": 86400}[self.value]
+        return {"VISIBILITY_1M": 60, "VISIBILITY_10M": 600, "VISIBILITY_1H": 3600, "VISIBILITY_24H": 86400}[self.value]
+
+    @property
+    def redis_db(self) -> int:
+        """The Redis database of this visibility: 1H 0, 10M 1, 1M 2, 24H 3 (15 stays the cache's)."""
+        return {"VISIBILITY_1H": 0, "VISIBILITY_10M": 1, "VISIBILITY_1M": 2, "VISIBILITY_24H": 3}[self.value]
 
     @classmethod
     def from_name(cls, value: TaskVisibility | str) -> TaskVisibility:
-        """Accept a member, its name (any case) or a short form (``10m``, ``1h``, ``24h``)."""
+        """Accept a member, its name (any case), a short form (``1m``, ``10m``, ``1h``, ``24h``) or llm-engine's
+        integer value (its Redis database, 0 to 3)."""
         if isinstance(value, cls):
             return value
         text = str(value).strip().upper()
+        for member in cls:
+            if text == str(member.redis_db) and not isinstance(value, bool):
+                return member
         for member in cls:
             if text in (member.value, member.value.removeprefix("VISIBILITY_")):
                 return member
@@ -67,6 +81,23 @@ class TaskVisibility(str, enum.Enum):
             value=value,
             fix="use one of " + ", ".join(m.value for m in cls),
         )
+
+
+#: The Redis database of the Celery result backend (llm-engine: "db 1 to differentiate from the broker").
+REDIS_RESULTS_DB = 1
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """``url`` with its database replaced by ``db``; host, port, user, TLS and query options kept."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "unix":  # the database is a query option there
+        from urllib.parse import parse_qsl, urlencode
+
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"]
+        return urlunsplit(parts._replace(query=urlencode([("db", str(db)), *query])))
+    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 @dataclass(frozen=True)

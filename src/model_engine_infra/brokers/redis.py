@@ -6,13 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BrokerPermissionError, ConfigError, InfraError, QueueKeyConflictError, clip
 from ..rules import Rule
-from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, SendBounds, TaskVisibility
+from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, SendBounds, TaskVisibility, with_redis_db
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
     from ..tasks.presence import Presence
 
 RULES: tuple[Rule, ...] = ()
+# kombu's Redis transport with worker connections that give a lost connection back to kombu, and a
+# push that checks, in its one round trip, that the queue exists
 REDIS_TRANSPORT_TARGET = "model_engine_infra.tasks.redis_transport:Transport"
 # The pause between two attempts of one send: the Redis component's backoff cap (PoolSettings.backoff_cap).
 REDIS_BACKOFF_SECONDS = 0.1
@@ -65,6 +67,9 @@ def send_bounds(config: InfraConfig, options: dict[str, Any]) -> SendBounds:
 
 
 class RedisBrokerUnit(BrokerUnit):
+    """``redis_24h`` (the profile's ``redis_visibility``) only changes the default visibility; a task
+    queue built with another (onprem's 1 h endpoint-creation queue) uses that one, in its database."""
+
     name = "redis"
     label = "Redis"
     extras = ("redis",)
@@ -143,8 +148,6 @@ class RedisBrokerUnit(BrokerUnit):
         redis: RedisBroker | str | None = None,
         endpoint_url: str | None = None,
     ) -> BrokerSettings:
-        if broker_type is BrokerType.REDIS_24H:
-            visibility = TaskVisibility.VISIBILITY_24H
         source = redis_source(config, redis)
         options: dict[str, Any] = {
             "visibility_timeout": visibility.seconds,
@@ -158,15 +161,10 @@ class RedisBrokerUnit(BrokerUnit):
         ssl_options = redis_ssl_options(config, source)
         if ssl_options is not None:
             conf["broker_use_ssl"] = ssl_options
+        # the visibility's own database, as llm-engine's workers and autoscaler expect (not the cache's)
+        url = with_redis_db(source.url, visibility.redis_db)
         return BrokerSettings(
-            broker_type,
-            source.url,
-            REDIS_TRANSPORT_TARGET,
-            options,
-            conf,
-            None,
-            "base64",
-            bounds=send_bounds(config, options),
+            broker_type, url, REDIS_TRANSPORT_TARGET, options, conf, None, "base64", bounds=send_bounds(config, options)
         )
 
 

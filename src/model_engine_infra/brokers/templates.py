@@ -13,13 +13,15 @@ from typing import Any
 
 from ..errors import ConfigError
 
-PLACEHOLDERS = ("queue_name", "endpoint_id", "endpoint_name", "endpoint_created_by")
+# ``team`` comes from the endpoint's ``team`` label, as llm-engine fills it.
+PLACEHOLDERS = ("queue_name", "endpoint_id", "endpoint_name", "endpoint_created_by", "team")
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 SAMPLE_VALUES = {
     "queue_name": "launch-endpoint-id-sample",
     "endpoint_id": "sample",
     "endpoint_name": 'sample "name"',
     "endpoint_created_by": "sample-user",
+    "team": "sample-team",
 }
 
 

@@ -20,7 +20,6 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from ..config import load_config
 from ..errors import InfraError
-from ..storage.base import download_all
 from ..storage.local import LocalArtifacts, LocalFilesystem
 from ..storage.uri import parse_uri
 
@@ -110,8 +109,13 @@ def cp(
     dst: Annotated[str, typer.Argument(help="Destination object or folder (remote or local).")],
     overwrite: Annotated[bool, typer.Option(help="Replace complete local files of the same size.")] = False,
     concurrency: Annotated[
-        int, typer.Option(min=1, max=64, help="Files (and parts of large files) transferred in parallel.")
-    ] = 8,
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Requests in flight, shared by files and the parts of large files (default: storage_max_concurrency).",
+        ),
+    ] = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Copy SRC to DST (either side local) with a progress bar; folders are copied recursively."""
@@ -149,7 +153,7 @@ def _download(
     objects: list[ObjectInfo],
     single: bool,
     overwrite: bool,
-    concurrency: int,
+    concurrency: int | None,
     progress: Callable[[int], None],
     into_folder: bool = False,
 ) -> None:
@@ -158,8 +162,7 @@ def _download(
         return
     dest = dst / objects[0].key if dst.is_dir() or into_folder else dst
     named = dataclasses.replace(objects[0], key=dest.name)
-    fetch = artifacts._download_object  # the store's primitive, under the shared safe engine
-    download_all([named], dest.parent, fetch, overwrite=overwrite, max_concurrency=1, progress=progress)
+    artifacts.download_objects([named], dest.parent, overwrite, max_concurrency=concurrency, progress=progress)
 
 
 def _stream_copy(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..image_reference import PUBLIC_DEFAULT_REGISTRY, is_relative_repository
 from ..rules import Finding, Rule, Severity, finding_rule
+from .cache_redis import CACHE_REDIS_KEYS, choose_cache_redis
 from .keys import key_path
 
 if TYPE_CHECKING:
@@ -103,26 +104,55 @@ def _sha256(config: InfraConfig) -> list[Finding]:
     ]
 
 
-CACHE_REDIS_KEYS = (
-    "cache_redis_aws_url",
-    "cache_redis_aws_secret_name",
-    "cache_redis_azure_host",
-    "cache_redis_onprem_url",
-)
-
-
-@finding_rule("cache-redis-fallback", *CACHE_REDIS_KEYS)
+@finding_rule("cache-redis-precedence", *CACHE_REDIS_KEYS)
 def _redis_fallback(config: InfraConfig) -> list[Finding]:
+    """Cache-Redis keys llm-engine's order ignores; no key where the profile expects one."""
+    choice = choose_cache_redis(config)
+    found = [
+        Finding(
+            Severity.WARNING,
+            key_path(config, name),
+            f"{name} is set but not used: {choice.key or 'redis_host'} wins, in llm-engine's order "
+            f"(cache_redis_onprem_url, then {', '.join(_profile(config).cache_redis_keys) or 'the others'}). "
+            "Remove it so the file says what runs",
+        )
+        for name in choice.ignored
+    ]
     wanted = _profile(config).cache_redis_key
-    if wanted is None or any(getattr(config, n) is not None for n in CACHE_REDIS_KEYS):
+    if choice.key is None and wanted is not None:
+        found.append(
+            Finding(
+                Severity.INFO,
+                "config.values.launch." + wanted,
+                "no cache Redis key is set; the cache falls back to redis_host / redis_aws_secret_name",
+            )
+        )
+    return found
+
+
+@finding_rule("result-backend-is-the-workers", "celery_backend_protocol")
+def _result_backend(config: InfraConfig) -> list[Finding]:
+    """llm-engine's workers pick their result backend by cloud and never read celery_backend_protocol."""
+    profile = _profile(config)
+    chosen, default = config.celery_backend_protocol, profile.result_backend
+    if chosen is None or default is None or chosen == default or not profile.cluster:
         return []
     return [
         Finding(
-            Severity.INFO,
-            "config.values.launch.cache_redis_aws_url",
-            "no cache Redis key is set; the cache falls back to redis_host / redis_aws_secret_name",
+            Severity.WARNING,
+            key_path(config, "celery_backend_protocol"),
+            f"celery_backend_protocol is {chosen}, but llm-engine's workers on {config.cloud_provider} store "
+            f"results with {default} whatever this key says (its own onprem.yaml sets it and never reads it): "
+            "get_task would not find them. Remove the key unless every worker is configured the same way",
         )
     ]
 
 
-CONFIG_RULES: tuple[Rule, ...] = (_inference_images, _control_plane_images, _prometheus, _sha256, _redis_fallback)
+CONFIG_RULES: tuple[Rule, ...] = (
+    _inference_images,
+    _control_plane_images,
+    _prometheus,
+    _sha256,
+    _redis_fallback,
+    _result_backend,
+)

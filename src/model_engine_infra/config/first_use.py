@@ -29,14 +29,16 @@ if TYPE_CHECKING:
 
 #: Where each SDK endpoint's credentials belong instead of the URL.
 CREDENTIALS_INSTEAD = {
-    "s3_endpoint_url": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, aws_profile, or the pod's IAM role",
+    "s3_endpoint_url": "s3_access_key_id / s3_secret_access_key (MinIO), aws_profile, or the pod's IAM role",
     "sqs_endpoint_url": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, sqs_profile, or the pod's IAM role",
+    "ecr_endpoint_url": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, aws_profile, or the pod's IAM role",
+    "secretsmanager_endpoint_url": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, aws_profile, or the pod's IAM role",
     "abs_endpoint_url": "ABS_ACCOUNT_KEY (Azurite) or the workload identity",
     "gcs_endpoint_url": "application default credentials (emulators need none)",
     "registry_endpoint_url": "registry_username / registry_password or registry_auth_file",
 }
 #: Endpoints botocore builds clients for; it refuses host names that are not DNS names.
-BOTOCORE_ENDPOINTS = ("s3_endpoint_url", "sqs_endpoint_url")
+BOTOCORE_ENDPOINTS = ("s3_endpoint_url", "sqs_endpoint_url", "ecr_endpoint_url", "secretsmanager_endpoint_url")
 
 # botocore.utils.is_valid_endpoint_url / validate_region_name, restated so config imports no SDK.
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")

@@ -152,15 +152,20 @@ def _settings_from_file(path: Path) -> dict[str, Setting]:
     for name, info in FIELDS.items():
         for helm_path in info.helm:
             found, value = _lookup(doc, helm_path)
-            if found and value is not None:
+            if found and not _unset(value, info):
                 settings[name] = Setting(value, helm_path, source)
                 break
     # Flat files (and flat keys in any file) name fields directly.
-    for name in FIELDS:
-        if name not in settings and name in doc and doc[name] is not None and not _is_helm_only(name):
+    for name, info in FIELDS.items():
+        if name not in settings and name in doc and not _unset(doc[name], info) and not _is_helm_only(name):
             settings[name] = Setting(doc[name], name, source)
     _warn_near_misses(doc, source)
     return settings
+
+
+def _unset(value: Any, info: FieldInfo) -> bool:
+    """``null``, or ``""`` for an optional key: llm-engine's files write ``s3_endpoint_url: ""`` for "not set"."""
+    return value is None or (value == "" and info.default is None)
 
 
 def _is_helm_only(name: str) -> bool:

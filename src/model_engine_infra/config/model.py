@@ -1,6 +1,6 @@
 """`InfraConfig`: every key the library honours, its type, default, Helm path and env var.
 
-Defaults are the Helm chart's documented defaults (../shared/reference/helm-values-reference.txt)
+Defaults are the Helm chart's documented defaults (the llm-engine chart's values reference)
 except where the library adds a key of its own. Each field's ``json_schema_extra`` records where it
 lives in the Helm values (``helm``) and which environment variables override it (``env``); the
 loader, the CLI and the generated configuration reference all read that one table.
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
-from ..image_reference import PUBLIC_DEFAULT_REGISTRY
+from ..image_reference import PUBLIC_DEFAULT_REGISTRY, UPSTREAM_OCI_REGISTRY_TYPES
 from ..providers import DEFAULT_PROVIDER
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ class InfraConfig(BaseModel):
     docker_registry_type: str | None = key(
         None,
         "Registry type: ecr, acr, gar, oci, or a plugin's; inferred from docker_repo_prefix when unset "
-        "(Artifact Registry on gcp).",
+        "(Artifact Registry on gcp). llm-engine's `onprem` and `generic` read as `oci` (any Distribution-API "
+        "registry; images are checked, not assumed present).",
         helm=INFRA + "docker_registry_type",
     )
     insecure_registries: tuple[str, ...] = key(
@@ -117,6 +118,12 @@ class InfraConfig(BaseModel):
         "Where the docker_repo_prefix registry's /v2 API is reached when not at its own host (a private "
         "endpoint or proxy; tests). Image references keep docker_repo_prefix.",
         helm=INFRA + "registry_endpoint_url",
+    )
+    ecr_endpoint_url: str | None = key(
+        None,
+        "ECR API endpoint override (moto, LocalStack, a VPC endpoint); unset for AWS.",
+        helm=INFRA + "ecr_endpoint_url",
+        env="AWS_ENDPOINT_URL_ECR",
     )
     registry_username: str | None = key(
         None,
@@ -190,6 +197,18 @@ class InfraConfig(BaseModel):
         "S3 addressing style; path-style is used when s3_endpoint_url is set and this is unset.",
         helm=INFRA + "s3_addressing_style",
     )
+    s3_access_key_id: str | None = key(
+        None,
+        "Access key of an S3-compatible store (MinIO); unset uses the AWS credential chain (IRSA, profile, env).",
+        helm=INFRA + "s3_access_key_id",
+        env="S3_ACCESS_KEY_ID",
+    )
+    s3_secret_access_key: SecretStr | None = key(
+        None,
+        "Secret key paired with s3_access_key_id; inject it from a Kubernetes secret.",
+        env="S3_SECRET_ACCESS_KEY",
+        secret=True,
+    )
     hf_user_fine_tuned_weights_prefix: str = key(
         "s3://llm-engine/fine_tuned_weights",
         "URI prefix of user fine-tuned weights.",
@@ -223,6 +242,24 @@ class InfraConfig(BaseModel):
         env="ABS_ENDPOINT_URL",
     )
     gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
+    storage_max_concurrency: int = key(
+        16,
+        "Requests in flight per download_files / upload_files call and `storage cp`, shared by small files and "
+        "the parts of large ones; a call's max_concurrency overrides it.",
+        helm=INFRA + "storage_max_concurrency",
+        env="MODEL_ENGINE_INFRA_STORAGE_MAX_CONCURRENCY",
+        ge=1,
+        le=256,
+    )
+    storage_part_size_mb: int | None = key(
+        None,
+        "Part size of ranged downloads and multipart uploads, in MiB. Unset, it adapts to each object: about "
+        "storage_max_concurrency parts of 8 to 64 MiB (a 1 GiB object is 16 parts of 64 MiB). S3 needs 5 MiB or more.",
+        helm=INFRA + "storage_part_size_mb",
+        env="MODEL_ENGINE_INFRA_STORAGE_PART_SIZE_MB",
+        ge=5,
+        le=5120,
+    )
     file_storage_prefix: str | None = key(
         None,
         "Folder URI of the Files API's user files, kept as {prefix}/{owner}/{file_id} (llm-engine's layout). "
@@ -256,6 +293,17 @@ class InfraConfig(BaseModel):
         None,
         "Celery result backend: redis, s3, abs, gcs, file, or a plugin's; unset follows the provider.",
         helm=INFRA + "celery_backend_protocol",
+    )
+    celery_result_prefix: str | None = key(
+        None,
+        "Where Celery results go inside the bucket or container (s3, abs, gcs); unset is where llm-engine's "
+        "workers write them: `tmp/celery/` on s3, none on abs, `celery-results` on gcs.",
+        helm=INFRA + "celery_result_prefix",
+    )
+    celery_result_container: str | None = key(
+        None,
+        "Blob container of abs results; unset is `celery` (Celery's default, where llm-engine's workers write).",
+        helm=INFRA + "celery_result_container",
     )
     celery_broker_pool_limit: int | None = key(
         None,
@@ -412,6 +460,12 @@ class InfraConfig(BaseModel):
         "Folder of mounted Kubernetes secret files (one file per secret).",
         helm=INFRA + "secrets_dir",
     )
+    secretsmanager_endpoint_url: str | None = key(
+        None,
+        "Secrets Manager endpoint override (moto, LocalStack, a VPC endpoint); unset for AWS.",
+        helm=INFRA + "secretsmanager_endpoint_url",
+        env="AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    )
     secret_cache_ttl_seconds: float = key(
         300.0, "How long a fetched secret is cached.", helm=INFRA + "secret_cache_ttl_seconds", ge=0, le=86_400
     )
@@ -443,6 +497,12 @@ class InfraConfig(BaseModel):
     )
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("docker_registry_type", mode="before")
+    @classmethod
+    def _upstream_registry_types(cls, value: Any) -> Any:
+        """llm-engine names a plain Distribution-API registry ``onprem`` or ``generic``; here it is ``oci``."""
+        return "oci" if isinstance(value, str) and value.strip().lower() in UPSTREAM_OCI_REGISTRY_TYPES else value
 
     @field_validator("*", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, UnknownProviderError, quote
+from ..errors import UnknownProviderError, quote
 from ..redact import redact_url
 from .first_use import check_first_use_values
 from .keys import fail as _fail
@@ -16,10 +16,11 @@ from .keys import key_path, nearest
 from .model import InfraConfig
 from .schema import FIELDS
 
-EXCLUSIVE_CACHE_REDIS = ("cache_redis_aws_url", "cache_redis_aws_secret_name", "cache_redis_azure_host")
 URL_SCHEMES = {
     "s3_endpoint_url": ("http", "https"),
     "sqs_endpoint_url": ("http", "https"),
+    "ecr_endpoint_url": ("http", "https"),
+    "secretsmanager_endpoint_url": ("http", "https"),
     "registry_endpoint_url": ("http", "https"),
     "prometheus_server_address": ("http", "https"),
     "abs_endpoint_url": ("http", "https"),
@@ -39,6 +40,7 @@ def validate(config: InfraConfig) -> None:
     _check_urls(config)
     _check_cache_redis(config)
     _check_broker_pool(config)
+    _check_s3_credentials(config)
     check(config)
 
 
@@ -103,31 +105,14 @@ def _check_urls(config: InfraConfig) -> None:
 
 
 def _check_cache_redis(config: InfraConfig) -> None:
-    chosen = [name for name in EXCLUSIVE_CACHE_REDIS if getattr(config, name) is not None]
-    if len(chosen) > 1:
-        raise _fail(
-            config,
-            chosen[1],
-            f"{' and '.join(key_path(config, n) for n in chosen)} are both set; exactly one may be",
-            "keep exactly one of cache_redis_aws_url, cache_redis_aws_secret_name, cache_redis_azure_host "
-            "(cache_redis_onprem_url may accompany them and wins)",
-            value="(set)",
-        )
-    from ..selection import profile_of
+    """Fail only where llm-engine's ``cache_redis_url`` fails too; keys it ignores are a finding."""
+    from .cache_redis import choose_cache_redis, fails_without_fallback
 
-    wanted = profile_of(config).cache_redis_key
-    if wanted is None or chosen:
+    choice = choose_cache_redis(config)
+    if not fails_without_fallback(config, choice):
         return
-    fallbacks = ("cache_redis_onprem_url", "redis_aws_secret_name", "redis_host")
-    if any(getattr(config, name) is not None for name in fallbacks):
-        return  # the infra file alone (flat shape) names Redis through redis_host or its secret
-    raise ConfigError(
-        f"no cache Redis is configured for {config.cloud_provider}",
-        key="config.values.launch." + wanted,
-        value=None,
-        fix=f"set exactly one of cache_redis_aws_url, cache_redis_aws_secret_name, cache_redis_azure_host "
-        f"(on {config.cloud_provider}: {wanted})",
-    )
+    name = choice.problem_key or "cache_redis_aws_url"
+    raise _fail(config, name, choice.problem or "", choice.fix or "", value="(set)" if choice.key else "(unset)")
 
 
 def effective_registry_type(config: InfraConfig) -> str | None:
@@ -141,6 +126,21 @@ def _check_broker_pool(config: InfraConfig) -> None:
     """Negative is never valid; 0 on Service Bus is that broker's own rule (``brokers.servicebus``)."""
     if config.celery_broker_pool_limit is not None and config.celery_broker_pool_limit < 0:
         raise _fail(config, "celery_broker_pool_limit", "must be 0 or more", "remove it to keep Celery's default (10)")
+
+
+def _check_s3_credentials(config: InfraConfig) -> None:
+    """A static S3 key pair (MinIO) is given whole or not at all."""
+    has_id, has_secret = config.s3_access_key_id is not None, config.s3_secret_access_key is not None
+    if has_id == has_secret:
+        return
+    missing = "s3_secret_access_key" if has_id else "s3_access_key_id"
+    given = "s3_access_key_id" if has_id else "s3_secret_access_key"
+    raise _fail(
+        config,
+        given,
+        f"{given} is set but {missing} is not",
+        "set both (env S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY), or neither to use the AWS credential chain",
+    )
 
 
 __all__ = ["effective_registry_type", "key_path", "validate"]

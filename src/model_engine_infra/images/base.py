@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import ImageBuildNotSupportedError, InvalidImageReferenceError
 from ..lifecycle import Closeable
@@ -49,7 +49,7 @@ class DockerRepository(Closeable, ABC):
     @abstractmethod
     def get_latest_image_tag(self, repository_name: str) -> str: ...
 
-    def build_image(self, image_params: Mapping[str, Any]) -> Any:
+    def build_image(self, image_params: Mapping[str, Any]) -> NoReturn:
         raise ImageBuildNotSupportedError(
             f"{type(self).__name__} cannot build images: build them in CI (docker buildx / kaniko), push them "
             f"to {self.docker_repo_prefix}, and reference them by tag"

@@ -171,7 +171,9 @@ def repository_factory(config: InfraConfig) -> RepositoryFactory:
         if kind == "ecr":
             from .ecr import ECRDockerRepository
 
-            return ECRDockerRepository(prefix, region=config.default_region, profile=config.aws_profile)
+            return ECRDockerRepository(
+                prefix, region=config.default_region, profile=config.aws_profile, endpoint_url=config.ecr_endpoint_url
+            )
         if kind == "acr":
             from .acr import ACRDockerRepository
 

@@ -91,20 +91,34 @@ class ECRDockerRepository(DockerRepository):
     """ECR via its control-plane API; the client is made once and reused."""
 
     def __init__(
-        self, docker_repo_prefix: str, *, client: Any = None, region: str = "us-east-1", profile: str | None = None
+        self,
+        docker_repo_prefix: str,
+        *,
+        client: Any = None,
+        region: str = "us-east-1",
+        profile: str | None = None,
+        endpoint_url: str | None = None,
     ) -> None:
         super().__init__(docker_repo_prefix)
         host = parse_ecr_host(self.prefix.host)
         self.registry_id = host.account if host else None
         self.region = host.region if host else region
         if client is None:
-            client = ecr_client(self.region, fips=bool(host and host.fips), profile=profile)
+            client = ecr_client(self.region, fips=bool(host and host.fips), profile=profile, endpoint_url=endpoint_url)
         self.client = client
 
     @classmethod
     def from_config(cls, config: InfraConfig) -> ECRDockerRepository:
+        from ..config.first_use import check_sdk_endpoint
+
         require_ecr_prefix(config)
-        return cls(config.docker_repo_prefix, region=config.default_region, profile=config.aws_profile)
+        check_sdk_endpoint(config, "ecr_endpoint_url")
+        return cls(
+            config.docker_repo_prefix,
+            region=config.default_region,
+            profile=config.aws_profile,
+            endpoint_url=config.ecr_endpoint_url,
+        )
 
     def __repr__(self) -> str:
         return f"ECRDockerRepository({self.docker_repo_prefix!r})"

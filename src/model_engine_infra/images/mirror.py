@@ -92,7 +92,9 @@ def default_credentials(host: str, config: InfraConfig | None = None) -> Credent
         from .ecr import ECRCredentials, ecr_client
 
         profile = config.aws_profile if config is not None else None
-        return ECRCredentials(ecr_client(ecr.region, fips=ecr.fips, profile=profile), ecr.account)
+        endpoint = config.ecr_endpoint_url if config is not None else None
+        client = ecr_client(ecr.region, fips=ecr.fips, profile=profile, endpoint_url=endpoint)
+        return ECRCredentials(client, ecr.account)
     if ACR_HOST.match(host):
         from azure.identity import DefaultAzureCredential
 

@@ -203,11 +203,10 @@ class Tour:
 
     def _start_worker_thread(self) -> None:
         with self.step("start Celery worker thread") as s:
-            from celery.contrib.testing.worker import start_worker
-
             from ..tasks.gateway import redis_source
             from ..tasks.settings import uses_redis
             from ..tasks.worker import worker_app
+            from ..testing.celery_worker import worker_thread
 
             # the worker reaches Redis exactly as this tour's components do (same credential source)
             redis = redis_source(self.config, self.infra) if uses_redis(self.config) else None
@@ -219,16 +218,7 @@ class Tour:
             app.conf.broker_transport_options = options
             app.loader.import_default_modules()
             self._worker_app = app
-            self._worker_stack.enter_context(
-                start_worker(
-                    app,
-                    pool="solo",
-                    perform_ping_check=False,
-                    queues=[self.queue_name],
-                    shutdown_timeout=20,
-                    loglevel="WARNING",
-                )
-            )
+            self._worker_stack.enter_context(worker_thread(app, queues=[self.queue_name], loglevel="WARNING"))
             s.detail = f"in this process, queue {self.queue_name}"
 
     def _send_tasks(self) -> list[str]:

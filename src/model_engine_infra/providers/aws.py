@@ -12,6 +12,7 @@ PROVIDER = Profile(
     result_backend="s3",
     brokers=("sqs", "redis"),
     cache_redis_key="cache_redis_aws_secret_name",
+    cache_redis_keys=("cache_redis_aws_url", "cache_redis_aws_secret_name"),
     sample_config={"default_region": "us-east-1", "ml_account_id": "123456789012"},
     labels={
         "queue_delegate": "SQS",

@@ -12,6 +12,8 @@ PROVIDER = Profile(
     result_backend="abs",
     brokers=("servicebus", "redis"),
     cache_redis_key="cache_redis_azure_host",
+    cache_redis_keys=("cache_redis_azure_host",),
+    cache_redis_refused=("cache_redis_aws_url", "cache_redis_aws_secret_name"),  # llm-engine: "only for AWS"
     sample_config={
         "servicebus_namespace": "fake-namespace",
         "keyvault_name": "fake-vault",

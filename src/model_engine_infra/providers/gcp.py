@@ -10,8 +10,9 @@ PROVIDER = Profile(
     registry="gar",
     registry_from_prefix=False,  # Artifact Registry whatever the prefix looks like (a bad one is an error)
     secrets="kubernetes",
-    result_backend="gcs",
+    result_backend="redis",  # llm-engine: Redis results on gcp (database 1)
     brokers=("redis", "pubsub"),  # Pub/Sub when `broker: pubsub` says so
+    cache_redis_keys=("cache_redis_gcp_url",),
     sample_config={"gcp_project_id": "fake-project"},
     labels={
         "queue_delegate": "Redis lists; Pub/Sub with `broker: pubsub`",

@@ -7,7 +7,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ..errors import InvalidQueueNameError, QueueNotFoundError
 from ..lifecycle import Closeable
@@ -52,7 +52,7 @@ class QueueAttributes:
     name: str
     approximate_message_count: int | None
     approximate_in_flight_count: int | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, object] = field(default_factory=dict)
     # What create_queue_if_not_exists was given, where the broker keeps it (None where it does not).
     endpoint_labels: Mapping[str, str] | None = None
     endpoint_created_by: str | None = None

@@ -12,6 +12,11 @@ is acked or restored after the visibility timeout. Those count as in flight, and
 queue whose workers are busy is not empty. Any Redis error raises `BrokerUnavailableError`; the
 reference implementation reported 0 messages instead, which scaled busy endpoints to zero.
 
+Celery's Redis broker keeps each task visibility in its own database (llm-engine's
+``TaskVisibility``: 1 h in 0, 24 h in 3, ...). The delegate reads the database of the endpoints'
+(inference) queues, where it also keeps the metadata, plus any ``also`` databases the broker uses;
+counts add up and a delete empties them all. The cache's own database is not one of them.
+
 The ``unacked`` hash is shared by every queue on the database, so reading it once per queue costs
 queues x entries. Reads are therefore batched: every call waiting on the event loop joins one batch,
 which makes one pipeline (``HGETALL`` + ``LLEN`` for each queue), one ``HSCAN`` of ``unacked``
@@ -23,9 +28,10 @@ connection, never the whole pool.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -119,16 +125,31 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         return redis_queue_name(name)
 
     def __init__(
-        self, client: Redis | Callable[[], Redis], *, priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS
+        self,
+        client: Redis | Callable[[], Redis],
+        *,
+        also: Sequence[Redis | Callable[[], Redis]] = (),
+        where: str | None = None,
+        priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS,
     ) -> None:
-        self._client_for_loop: Callable[[], Redis] = client if callable(client) else (lambda: client)
+        """``client`` (or a callable giving the running loop's) is the endpoints' database; ``also`` the broker's
+        other databases, counted and emptied but holding no metadata. ``where`` describes them for messages."""
+        self._client_for_loop: Callable[[], Redis] = _for_loop(client)
+        self._also_for_loop = tuple(_for_loop(other) for other in also)
         self._priority_steps = priority_steps
-        self._where = _describe(client) if not callable(client) else _describe_connection(client)
+        described = _describe(client) if not callable(client) else _describe_connection(client)
+        self._where = where or described + "".join(
+            f" (+db {_describe(other).rsplit('/', 1)[-1]})" for other in also if not callable(other)
+        )
         self._batch: _Batch | None = None
 
     @property
     def _client(self) -> Redis:
         return self._client_for_loop()
+
+    @property
+    def _also(self) -> list[Redis]:
+        return [other() for other in self._also_for_loop]
 
     def __repr__(self) -> str:
         return f"RedisQueueEndpointResourceDelegate({self._where!r})"
@@ -169,15 +190,16 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
     async def delete_queue(self, endpoint_id: str) -> None:
         name = self.queue_name(endpoint_id)
         try:
-            tags = [tag async for tag, _ in self._unacked_entries(name)]
-            async with self._client.pipeline(transaction=True) as pipe:
-                binding = KOMBU_BINDING_KEY.format(exchange=name)  # a send's or a worker's declaration
-                permanent = KOMBU_PERMANENT_BINDING_KEY.format(exchange=name)
-                pipe.delete(name + META_SUFFIX, binding, permanent, *kombu_list_keys(name, self._priority_steps))
-                if tags:
-                    pipe.hdel(KOMBU_UNACKED_KEY, *tags)
-                    pipe.zrem(KOMBU_UNACKED_INDEX_KEY, *tags)
-                await pipe.execute()
+            for client in (self._client, *self._also):
+                tags = [tag async for tag, _ in self._unacked_entries(name, client)]
+                async with client.pipeline(transaction=True) as pipe:
+                    binding = KOMBU_BINDING_KEY.format(exchange=name)  # a send's or a worker's declaration
+                    permanent = KOMBU_PERMANENT_BINDING_KEY.format(exchange=name)
+                    pipe.delete(name + META_SUFFIX, binding, permanent, *kombu_list_keys(name, self._priority_steps))
+                    if tags:
+                        pipe.hdel(KOMBU_UNACKED_KEY, *tags)
+                        pipe.zrem(KOMBU_UNACKED_INDEX_KEY, *tags)
+                    await pipe.execute()
         except redis.exceptions.RedisError as err:
             raise self._unavailable("delete", name, err) from err
 
@@ -247,11 +269,23 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
                 for key in kombu_list_keys(name, self._priority_steps):
                     pipe.llen(key)
             replies = await pipe.execute()
-        in_flight = await self._unacked_counts(set(names))
+        in_flight = await self._unacked_counts(set(names), self._client)
+        other_lengths: list[list[Any]] = []
+        for other in self._also:
+            async with other.pipeline(transaction=False) as pipe:
+                for name in names:
+                    for key in kombu_list_keys(name, self._priority_steps):
+                        pipe.llen(key)
+                other_lengths.append(await pipe.execute())
+            for queue, count in (await self._unacked_counts(set(names), other)).items():
+                in_flight[queue] = in_flight.get(queue, 0) + count
         answers: dict[str, QueueAttributes | None] = {}
         for index, name in enumerate(names):
             offset = index * (step_count + 1)
-            meta_raw, lengths = replies[offset], replies[offset + 1 : offset + 1 + step_count]
+            meta_raw, lengths = replies[offset], list(replies[offset + 1 : offset + 1 + step_count])
+            for more in other_lengths:
+                mine = more[index * step_count : (index + 1) * step_count]
+                lengths = [a + b for a, b in zip(lengths, mine, strict=True)]
             answers[name] = self._attributes(name, meta_raw, lengths, in_flight.get(name, 0))
         return answers
 
@@ -274,10 +308,10 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             endpoint_created_by=meta.get("created_by"),
         )
 
-    async def _unacked_counts(self, names: set[str]) -> dict[str, int]:
+    async def _unacked_counts(self, names: set[str], client: Redis) -> dict[str, int]:
         """Unacked messages per queue in ``names``: one HSCAN, counted by route, then routes resolved."""
         routes: Counter[tuple[str, str]] = Counter()
-        async for _tag, value in self._client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
+        async for _tag, value in client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
             try:
                 _message, exchange, routing_key = json.loads(value)
             except (ValueError, TypeError):
@@ -288,7 +322,7 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         exchanges = sorted({exchange for exchange, _ in routes if exchange})
         bindings: dict[str, set[str]] = {}
         if exchanges:
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with client.pipeline(transaction=False) as pipe:
                 for exchange in exchanges:
                     pipe.smembers(KOMBU_BINDING_KEY.format(exchange=exchange))
                 members = await pipe.execute()
@@ -300,21 +334,23 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
                     counts[queue] += count
         return dict(counts)
 
-    async def _unacked_entries(self, name: str) -> AsyncIterator[tuple[str, Any]]:
+    async def _unacked_entries(self, name: str, client: Redis) -> AsyncIterator[tuple[str, Any]]:
         """Yield ``(delivery_tag, payload)`` of kombu's unacked messages that belong to queue ``name``."""
         routes: dict[str, set[str]] = {}
-        async for tag, value in self._client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
+        async for tag, value in client.hscan_iter(KOMBU_UNACKED_KEY, count=_SCAN_BATCH):
             try:
                 _message, exchange, routing_key = json.loads(_text(value))
             except (ValueError, TypeError):
                 continue
-            if await self._routes_to(name, _text(exchange or ""), _text(routing_key or ""), routes):
+            if await self._routes_to(name, _text(exchange or ""), _text(routing_key or ""), routes, client):
                 yield _text(tag), value
 
-    async def _routes_to(self, name: str, exchange: str, routing_key: str, cache: dict[str, set[str]]) -> bool:
+    async def _routes_to(
+        self, name: str, exchange: str, routing_key: str, cache: dict[str, set[str]], client: Redis
+    ) -> bool:
         """Whether kombu would restore a message from ``exchange``/``routing_key`` to queue ``name``."""
         if exchange and exchange not in cache:
-            members = await self._client.smembers(KOMBU_BINDING_KEY.format(exchange=exchange))
+            members = await client.smembers(KOMBU_BINDING_KEY.format(exchange=exchange))
             cache[exchange] = {_text(m) for m in members}
         return name in _route_targets(exchange, routing_key, cache.get(exchange, set()))
 
@@ -334,5 +370,24 @@ def _route_targets(exchange: str, routing_key: str, bindings: set[str]) -> set[s
     return targets
 
 
+def _for_loop(client: Any) -> Callable[[], Redis]:
+    return client if callable(client) else (lambda: client)
+
+
 def build_delegate(config: InfraConfig, infra: Infra) -> RedisQueueEndpointResourceDelegate:
-    return RedisQueueEndpointResourceDelegate(infra.redis.async_client)
+    """On the broker's databases: the inference visibility's (the endpoints' queues), then the infra one's.
+
+    Each is asked of the Redis component per call, so every event loop gets its own client.
+    """
+    from ..brokers import task_visibility
+
+    inference = task_visibility(config, "inference").redis_db
+    others = [db for db in (task_visibility(config, "infra").redis_db,) if db != inference]
+    redis = infra.redis
+    where = _describe_connection(redis.async_client).rsplit("/", 1)[0]
+    where += f"/{inference}" + "".join(f" (+db {db})" for db in others)
+    return RedisQueueEndpointResourceDelegate(
+        functools.partial(redis.async_client, db=inference),
+        also=[functools.partial(redis.async_client, db=db) for db in others],
+        where=where,
+    )

@@ -30,11 +30,12 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from ..brokers.templates import PLACEHOLDERS, render_template
+from ..brokers.templates import PLACEHOLDERS, placeholders_in, render_template
 from ..errors import (
     BrokerPermissionError,
     BrokerUnavailableError,
     ConfigError,
+    EndpointLabelsError,
     InvalidQueueSettingError,
     QueueError,
     QueueNotFoundError,
@@ -213,6 +214,18 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         except botocore.exceptions.BotoCoreError as err:
             raise BrokerUnavailableError(f"SQS client failed to {action} {queue_name!r}: {type(err).__name__}") from err
 
+    def _check_no_team_placeholder(self, endpoint_id: str) -> None:
+        """``${team}`` is filled from the endpoint's ``team`` label; without one the queue cannot be tagged."""
+        for key, template in (
+            ("sqs_queue_policy_template", self.policy_template),
+            ("sqs_queue_tag_template", self.tag_template),
+        ):
+            if template and "team" in placeholders_in(template):
+                raise EndpointLabelsError(
+                    f"endpoint {endpoint_id!r} has no 'team' label, and {key} uses ${{team}}. Fix: give the "
+                    "endpoint a team label (llm-engine always sets one), or remove ${team} from the template"
+                )
+
     def _queue_url(self, client: Any, name: str) -> str | None:
         cached = self._urls.get(name)
         if cached is not None:
@@ -262,6 +275,10 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             "endpoint_name": endpoint_name,
             "endpoint_created_by": endpoint_created_by,
         }
+        if "team" in endpoint_labels:
+            values["team"] = str(endpoint_labels["team"])
+        else:
+            self._check_no_team_placeholder(endpoint_id)
         attributes = {"VisibilityTimeout": str(min(timeout, MAX_VISIBILITY_TIMEOUT_SECONDS))}
         if self.policy_template:
             policy = render_template(self.policy_template, values, key="sqs_queue_policy_template")

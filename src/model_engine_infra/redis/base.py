@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # redis is an extra; the interface names its types without importing it
+    import redis
+    import redis.asyncio
 
 from ..lifecycle import Closeable
 
@@ -14,16 +18,20 @@ class RedisConnection(Closeable, ABC):
     usable_after_close = frozenset({"redacted_url"})  # reprs and error messages show it
 
     @abstractmethod
-    def client(self) -> Any:
-        """A ``redis.Redis`` on the component's one pool."""
+    def client(self, db: int | None = None) -> redis.Redis:
+        """A ``redis.Redis`` on the component's pool for database ``db`` (default: the configured one)."""
 
     @abstractmethod
-    def async_client(self) -> Any:
-        """A ``redis.asyncio.Redis`` on the component's one async pool."""
+    def async_client(self, db: int | None = None) -> redis.asyncio.Redis:
+        """A ``redis.asyncio.Redis`` on the component's async pool for database ``db`` (default: the configured one).
+
+        Other databases share host, port, TLS and credentials: the Celery broker keeps its queues in
+        the database of each task visibility, apart from the cache's.
+        """
 
     @property
     @abstractmethod
-    def credential_provider(self) -> Any:
+    def credential_provider(self) -> redis.CredentialProvider | None:
         """The ``redis.CredentialProvider`` (None when the server needs no credentials)."""
 
     @abstractmethod

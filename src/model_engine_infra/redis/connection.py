@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -259,12 +259,13 @@ class ManagedRedisConnection(RedisConnection):
         self._provider = provider
         self._remove_listener = provider.add_listener(self._on_new_token) if provider else None
         self._lock = threading.Lock()
-        self._client: redis.Redis | None = None
-        # One async client per event loop: an asyncio pool belongs to the loop that made its connections.
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+        self._clients: dict[int, redis.Redis] = {}  # by database
+        # One async client per event loop (and database): an asyncio pool belongs to the loop that made
+        # its connections.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, redis.asyncio.Redis]] = (
             weakref.WeakKeyDictionary()
         )
-        self._async_outside_loop: redis.asyncio.Redis | None = None
+        self._async_outside_loop: dict[int, redis.asyncio.Redis] = {}
         self._pending_disconnects: set[Any] = set()
         self._closed = False
 
@@ -281,27 +282,32 @@ class ManagedRedisConnection(RedisConnection):
     def target(self) -> Any:
         return self.source.target
 
-    def client(self) -> redis.Redis:
-        """The sync client, built once. After `close` it raises `InfraClosedError` (it never reopens)."""
-        client = self._client
+    def client(self, db: int | None = None) -> redis.Redis:
+        """The sync client of database ``db`` (default: the URL's), built once. After `close` it raises
+        `InfraClosedError` (it never reopens)."""
+        chosen = self.source.target.db if db is None else db
+        client = self._clients.get(chosen)
         if client is None or self._closed:
             with self._lock:
                 self._ensure_open()
-                if self._client is None:
-                    options: dict[str, Any] = dict(redis.connection.parse_url(self._pool_url()))  # type: ignore[no-untyped-call]
+                if chosen not in self._clients:
+                    options: dict[str, Any] = dict(redis.connection.parse_url(self._pool_url(chosen)))  # type: ignore[no-untyped-call]
                     options.update(self._pool_kwargs(asynchronous=False))
                     pool = TokenBlockingPool(**options)  # type: ignore[no-untyped-call]
-                    self._client = BoundedRedis(connection_pool=pool)
-                client = self._client
+                    self._clients[chosen] = BoundedRedis(connection_pool=pool)
+                client = self._clients[chosen]
         return client
 
-    def async_client(self) -> redis.asyncio.Redis:
-        """The async client of the running event loop: one per loop, so any loop may use the component.
+    def async_client(self, db: int | None = None) -> redis.asyncio.Redis:
+        """The async client of the running event loop for database ``db`` (default: the URL's).
 
-        ``asyncio.run`` twice, a loop per test or a loop per thread each get their own pool; a loop's
-        client is dropped once that loop is closed. Called outside any loop, it returns one client
-        that binds to the first loop using it (prefer calling it inside the loop).
+        One per loop, so any loop may use the component: ``asyncio.run`` twice, a loop per test or a
+        loop per thread each get their own pool; a loop's clients are dropped once that loop is
+        closed. Called outside any loop, it returns one client that binds to the first loop using it
+        (prefer calling it inside the loop). Another database shares host, port, TLS and credentials
+        (the Celery broker keeps each task visibility in its own).
         """
+        chosen = self.source.target.db if db is None else db
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -309,15 +315,12 @@ class ManagedRedisConnection(RedisConnection):
         with self._lock:
             self._ensure_open()
             self._drop_closed_loops()
-            client = self._async_clients.get(loop) if loop is not None else self._async_outside_loop
+            clients = self._async_outside_loop if loop is None else self._async_clients.setdefault(loop, {})
+            client = clients.get(chosen)
             if client is None:
-                options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(self._pool_url()))
+                options: dict[str, Any] = dict(redis.asyncio.connection.parse_url(self._pool_url(chosen)))
                 options.update(self._pool_kwargs(asynchronous=True))
-                client = AsyncBoundedRedis(connection_pool=AsyncTokenBlockingPool(**options))
-                if loop is None:
-                    self._async_outside_loop = client
-                else:
-                    self._async_clients[loop] = client
+                client = clients[chosen] = AsyncBoundedRedis(connection_pool=AsyncTokenBlockingPool(**options))
             return client
 
     def url(self) -> str:
@@ -348,9 +351,9 @@ class ManagedRedisConnection(RedisConnection):
             if self._closed:
                 return
             self._closed = True
-            client, self._client = self._client, None
+            clients, self._clients = list(self._clients.values()), {}
             async_clients = self._take_async_clients()
-        if client is not None:
+        for client in clients:
             pool: Any = client.connection_pool
             pool.closed_by_owner = True
             pool.disconnect()
@@ -365,9 +368,9 @@ class ManagedRedisConnection(RedisConnection):
         """Close the running loop's async pool (awaited), then everything `close` does."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            current = self._async_clients.pop(loop, None)
-        if current is not None:
-            pool: Any = current.connection_pool
+            current = self._async_clients.pop(loop, {})
+        for client in current.values():
+            pool: Any = client.connection_pool
             pool.closed_by_owner = True
             await pool.disconnect()
         self.close()
@@ -381,17 +384,17 @@ class ManagedRedisConnection(RedisConnection):
     def _drop_closed_loops(self) -> None:
         """Forget the clients of loops that are closed (caller holds the lock); their sockets close when collected."""
         for loop in [loop for loop in list(self._async_clients) if loop.is_closed()]:
-            client = self._async_clients.pop(loop, None)
-            if client is not None:
+            for client in self._async_clients.pop(loop, {}).values():
                 pool: Any = client.connection_pool
                 pool.closed_by_owner = True
 
     def _take_async_clients(self) -> list[tuple[asyncio.AbstractEventLoop | None, redis.asyncio.Redis]]:
-        taken: list[tuple[asyncio.AbstractEventLoop | None, redis.asyncio.Redis]] = list(self._async_clients.items())
+        taken: list[tuple[asyncio.AbstractEventLoop | None, redis.asyncio.Redis]] = [
+            (loop, client) for loop, clients in list(self._async_clients.items()) for client in clients.values()
+        ]
         self._async_clients.clear()
-        if self._async_outside_loop is not None:
-            taken.append((None, self._async_outside_loop))
-            self._async_outside_loop = None
+        taken += [(None, client) for client in self._async_outside_loop.values()]
+        self._async_outside_loop = {}
         return taken
 
     def _disconnect_on_its_loop(self, loop: asyncio.AbstractEventLoop | None, client: redis.asyncio.Redis) -> None:
@@ -411,9 +414,9 @@ class ManagedRedisConnection(RedisConnection):
         else:
             asyncio.run_coroutine_threadsafe(pool.disconnect(), loop)
 
-    def _pool_url(self) -> str:
-        """The target without credentials; with a provider the user name comes from it, not the URL."""
-        return self.source.target.url(username=self._provider is None)
+    def _pool_url(self, db: int) -> str:
+        """The target (database ``db``) without credentials; with a provider the user name comes from it."""
+        return replace(self.source.target, db=db).url(username=self._provider is None)
 
     def _pool_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
         settings = self.settings
@@ -446,13 +449,10 @@ class ManagedRedisConnection(RedisConnection):
         if not token.username:
             return  # AUTH without a user name cannot be replayed safely; reconnects pick the token up
         reauth = SimpleToken(token.password, -1, -1, {"oid": token.username})
-        client = self._client
-        if client is not None:
+        for client in list(self._clients.values()):
             _reauth_blocking_pool(client.connection_pool, reauth)
-        async_clients = [*self._async_clients.values(), self._async_outside_loop]
-        for async_client in async_clients:
-            if async_client is None:
-                continue
+        per_loop = [*list(self._async_clients.values()), self._async_outside_loop]
+        for async_client in [client for clients in per_loop for client in list(clients.values())]:
             apool: Any = async_client.connection_pool
             for conn in [*apool._available_connections, *apool._in_use_connections]:
                 conn.set_re_auth_token(reauth)  # applied by redis-py when the connection is released

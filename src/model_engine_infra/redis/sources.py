@@ -317,25 +317,27 @@ def select_source(
 
 
 def _base_source(config: InfraConfig, secrets: Callable[[], SecretStore], azure_credential: Any) -> RedisSource:
+    from ..config.cache_redis import choose_cache_redis, fails_without_fallback
+
     ttl = config.secret_cache_ttl_seconds
-    onprem = config.secret("cache_redis_onprem_url")
-    if onprem:
-        return from_url(onprem, origin="cache_redis_onprem_url")
-    aws_url = config.secret("cache_redis_aws_url")
-    if aws_url:
-        return from_url(aws_url, origin="cache_redis_aws_url")
-    if config.cache_redis_aws_secret_name:
+    choice = choose_cache_redis(config)  # llm-engine's order; the keys it ignores are a config finding
+    if fails_without_fallback(config, choice):
+        raise ConfigError(choice.problem or "", key=choice.problem_key, fix=choice.fix)
+    if choice.key in ("cache_redis_onprem_url", "cache_redis_aws_url", "cache_redis_gcp_url"):
+        url = config.secret(choice.key)
+        assert url is not None
+        return from_url(url, origin=choice.key)
+    if choice.key == "cache_redis_aws_secret_name":
+        assert config.cache_redis_aws_secret_name is not None
         return from_cache_url_secret(secrets(), config.cache_redis_aws_secret_name, refresh_in=ttl)
-    if config.cache_redis_azure_host:
+    if choice.key == "cache_redis_azure_host":
+        assert config.cache_redis_azure_host is not None
         return from_azure_host(
             config.cache_redis_azure_host,
             config.azure_object_id,
             credential=azure_credential,
             client_id=config.azure_client_id,
         )
-    gcp_url = config.secret("cache_redis_gcp_url")
-    if gcp_url:
-        return from_url(gcp_url, origin="cache_redis_gcp_url")
     if config.redis_aws_secret_name:
         return from_redis_secret(secrets(), config.redis_aws_secret_name, refresh_in=ttl)
     token = config.secret("redis_auth_token")

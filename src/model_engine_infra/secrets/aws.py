@@ -85,9 +85,14 @@ class SecretsManagerStore(CachedSecretStore):
 
 
 def build_store(config: InfraConfig, infra: Infra | None = None) -> SecretsManagerStore:
-    """The provider factory: one boto3 client for the configured region and profile."""
+    """The provider factory: one boto3 client for the configured region, profile and endpoint."""
     import boto3
 
+    from ..config.first_use import check_sdk_endpoint
+
+    check_sdk_endpoint(config, "secretsmanager_endpoint_url")
     session = boto3.Session(profile_name=config.aws_profile) if config.aws_profile else boto3.Session()
-    client = session.client("secretsmanager", region_name=config.default_region)
+    client = session.client(
+        "secretsmanager", region_name=config.default_region, endpoint_url=config.secretsmanager_endpoint_url
+    )
     return SecretsManagerStore(client, region=config.default_region, ttl_seconds=config.secret_cache_ttl_seconds)

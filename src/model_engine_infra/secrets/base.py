@@ -7,9 +7,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..errors import SecretError
+from ..json_types import JSONObject
 from ..lifecycle import Closeable
 
 #: The largest secret value read or parsed: a Kubernetes Secret's own limit. Cloud stores cap lower
@@ -28,10 +29,10 @@ class SecretStore(Closeable, ABC):
     store_name: str = "secret store"
 
     @abstractmethod
-    def get(self, name: str) -> str | dict[str, Any]:
+    def get(self, name: str) -> str | JSONObject:
         """The secret's value: a dict when it is a JSON object, else the string."""
 
-    def get_json(self, name: str) -> dict[str, Any]:
+    def get_json(self, name: str) -> JSONObject:
         value = self.get(name)
         if isinstance(value, dict):
             return value
@@ -47,14 +48,14 @@ class CachedSecretStore(SecretStore):
     def __init__(self, *, ttl_seconds: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl_seconds
         self._clock = clock
-        self._cache: dict[str, tuple[float, str | dict[str, Any]]] = {}
+        self._cache: dict[str, tuple[float, str | JSONObject]] = {}
         self._lock = threading.Lock()
 
     @abstractmethod
     def _fetch(self, name: str) -> str | dict[str, Any]:
         """Read the raw secret (a string, or a dict for a folder of keys); raise `SecretNotFoundError` when absent."""
 
-    def get(self, name: str) -> str | dict[str, Any]:
+    def get(self, name: str) -> str | JSONObject:
         now = self._clock()
         with self._lock:
             hit = self._cache.get(name)
@@ -81,7 +82,7 @@ def _bounded(raw: str | dict[str, Any], name: str, where: str) -> str | dict[str
     return raw
 
 
-def _parse(raw: str | dict[str, Any]) -> str | dict[str, Any]:
+def _parse(raw: str | dict[str, Any]) -> str | JSONObject:
     if isinstance(raw, dict):
         return raw
     text = raw.strip()
@@ -91,5 +92,5 @@ def _parse(raw: str | dict[str, Any]) -> str | dict[str, Any]:
         except (json.JSONDecodeError, RecursionError):  # not JSON (or nested past the parser): the string
             return raw
         if isinstance(value, dict):
-            return value
+            return cast(JSONObject, value)
     return raw

@@ -1,8 +1,13 @@
 """Azure Blob Storage: one `BlobServiceClient` per deployment, streamed both ways.
 
-Downloads use ``download_blob(max_concurrency=N).readinto(file)`` (parallel ranged GETs pinned to
-the listed ETag) instead of ``readall()``, which would hold the whole blob in memory. Writes stage
-blocks and commit the block list only on a successful close, so an abandoned write leaves nothing.
+Downloads are ranged GETs pinned to the listed ETag, each streamed into the file by the shared
+engine (`storage.transfer`) in the SDK's 256 KiB body blocks. The SDK's own ``download_blob``
+reads every chunk whole into memory before writing it (chunks x threads of buffering: the memory
+of a parallel download grew with its concurrency), so the range is read through the SDK's
+generated ``Download`` operation instead, on the same client and pipeline (authentication,
+retries, the shared connection pool); `_stream_range` falls back to ``download_blob`` if an SDK
+release no longer has it. Writes stage blocks and commit the block list only on a successful
+close, so an abandoned write leaves nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -46,6 +52,7 @@ from .errors import translated
 from .local import check_signing
 from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .transfer import RangeReader, RangeSink, TransferSettings, read_whole
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri, shown
 
@@ -55,7 +62,6 @@ if TYPE_CHECKING:
 STORE = "Azure Blob Storage"
 MIB = 1024 * 1024
 POOL_CONNECTIONS = 64
-RANGE_CONCURRENCY = 8
 _CLOCK_SKEW = timedelta(minutes=5)
 _MAX_DELEGATION = timedelta(days=7)
 
@@ -63,8 +69,8 @@ _MAX_DELEGATION = timedelta(days=7)
 def make_client(config: InfraConfig, **client_kwargs: Any) -> BlobServiceClient:
     """The one client: account key when configured (Azurite, tests), else `DefaultAzureCredential`.
 
-    Ranged chunks of 2 MiB keep a parallel download's memory near ``RANGE_CONCURRENCY`` x 2 MiB
-    (plus the first 4 MiB GET, which is the whole of most small files).
+    Chunks of 2 MiB (after a first GET of 4 MiB) keep ``open(uri).read()`` small in memory;
+    ``download_files`` streams its ranges (see the module docstring).
     """
     account = config.abs_account_name
     if not account:
@@ -84,7 +90,9 @@ def make_client(config: InfraConfig, **client_kwargs: Any) -> BlobServiceClient:
         client_id = config.azure_client_id
         credential = DefaultAzureCredential(managed_identity_client_id=client_id, workload_identity_client_id=client_id)
     session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_CONNECTIONS)
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4, pool_maxsize=max(POOL_CONNECTIONS, config.storage_max_concurrency)
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     options: dict[str, Any] = {
@@ -293,22 +301,44 @@ class AzureBlobFilesystem(FilesystemGateway):
         self.client.close()
 
 
+def _stream_range(blob: Any, start: int, stop: int, whole: bool, etag: str | None) -> Iterator[bytes]:
+    """Bytes ``[start, stop)`` of ``blob`` as the response body arrives (256 KiB blocks), nothing buffered.
+
+    Uses the generated ``Download`` operation the SDK itself calls (``BlobClient._client.blob``);
+    with an SDK that no longer has it, the public ``download_blob`` (which buffers each chunk).
+    """
+    operations = getattr(getattr(blob, "_client", None), "blob", None)
+    download = getattr(operations, "download", None)
+    if download is None:
+        pinned: dict[str, Any] = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        span = {} if whole else {"offset": start, "length": stop - start}
+        yield from blob.download_blob(max_concurrency=1, **span, **pinned).chunks()
+        return
+    from azure.storage.blob._generated.models import ModifiedAccessConditions
+
+    options: dict[str, Any] = {}
+    if etag:
+        options["modified_access_conditions"] = ModifiedAccessConditions(if_match=etag)
+    if not whole:
+        options["range"] = f"bytes={start}-{stop - 1}"
+    yield from download(**options)
+
+
 class AzureBlobArtifacts(LLMArtifactGateway):
-    """Model artifacts in Blob Storage, downloaded in parallel ranges straight into the file."""
+    """Model artifacts in Blob Storage: ranged GETs streamed into the file by the shared download pool."""
 
     def __init__(
         self,
         client: BlobServiceClient,
         *,
         fine_tuned_weights_prefix: str,
-        range_concurrency: int = RANGE_CONCURRENCY,
+        transfer: TransferSettings | None = None,
         owns_client: bool = False,
     ) -> None:
-        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
+        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix, transfer=transfer)
         self._blobs = _Blobs(client)
         self.client = client
         self._owns_client = owns_client
-        self._range_concurrency = range_concurrency
 
     def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
         return self._blobs.iter_objects(folder_uri)
@@ -321,15 +351,22 @@ class AzureBlobArtifacts(LLMArtifactGateway):
             return None
         return size
 
-    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
-        pinned: dict[str, Any] = {}
-        if obj.version:
-            pinned = {"etag": obj.version, "match_condition": MatchConditions.IfNotModified}
+    def _range_reader(self) -> RangeReader:
+        return self._read_range
+
+    def _read_range(self, obj: ObjectInfo, start: int, stop: int, sink: RangeSink) -> None:
+        whole = start == 0 and stop == obj.size
         with _errors(obj.uri):
-            downloader = self._blobs.blob(obj.uri).download_blob(
-                max_concurrency=self._range_concurrency, progress_hook=_deltas(progress), **pinned
-            )
-            downloader.readinto(fileobj)
+            for block in _stream_range(self._blobs.blob(obj.uri), start, stop, whole, obj.version):
+                sink.write(block)
+
+    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
+        if obj.size is None:
+            size = self._object_size(obj.uri)
+            if size is None:
+                raise ObjectNotFoundError(f"{obj.uri}: no such blob or container")
+            obj = dataclasses.replace(obj, size=size)
+        read_whole(self._read_range, obj, fileobj, progress)
 
     def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         blob = self._blobs.blob(uri)
@@ -382,4 +419,9 @@ def build_store(config: InfraConfig) -> Store:
     from .routing import weights_prefix
 
     filesystem = AzureBlobFilesystem(make_client(config), account_key=config.secret("abs_account_key"))
-    return Store(filesystem, AzureBlobArtifacts(filesystem.client, fine_tuned_weights_prefix=weights_prefix(config)))
+    artifacts = AzureBlobArtifacts(
+        filesystem.client,
+        fine_tuned_weights_prefix=weights_prefix(config),
+        transfer=TransferSettings.from_config(config),
+    )
+    return Store(filesystem, artifacts)

@@ -1,9 +1,11 @@
 """The file and artifact interfaces, and the download engine every store shares.
 
 A store implements a few primitives (list a folder, size of one object, stream one object into a
-file); `LLMArtifactGateway` turns them into safe, parallel, resumable-looking downloads: keys are
-checked before anything is written, each file lands under a temporary name and is renamed when
-complete (both in `landing`), and complete files of the right size are skipped unless ``overwrite``.
+file, and, for stores that can, read one byte range); `LLMArtifactGateway` turns them into safe,
+parallel downloads: keys are checked before anything is written, each file lands under a
+temporary name and is renamed when complete (both in `landing`), large objects are read in parts
+by the same pool of requests as the small files (`transfer`), and complete files of the right size
+are skipped unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Literal, cast, overload
 
 from ..errors import ObjectNotFoundError, ObjectTooLargeError, StorageError, clip
+from ..json_types import JSONObject
 from ..lifecycle import Closeable
-from .landing import DownloadPlan, LandingZone, PlannedFile, plan_download
-from .uploads import DEFAULT_UPLOAD_CONCURRENCY, UploadItem, plan_uploads, run_uploads
+from .landing import DownloadPlan, LandingZone, plan_download
+from .transfer import RangeReader, TransferSettings, run_download
+from .uploads import UploadItem, plan_uploads, run_uploads
 
 Progress = Callable[[int], None]
+# The modes every store supports (storage/streams.py); text is UTF-8 unless ``encoding`` says otherwise.
+OpenBinaryMode = Literal["rb", "wb"]
+OpenTextMode = Literal["r", "rt", "w", "wt"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,18 @@ class ObjectInfo:
 class FilesystemGateway(Closeable, ABC):
     """Streaming open, signed URLs and the few file operations the control plane needs."""
 
+    @overload
+    def open(self, uri: str, mode: OpenBinaryMode = "rb", **kwargs: Any) -> IO[bytes]: ...
+    @overload
+    def open(self, uri: str, mode: OpenTextMode, **kwargs: Any) -> IO[str]: ...
+    @overload
+    def open(self, uri: str, mode: str, **kwargs: Any) -> IO[Any]: ...  # a mode known only at run time
     @abstractmethod
     def open(self, uri: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
-        """A stream; a write that fails or is abandoned leaves nothing under ``uri``."""
+        """A stream; a write that fails or is abandoned leaves nothing under ``uri``.
+
+        Typed by ``mode``: ``"rb"``/``"wb"`` give ``IO[bytes]``, ``"r"``/``"w"`` ``IO[str]``.
+        """
 
     @abstractmethod
     def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str: ...
@@ -94,8 +109,9 @@ class FilesystemGateway(Closeable, ABC):
 class LLMArtifactGateway(Closeable, ABC):
     """Model artifacts: listing, safe parallel downloads, fine-tuned weights, model config."""
 
-    def __init__(self, *, fine_tuned_weights_prefix: str) -> None:
+    def __init__(self, *, fine_tuned_weights_prefix: str, transfer: TransferSettings | None = None) -> None:
         self.fine_tuned_weights_prefix = fine_tuned_weights_prefix.rstrip("/")
+        self.transfer = transfer or TransferSettings()
 
     # --- primitives a store implements -----------------------------------------------------------
     @abstractmethod
@@ -109,6 +125,11 @@ class LLMArtifactGateway(Closeable, ABC):
     @abstractmethod
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         """Stream ``obj`` into ``fileobj`` in chunks (parallel ranges for large objects)."""
+
+    def _range_reader(self) -> RangeReader | None:
+        """``read_range(obj, start, stop, sink)`` for stores that read byte ranges (large objects then go
+        in parts through the shared pool), or None: each object is one `_download_object` call."""
+        return None
 
     @abstractmethod
     def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
@@ -146,20 +167,40 @@ class LLMArtifactGateway(Closeable, ABC):
         target_path: str | os.PathLike[str],
         overwrite: bool = False,
         *,
-        max_concurrency: int = 8,
+        max_concurrency: int | None = None,
         progress: Progress | None = None,
     ) -> list[str]:
-        """Download the folder (or single object) ``path`` into ``target_path``; returns local paths."""
+        """Download the folder (or single object) ``path`` into ``target_path``; returns local paths.
+
+        At most ``max_concurrency`` requests at once (default: the ``storage_max_concurrency`` key),
+        shared by the small files and the parts of the large ones.
+        """
         objects = self.list_objects(path)
         if not objects:
             raise ObjectNotFoundError(f"nothing to download: no object at or under {path!r}")
+        return self.download_objects(
+            objects, target_path, overwrite, max_concurrency=max_concurrency, progress=progress
+        )
+
+    def download_objects(
+        self,
+        objects: list[ObjectInfo],
+        target_path: str | os.PathLike[str],
+        overwrite: bool = False,
+        *,
+        max_concurrency: int | None = None,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Download listed ``objects`` (from `list_objects`) to ``target_path / obj.key``; returns local paths."""
         return download_all(
             objects,
             Path(target_path),
             self._download_object,
             overwrite=overwrite,
-            max_concurrency=max_concurrency,
+            max_concurrency=self.transfer.concurrency(max_concurrency),
             progress=progress,
+            read_range=self._range_reader(),
+            settings=self.transfer,
         )
 
     def upload_files(
@@ -167,16 +208,17 @@ class LLMArtifactGateway(Closeable, ABC):
         local_path: str | os.PathLike[str],
         uri: str,
         *,
-        max_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY,
+        max_concurrency: int | None = None,
         progress: Progress | None = None,
     ) -> list[str]:
         """Upload the folder (or file) ``local_path`` under the folder ``uri``; returns the object URIs.
 
-        Files and parts go in parallel, at most ``max_concurrency`` requests at a time; each object
-        appears only when complete. Symbolic links are skipped (see `plan_uploads`).
+        Files and parts go in parallel, at most ``max_concurrency`` requests at a time (default: the
+        ``storage_max_concurrency`` key); each object appears only when complete. Symbolic links are
+        skipped (see `plan_uploads`).
         """
         items = plan_uploads(local_path, uri)
-        self._upload_many(items, max(1, max_concurrency), _locked(progress))
+        self._upload_many(items, self.transfer.concurrency(max_concurrency), _locked(progress))
         return [item.uri for item in items]
 
     def _upload_many(self, items: list[UploadItem], max_concurrency: int, progress: Progress | None) -> None:
@@ -192,7 +234,7 @@ class LLMArtifactGateway(Closeable, ABC):
     def get_model_weights_urls(self, owner: str, model_name: str) -> list[str]:
         return self.list_files(f"{self.fine_tuned_weights_prefix}/{owner}/{model_name}")
 
-    def get_model_config(self, path: str) -> dict[str, Any]:
+    def get_model_config(self, path: str) -> JSONObject:
         """The model's ``config.json``, read whole only up to `MAX_MODEL_CONFIG_BYTES` (16 MiB)."""
         uri = path.rstrip("/") + "/config.json"
         raw = read_capped(self, uri, MAX_MODEL_CONFIG_BYTES)
@@ -205,7 +247,7 @@ class LLMArtifactGateway(Closeable, ABC):
             ) from None
         if not isinstance(value, dict):
             raise StorageError(f"{uri} holds JSON that is not an object")
-        return value
+        return cast(JSONObject, value)
 
     def close(self) -> None:
         """Release clients; the default holds none."""
@@ -252,43 +294,36 @@ def download_all(
     max_concurrency: int,
     progress: Progress | None,
     after_plan: Callable[[DownloadPlan], None] | None = None,
+    read_range: RangeReader | None = None,
+    settings: TransferSettings | None = None,
 ) -> list[str]:
     """Plan (every key checked before anything is written), then download in parallel.
 
     Each file is written under a temporary name through directory descriptors that never follow
-    links (`LandingZone`) and renamed when complete. ``after_plan`` runs between the two steps; tests
-    use it to change the disk under a download.
+    links (`LandingZone`) and renamed when complete. With ``read_range`` large objects go in parts
+    (`transfer.plan_parts`); whole objects and parts share one pool of ``max_concurrency`` requests.
+    ``after_plan`` runs between the two steps; tests use it to change the disk under a download.
     """
     plan = plan_download(objects, target)  # raises before anything is written
     if after_plan is not None:
         after_plan(plan)
-    report = _locked(progress)
     with LandingZone(target) as zone:
         todo = [planned for planned in plan.files if overwrite or not zone.is_complete(planned)]
-        if todo:
-            with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(todo)))) as pool:
-                futures = [pool.submit(_download_one, zone, planned, fetch, report) for planned in todo]
-                _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in pending:
-                    future.cancel()
-                for future in futures:
-                    if future.done() and not future.cancelled() and future.exception() is not None:
-                        raise future.exception()  # type: ignore[misc]
+        run_download(
+            zone,
+            todo,
+            fetch=fetch,
+            read_range=read_range,
+            settings=settings or TransferSettings(),
+            concurrency=max(1, max_concurrency),
+            progress=_locked(progress),
+        )
     return [str(planned.path) for planned in plan.files]
 
 
 def _folder_marker(obj: ObjectInfo) -> bool:
     """A zero-byte ``dir/`` object some consoles create to show a folder; it is not a file."""
     return obj.key.endswith("/") and not obj.size
-
-
-def _download_one(
-    zone: LandingZone,
-    planned: PlannedFile,
-    fetch: Callable[[ObjectInfo, BinaryIO, Progress | None], None],
-    report: Progress | None,
-) -> None:
-    zone.write(planned, lambda fileobj: fetch(planned.obj, fileobj, report))
 
 
 def _locked(progress: Progress | None) -> Progress | None:

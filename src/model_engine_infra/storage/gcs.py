@@ -2,18 +2,18 @@
 
 Every read after the first is pinned to the generation the first one saw (or the listing gave),
 so an object replaced mid-download fails with a clear error instead of mixing two versions.
-Large objects download in parallel ranges written with ``pwrite`` (no buffering of whole ranges);
-writes use a resumable upload session finalised only on a successful close.
+Downloads are ranged reads streamed into the file by the shared engine (`storage.transfer`),
+whose one pool serves small files and the parts of large ones; writes use a resumable upload
+session finalised only on a successful close.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import os
+import dataclasses
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -36,6 +36,7 @@ from .errors import translated
 from .local import check_signing
 from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .transfer import RangeReader, RangeSink, TransferSettings, read_whole
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
 STORE = "GCS"
 MIB = 1024 * 1024
 POOL_CONNECTIONS = 64
-RANGE_SIZE = 8 * MIB
-RANGE_THRESHOLD = 16 * MIB
-RANGE_CONCURRENCY = 8
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 
 
@@ -69,7 +67,9 @@ def make_client(config: InfraConfig) -> storage.Client:
         project = config.gcp_project_id or default_project
         session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
         options = {}
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_CONNECTIONS)
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4, pool_maxsize=max(POOL_CONNECTIONS, config.storage_max_concurrency)
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return storage.Client(project=project, credentials=credentials, client_options=options or None, _http=session)
@@ -318,40 +318,6 @@ class GCSFilesystem(FilesystemGateway):
         self.client.close()
 
 
-class _OffsetWriter:
-    """A file-like ``write`` that lands at a fixed offset with ``pwrite`` (safe from many threads).
-
-    The SDK hands over 8 KiB pieces; they are gathered into 1 MiB writes (and progress reports)
-    to keep the per-byte CPU cost low.
-    """
-
-    FLUSH_AT = 1024 * 1024
-
-    def __init__(self, fd: int, offset: int, progress: Progress | None) -> None:
-        self._fd, self.offset, self._progress = fd, offset, progress
-        self.written = 0
-        self._pending = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self._pending += data
-        if len(self._pending) >= self.FLUSH_AT:
-            self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        view = memoryview(self._pending)
-        while view:
-            n = os.pwrite(self._fd, view, self.offset)
-            self.offset += n
-            view = view[n:]
-        count = len(self._pending)
-        del view
-        self._pending.clear()
-        self.written += count
-        if self._progress is not None and count:
-            self._progress(count)
-
-
 class _CountingReader:
     """A file whose reads are reported to a progress callback (the SDK's upload has no hook)."""
 
@@ -369,7 +335,7 @@ class _CountingReader:
 
 
 class GCSArtifacts(LLMArtifactGateway):
-    """Model artifacts in GCS; large objects in parallel generation-pinned ranges."""
+    """Model artifacts in GCS: generation-pinned ranged reads in the shared download pool."""
 
     def __init__(
         self,
@@ -377,18 +343,13 @@ class GCSArtifacts(LLMArtifactGateway):
         *,
         fine_tuned_weights_prefix: str,
         retry: Any = DEFAULT_RETRY,
-        range_size: int = RANGE_SIZE,
-        range_threshold: int = RANGE_THRESHOLD,
-        range_concurrency: int = RANGE_CONCURRENCY,
+        transfer: TransferSettings | None = None,
         owns_client: bool = False,
     ) -> None:
-        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
+        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix, transfer=transfer)
         self.client = client
         self._owns_client = owns_client
         self._objects = _Objects(client, retry)
-        self._range_size = range_size
-        self._range_threshold = range_threshold
-        self._range_concurrency = range_concurrency
 
     def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
         return self._objects.iter_objects(folder_uri)
@@ -403,44 +364,26 @@ class GCSArtifacts(LLMArtifactGateway):
         size: int | None = blob.size
         return size
 
+    def _range_reader(self) -> RangeReader:
+        return self._read_range
+
+    def _read_range(self, obj: ObjectInfo, start: int, stop: int, sink: RangeSink) -> None:
+        """One read of ``[start, stop)``; the whole object is checksummed (CRC32C), a range cannot be."""
+        options: dict[str, Any] = {"if_generation_match": int(obj.version)} if obj.version else {}
+        if start == 0 and stop == obj.size:
+            options["checksum"] = "auto"
+        else:
+            options.update(start=start, end=stop - 1, checksum=None)
+        with _errors(obj.uri):
+            self._objects.blob(obj.uri).download_to_file(sink, raw_download=True, retry=self._objects.retry, **options)
+
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
-        generation = int(obj.version) if obj.version else None
-        pinned = {"if_generation_match": generation} if generation is not None else {}
-        size = obj.size
-        if size is None or size <= self._range_threshold:
-            writer = _OffsetWriter(fileobj.fileno(), 0, progress)
-            self._fetch(obj.uri, writer, {**pinned, "checksum": "auto"})
-            return
-        starts = range(0, size, self._range_size)
-        with ThreadPoolExecutor(max_workers=self._range_concurrency) as pool:
-            fd = fileobj.fileno()
-            futures = [
-                pool.submit(
-                    self._fetch_range, obj.uri, fd, start, min(start + self._range_size, size), pinned, progress
-                )
-                for start in starts
-            ]
-            try:
-                for future in futures:
-                    future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
-
-    def _fetch_range(
-        self, uri: str, fd: int, start: int, stop: int, pinned: dict[str, Any], progress: Progress | None
-    ) -> None:
-        writer = _OffsetWriter(fd, start, progress)
-        self._fetch(uri, writer, {**pinned, "start": start, "end": stop - 1})
-        if writer.written != stop - start:
-            raise StorageUnavailableError(f"{uri}: range {start}-{stop - 1} ended after {writer.written} bytes")
-
-    def _fetch(self, uri: str, writer: _OffsetWriter, options: dict[str, Any]) -> None:
-        with _errors(uri):
-            self._objects.blob(uri).download_to_file(
-                writer, raw_download=True, retry=self._objects.retry, **{"checksum": None, **options}
-            )
-        writer.flush()
+        if obj.size is None:
+            size = self._object_size(obj.uri)
+            if size is None:
+                raise ObjectNotFoundError(f"{obj.uri}: no such object or bucket")
+            obj = dataclasses.replace(obj, size=size)
+        read_whole(self._read_range, obj, fileobj, progress)
 
     def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         blob = self._objects.blob(uri)
@@ -471,4 +414,9 @@ def build_store(config: InfraConfig) -> Store:
     from .routing import weights_prefix
 
     filesystem = GCSFilesystem(make_client(config), endpoint_url=config.gcs_endpoint_url)
-    return Store(filesystem, GCSArtifacts(filesystem.client, fine_tuned_weights_prefix=weights_prefix(config)))
+    artifacts = GCSArtifacts(
+        filesystem.client,
+        fine_tuned_weights_prefix=weights_prefix(config),
+        transfer=TransferSettings.from_config(config),
+    )
+    return Store(filesystem, artifacts)

@@ -25,6 +25,7 @@ from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .local import check_signing
 from .store import Store
 from .streams import ChunkedReader, parse_mode, reader_stream
+from .transfer import TransferSettings
 from .uploads import UploadItem
 from .uri import shown
 
@@ -150,8 +151,10 @@ def _size(client: httpx.Client, uri: str, *, missing_ok: bool) -> int | None:
 class HttpsArtifacts(LLMArtifactGateway):
     """Single files at HTTPS URLs: downloaded streaming, with the shared safe download engine."""
 
-    def __init__(self, client: httpx.Client, *, fine_tuned_weights_prefix: str) -> None:
-        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
+    def __init__(
+        self, client: httpx.Client, *, fine_tuned_weights_prefix: str, transfer: TransferSettings | None = None
+    ) -> None:
+        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix, transfer=transfer)
         self.client = client
 
     def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
@@ -201,4 +204,9 @@ def build_store(config: InfraConfig) -> Store:
     from .routing import weights_prefix
 
     filesystem = HttpsFilesystem()
-    return Store(filesystem, HttpsArtifacts(filesystem.client, fine_tuned_weights_prefix=weights_prefix(config)))
+    artifacts = HttpsArtifacts(
+        filesystem.client,
+        fine_tuned_weights_prefix=weights_prefix(config),
+        transfer=TransferSettings.from_config(config),
+    )
+    return Store(filesystem, artifacts)

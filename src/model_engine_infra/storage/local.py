@@ -242,5 +242,9 @@ class LocalArtifacts(LLMArtifactGateway):
 def build_store(config: InfraConfig) -> Store:
     """The ``file`` store: ``file://`` URIs and plain paths on this machine."""
     from .routing import weights_prefix
+    from .transfer import TransferSettings
 
-    return Store(LocalFilesystem(), LocalArtifacts(fine_tuned_weights_prefix=weights_prefix(config)))
+    artifacts = LocalArtifacts(
+        fine_tuned_weights_prefix=weights_prefix(config), transfer=TransferSettings.from_config(config)
+    )
+    return Store(LocalFilesystem(), artifacts)

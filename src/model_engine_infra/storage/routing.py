@@ -168,6 +168,13 @@ class RoutingArtifacts(_DefaultAttributes, LLMArtifactGateway):
     def download_files(self, path: str, target_path: Any, overwrite: bool = False, **kwargs: Any) -> list[str]:
         return self._of(path).download_files(path, target_path, overwrite, **kwargs)
 
+    def download_objects(
+        self, objects: list[ObjectInfo], target_path: Any, overwrite: bool = False, **kwargs: Any
+    ) -> list[str]:
+        if not objects:
+            return []
+        return self._of(objects[0].uri).download_objects(objects, target_path, overwrite, **kwargs)
+
     def get_model_config(self, path: str) -> dict[str, Any]:
         return self._of(path).get_model_config(path)
 

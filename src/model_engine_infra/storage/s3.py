@@ -1,7 +1,9 @@
-"""S3 and S3-compatible stores (MinIO): one boto3 client and one transfer manager per deployment.
+"""S3 and S3-compatible stores (MinIO): one boto3 client per deployment.
 
-Downloads go through s3transfer (parallel ranged GETs for large objects, pinned to the listed
-ETag, no extra HEAD since the listing already gave size and ETag). Writes are our own multipart
+Downloads are ranged ``GetObject`` calls pinned to the listed ETag (``If-Match``; no extra HEAD,
+the listing gave size and ETag), streamed into the file by the shared engine (`storage.transfer`),
+whose one pool serves small files and the parts of large ones. ``upload_files`` goes through
+s3transfer, whose one pool serves files and parts. ``open(uri, "wb")`` is our own multipart
 upload so that a failed or abandoned write is aborted, and so that SHA-256 part checksums reach
 ``CompleteMultipartUpload`` when ``celery_enable_sha256`` asks for them.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -33,6 +36,7 @@ from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress, t
 from .local import check_signing
 from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
+from .transfer import RangeReader, RangeSink, TransferSettings, part_size_for, read_whole
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
 STORE = "S3"
 MIB = 1024 * 1024
 POOL_CONNECTIONS = 64
+MIN_UPLOAD_PART = 5 * MIB  # S3's smallest part (but the last)
+READ_BLOCK = 256 * 1024  # bytes per body read: 16 connections x 1 MiB reads held 30 MiB (256 KiB: 9 MiB), no faster
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
 _FORBIDDEN = {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 _UNAVAILABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
@@ -62,7 +68,7 @@ def make_client(config: InfraConfig) -> Any:
         region_name=config.default_region,
         signature_version="s3v4",
         s3={"addressing_style": style} if style else {},
-        max_pool_connections=POOL_CONNECTIONS,
+        max_pool_connections=max(POOL_CONNECTIONS, config.storage_max_concurrency),
         retries={"mode": "standard", "max_attempts": 3},
     )
     try:
@@ -72,7 +78,14 @@ def make_client(config: InfraConfig) -> Any:
             "no such AWS profile", key="aws_profile", value=config.aws_profile, fix="name a profile in ~/.aws/config"
         ) from err
     try:
-        return session.client("s3", endpoint_url=config.s3_endpoint_url, config=boto_config)
+        return session.client(
+            "s3",
+            endpoint_url=config.s3_endpoint_url,
+            config=boto_config,
+            # a static key pair (MinIO) when configured; else the session's chain (IRSA, profile, env)
+            aws_access_key_id=config.s3_access_key_id,
+            aws_secret_access_key=config.secret("s3_secret_access_key"),
+        )
     except ValueError as err:  # botocore's own endpoint and region checks (InvalidRegionError is one)
         raise ConfigError(
             f"botocore refused the S3 client settings: {redact_text(str(err))}",
@@ -92,6 +105,8 @@ def translate(err: BaseException, uri: str, endpoint: str | None = None) -> Stor
         if code in _NOT_FOUND or status == 404:
             what = "bucket" if code == "NoSuchBucket" else "object"
             return ObjectNotFoundError(f"{uri}: no such {what} ({code or status})")
+        if code == "PreconditionFailed" or status == 412:
+            return StorageError(f"{uri}: the object changed (new ETag) while it was being read; retry")
         if code in _FORBIDDEN or status == 403:
             return StoragePermissionError(
                 f"{uri}: access denied ({code or status}); check the credentials and the bucket policy"
@@ -282,24 +297,6 @@ class S3Filesystem(FilesystemGateway):
         self.client.close()
 
 
-class _Known(BaseSubscriber):  # type: ignore[misc]
-    """Hands s3transfer the size and ETag from the listing (no HEAD) and forwards progress."""
-
-    def __init__(self, obj: ObjectInfo, progress: Progress | None) -> None:
-        self._obj = obj
-        self._progress = progress
-
-    def on_queued(self, future: Any, **kwargs: Any) -> None:
-        if self._obj.size is not None:
-            future.meta.provide_transfer_size(self._obj.size)
-            if self._obj.version:
-                future.meta.provide_object_etag(self._obj.version)
-
-    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        if self._progress is not None:
-            self._progress(bytes_transferred)
-
-
 class _Progress(BaseSubscriber):  # type: ignore[misc]
     """Forwards s3transfer's byte counts."""
 
@@ -311,25 +308,20 @@ class _Progress(BaseSubscriber):  # type: ignore[misc]
 
 
 class S3Artifacts(LLMArtifactGateway):
-    """Model artifacts in S3: listing by folder, downloads through one shared transfer manager."""
+    """Model artifacts in S3: ranged GETs in the shared download pool, uploads through s3transfer."""
 
     def __init__(
         self,
         client: Any,
         *,
         fine_tuned_weights_prefix: str,
-        transfer_config: TransferConfig | None = None,
+        transfer: TransferSettings | None = None,
         owns_client: bool = False,
     ) -> None:
-        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix)
+        super().__init__(fine_tuned_weights_prefix=fine_tuned_weights_prefix, transfer=transfer)
         self.client = client
         self._owns_client = owns_client
-        config = transfer_config or TransferConfig(
-            multipart_threshold=16 * MIB, multipart_chunksize=8 * MIB, max_concurrency=16
-        )
-        self._transfer_config = config
-        self._transfers = create_transfer_manager(client, config)
-        self.upload_part_threshold = config.multipart_threshold
+        self.upload_part_threshold = 2 * self.transfer.min_part_size
 
     def _iter_objects(self, folder_uri: str) -> Iterator[ObjectInfo]:
         return _list(self.client, folder_uri)
@@ -343,11 +335,33 @@ class S3Artifacts(LLMArtifactGateway):
             return None
         return size
 
-    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
+    def _range_reader(self) -> RangeReader:
+        return self._read_range
+
+    def _read_range(self, obj: ObjectInfo, start: int, stop: int, sink: RangeSink) -> None:
+        """One GET of bytes ``[start, stop)`` (the whole object when that is all of it), streamed to ``sink``."""
         loc = _location(obj.uri)
+        request: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key}
+        if obj.version:
+            request["IfMatch"] = obj.version
+        if not (start == 0 and stop == obj.size):
+            request["Range"] = f"bytes={start}-{stop - 1}"
         with _errors(obj.uri, self.client):
-            future = self._transfers.download(loc.bucket, loc.key, fileobj, subscribers=[_Known(obj, progress)])
-            future.result()
+            body = self.client.get_object(**request)["Body"]
+            try:
+                while chunk := body.read(READ_BLOCK):  # to the end: botocore then checks Content-Length
+                    sink.write(chunk)
+            except BaseException:
+                body.close()
+                raise
+
+    def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
+        if obj.size is None:
+            size = self._object_size(obj.uri)
+            if size is None:
+                raise ObjectNotFoundError(f"{obj.uri}: no such object")
+            obj = dataclasses.replace(obj, size=size)
+        read_whole(self._read_range, obj, fileobj, progress)
 
     def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         loc = _location(uri)
@@ -374,9 +388,10 @@ class S3Artifacts(LLMArtifactGateway):
         single PutObject, so no object is visible before it is whole. The first failure cancels
         the transfers not yet done.
         """
+        largest = max((item.size for item in items), default=0)
         config = TransferConfig(
-            multipart_threshold=self._transfer_config.multipart_threshold,
-            multipart_chunksize=self._transfer_config.multipart_chunksize,
+            multipart_threshold=self.upload_part_threshold,
+            multipart_chunksize=max(MIN_UPLOAD_PART, part_size_for(largest, max_concurrency, self.transfer)),
             max_concurrency=max_concurrency,
         )
         subscribers = [_Progress(progress)] if progress is not None else []
@@ -390,7 +405,6 @@ class S3Artifacts(LLMArtifactGateway):
                     future.result()
 
     def close(self) -> None:
-        self._transfers.shutdown()
         if self._owns_client:
             self.client.close()
 
@@ -400,4 +414,9 @@ def build_store(config: InfraConfig) -> Store:
     from .routing import weights_prefix
 
     filesystem = S3Filesystem(make_client(config), sha256=bool(config.celery_enable_sha256))
-    return Store(filesystem, S3Artifacts(filesystem.client, fine_tuned_weights_prefix=weights_prefix(config)))
+    artifacts = S3Artifacts(
+        filesystem.client,
+        fine_tuned_weights_prefix=weights_prefix(config),
+        transfer=TransferSettings.from_config(config),
+    )
+    return Store(filesystem, artifacts)

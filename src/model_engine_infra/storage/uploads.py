@@ -25,8 +25,6 @@ from pathlib import Path
 from ..errors import ObjectNotFoundError, StorageError
 
 Progress = Callable[[int], None]
-#: Files at once, and parts at once for one large file, unless the caller says otherwise.
-DEFAULT_UPLOAD_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)

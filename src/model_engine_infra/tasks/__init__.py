@@ -15,13 +15,14 @@ __all__ = [
     "TaskVisibility",
     "broker_type_for",
     "celery_app",
+    "celery_conf",
 ]
 
-_LAZY = {"celery_app": ".app", "CeleryTaskQueueGateway": ".gateway"}
+_LAZY = {"celery_app": ".app", "celery_conf": ".app", "CeleryTaskQueueGateway": ".gateway"}
 
 
 def __getattr__(name: str) -> Any:
-    """`celery_app` and `CeleryTaskQueueGateway` on first use: importing the package imports no Celery."""
+    """`celery_app`, `celery_conf`, `CeleryTaskQueueGateway` on first use: importing the package imports no Celery."""
     if name in _LAZY:
         import importlib
 

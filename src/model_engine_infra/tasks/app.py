@@ -40,7 +40,7 @@ def celery_conf(
 ) -> tuple[BrokerSettings, dict[str, Any]]:
     """The broker settings and the full Celery configuration, without importing Celery."""
     kind = broker_type_for(config) if broker_type is None else _broker_type(broker_type)
-    visibility = TaskVisibility.from_name(task_visibility or TaskVisibility.VISIBILITY_1H)
+    visibility = TaskVisibility.from_name(task_visibility or default_visibility(kind))
     broker = broker_settings(config, kind, visibility=visibility, redis=redis, sqs_endpoint_url=sqs_endpoint_url)
     protocol = backend_protocol or default_backend_protocol(config)
     conf: dict[str, Any] = {
@@ -73,6 +73,11 @@ def celery_conf(
     if config.celery_enable_sha256:
         conf["security_digest"] = "sha256"
     return broker, conf
+
+
+def default_visibility(kind: BrokerType | str) -> TaskVisibility:
+    """24 h on ``redis_24h`` (llm-engine's on-prem inference queue), else 1 h."""
+    return TaskVisibility.VISIBILITY_24H if kind == BrokerType.REDIS_24H else TaskVisibility.VISIBILITY_1H
 
 
 def _broker_type(value: BrokerType | str) -> BrokerType | str:

@@ -3,15 +3,17 @@
 The gateway builds the same protocol-2 message Celery's ``app.send_task`` builds (any Celery
 worker accepts it) but serializes the body once, checks its size against the broker's limit
 *before* anything is sent, and publishes through the app's one producer pool with Celery's retry
-policy. It skips what ``send_task`` does for features a control plane does not use here (routers,
-signals, result objects, sent events), which makes it faster, not slower, than Celery's path.
+policy. It sends Celery's ``before_task_publish`` / ``after_task_publish`` signals with the
+arguments Celery gives them (tracing such as opentelemetry-instrumentation-celery hooks in there)
+and skips what a control plane does not use here (routers, result objects, sent events), which
+makes it faster, not slower, than Celery's path.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -108,6 +110,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
     """Sends tasks over one Celery app and its producer pool, built once and reused."""
 
     def __init__(self, app: Celery, broker: BrokerSettings, *, max_message_bytes: int | None = None) -> None:
+        from celery import signals
         from celery.utils.nodenames import anon_nodename
         from kombu.entity import Exchange, Queue
         from kombu.exceptions import OperationalError
@@ -141,6 +144,8 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             app.conf.result_backend_always_retry = True
             app.conf.result_backend_max_retries = retries if isinstance(retries, int) else 1  # Celery's default: inf
         self._unavailable: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
+        self._before_publish: Any = signals.before_task_publish
+        self._after_publish: Any = signals.after_task_publish
 
     def __repr__(self) -> str:
         return f"CeleryTaskQueueGateway(broker={self.broker.name}, url={redact_url(self.broker.url)!r})"
@@ -230,18 +235,11 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             size = 4 * ((size + 2) // 3)
         return size
 
-    def send_task(
-        self,
-        task_name: str,
-        queue_name: str,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        expires: int | None = None,
+    def _send_task(
+        self, task_name: str, queue_name: str, args: list[Any], kwargs: dict[str, Any], expires: float | None
     ) -> SentTask:
         queue = self._queue(queue_name)  # the name is checked before anything else
         task_id = str(uuid.uuid4())
-        args = list(args)
-        kwargs = dict(kwargs or {})
         body = (args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
         try:
             content_type, content_encoding, data = self._dumps(body, serializer="json")
@@ -252,10 +250,12 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             ) from None
         expires_at = None
         if expires is not None and (
-            isinstance(expires, bool) or not isinstance(expires, int) or abs(expires) > MAX_EXPIRES_SECONDS
+            isinstance(expires, bool)
+            or not isinstance(expires, int | float)
+            or not -MAX_EXPIRES_SECONDS <= expires <= MAX_EXPIRES_SECONDS  # NaN fails this too
         ):  # negative: already expired (a worker drops it), which a caller may mean
             raise TaskArgumentsError(
-                f"task {task_name!r}: expires={expires!r} is not a whole number of seconds within "
+                f"task {task_name!r}: expires={expires!r} is not a number of seconds within "
                 f"±{MAX_EXPIRES_SECONDS} (10 years); the task was not sent"
             )
         if expires is not None:
@@ -276,12 +276,23 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             "argsrepr": _short_repr(args),
             "kwargsrepr": _short_repr(kwargs),
             "origin": self._origin,
-            "ignore_result": False,
+            "ignore_result": None,  # what app.send_task sends when not asked (the task decides)
             "replaced_task_nesting": 0,
             "stamped_headers": None,
             "stamps": {},
         }
         self._check_size(task_name, queue_name, data, headers)
+        if self._before_publish.receivers:  # what Celery's send_task_message sends; tracing injects headers here
+            self._before_publish.send(
+                sender=task_name,
+                body=body,
+                exchange="",
+                routing_key=queue_name,
+                declare=[queue],
+                headers=headers,
+                properties={"correlation_id": task_id, "reply_to": ""},
+                retry_policy=self._retry_policy,
+            )
         try:
             with send_scope(self._bounds.attempts, self._bounds.backoff_seconds), self._producers.acquire() as producer:
                 # declare once per connection (kombu forgets on reconnect); maybe_declare on every
@@ -323,6 +334,8 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             if mapped is not None:
                 raise mapped from err
             raise
+        if self._after_publish.receivers:
+            self._after_publish.send(sender=task_name, body=body, headers=headers, exchange="", routing_key=queue_name)
         return SentTask(task_id=task_id)
 
     def _require_queue(self, producer: Any, task_name: str, queue_name: str) -> None:

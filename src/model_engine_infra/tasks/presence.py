@@ -28,7 +28,7 @@ from ..queues.local import local_queue_exists
 
 
 def sqs_queue_exists(channel: Any, name: str) -> bool:
-    """kombu's own lookup (``ListQueues`` with the name as prefix, cached per channel), without its create-if-missing."""
+    """kombu's own lookup (``ListQueues``, the name as prefix; cached per channel), without its create-if-missing."""
     from kombu.transport.SQS.exceptions import DoesNotExistQueueException
 
     try:

@@ -1,12 +1,24 @@
-"""kombu's Redis transport, whose push can first check, in the same round trip, that the queue exists.
+"""kombu's Redis transport, with worker connections that hand a lost connection back to kombu, and a
+push that checks, in the same round trip, that its queue exists.
 
-``send_task`` never creates a queue (`tasks.presence`). On Redis the check was one ``EXISTS`` before
-each ``LPUSH``: a second round trip per send. Inside `presence.require_queue`, this channel's ``_put`` runs
-both in one Lua script instead: the message is pushed only if one of the queue's keys (the
-delegate's metadata hash, a worker's binding, a waiting message) exists, and otherwise nothing is
-stored and `presence.QueueMissing` is raised. The check and the push are atomic, so a queue deleted between
-them cannot be recreated by the push. Outside it (workers, Celery's own publishes) it
-is kombu's ``_put``, unchanged. Redis runs the script with ``EVAL`` (the text is ~200 bytes; no
+Workers. A worker's event loop reads the pub/sub connection (fanout queues: Celery's remote control,
+which ``celery inspect`` and autoscalers use) only when its socket is readable. When Redis drops the
+connection -- a credential rotation that kills clients, a failover, an idle timeout -- redis-py's
+own retry reconnects *inside* that read and then waits on the fresh connection, with no timeout,
+for a message that never comes: the worker stops consuming tasks, silently, until restarted.
+Here the worker's connections (kombu's asynchronous pool: the BRPOP client and the pub/sub
+client) do not retry inside redis-py. The error reaches kombu, which restarts the consumer:
+new connections, credentials fetched again from the provider, every queue and fanout
+subscription declared again. Publishing (the synchronous pool) keeps redis-py's retries, except on
+the task queue's own connections, whose sends draw on one budget (`tasks.send_budget`).
+
+Sends. ``send_task`` never creates a queue (`tasks.presence`). On Redis the check was one ``EXISTS``
+before each ``LPUSH``: a second round trip per send. Inside `presence.require_queue`, this channel's
+``_put`` runs both in one Lua script instead: the message is pushed only if one of the queue's keys
+(the delegate's metadata hash, a worker's binding, a waiting message) exists, and otherwise nothing
+is stored and `presence.QueueMissing` is raised. The check and the push are atomic, so a queue
+deleted between them cannot be recreated by the push. Outside it (workers, Celery's own publishes)
+it is kombu's ``_put``, unchanged. Redis runs the script with ``EVAL`` (the text is ~300 bytes; no
 client-side SHA-1 as ``EVALSHA`` would need); kombu's worker already needs Lua.
 """
 
@@ -16,6 +28,8 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..queues.redis import KOMBU_BINDING_KEY, META_SUFFIX
 from .presence import QueueMissing, required_queue
@@ -37,6 +51,12 @@ return 1
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        if asynchronous:
+            params["retry"] = Retry(NoBackoff(), 0)
+        return params
+
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         kombu: Any = super()
         if required_queue() != queue or kwargs.get("_publish_batch") is not None or queue in (self._expires or {}):

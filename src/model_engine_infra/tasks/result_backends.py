@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..brokers.base import RedisBroker
+from ..brokers.base import REDIS_RESULTS_DB, RedisBroker, with_redis_db
 from ..brokers.redis import redis_source, redis_ssl_options
 from ..errors import ConfigError
 
@@ -28,9 +28,16 @@ def file_backend(config: InfraConfig, redis: RedisBroker | str | None = None) ->
     return {"result_backend": f"file://{folder}"}
 
 
+#: Where llm-engine's workers store results (its ``core/celery/app.py`` and Celery's defaults).
+S3_RESULTS_PREFIX = "tmp/celery/"
+ABS_RESULTS_CONTAINER = "celery"
+GCS_RESULTS_PREFIX = "celery-results"
+
+
 def redis_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> dict[str, Any]:
+    """Database 1 of the broker's Redis, as llm-engine keeps results (apart from the broker's databases)."""
     source = redis_source(config, redis)
-    conf: dict[str, Any] = {"result_backend": source.url}
+    conf: dict[str, Any] = {"result_backend": with_redis_db(source.url, REDIS_RESULTS_DB)}
     provider = source.transport_options.get("credential_provider")
     if provider is not None:
         conf["redis_backend_credential_provider"] = provider
@@ -52,8 +59,11 @@ def s3_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> d
     return {
         "result_backend": S3_BACKEND,
         "s3_bucket": config.s3_bucket,
-        "s3_base_path": "celery-results/",
+        "s3_base_path": _prefix(config, S3_RESULTS_PREFIX),
         "s3_endpoint_url": config.s3_endpoint_url,
+        # Celery's S3 backend settings; None leaves the AWS credential chain in charge
+        "s3_access_key_id": config.s3_access_key_id,
+        "s3_secret_access_key": config.secret("s3_secret_access_key"),
         "s3_region": config.default_region,
         "s3_addressing_style": config.s3_addressing_style or ("path" if config.s3_endpoint_url else None),
         "s3_checksum_sha256": bool(config.celery_enable_sha256),
@@ -61,13 +71,15 @@ def s3_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> d
 
 
 def abs_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> dict[str, Any]:
-    account, container = config.abs_account_name, config.abs_container_name
-    if not account or not container:
+    """Celery's blob backend in the account's ``celery`` container, blobs ``celery-task-meta-<id>`` (llm-engine's)."""
+    account = config.abs_account_name
+    container = config.celery_result_container or ABS_RESULTS_CONTAINER
+    if not account:
         raise ConfigError(
-            "the abs result backend needs a storage account and a container",
-            key="azure.abs_account_name" if not account else "azure.abs_container_name",
+            "the abs result backend needs a storage account",
+            key="azure.abs_account_name",
             value=None,
-            fix="set ABS_ACCOUNT_NAME and ABS_CONTAINER_NAME",
+            fix="set ABS_ACCOUNT_NAME",
         )
     endpoint = config.abs_endpoint_url or f"https://{account}.blob.core.windows.net"
     key = config.secret("abs_account_key")
@@ -82,8 +94,16 @@ def abs_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> 
     return {
         "result_backend": url,
         "azureblockblob_container_name": container,
-        "azureblockblob_base_path": "celery-results/",
+        "azureblockblob_base_path": _prefix(config, ""),
     }
+
+
+def _prefix(config: InfraConfig, default: str) -> str:
+    """``celery_result_prefix`` as a folder (ending in ``/``: Celery joins base path and key as they are)."""
+    prefix = config.celery_result_prefix
+    if prefix is None:
+        return default
+    return prefix.strip("/") + "/" if prefix.strip("/") else ""
 
 
 def gcs_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> dict[str, Any]:
@@ -98,6 +118,6 @@ def gcs_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -> 
         "result_backend": GCS_BACKEND,
         "gcs_bucket": config.s3_bucket,
         "gcs_project": config.gcp_project_id,
-        "gcs_base_path": "celery-results",
+        "gcs_base_path": config.celery_result_prefix or GCS_RESULTS_PREFIX,
         "gcs_endpoint_url": config.gcs_endpoint_url,
     }

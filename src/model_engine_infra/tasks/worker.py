@@ -32,9 +32,14 @@ def worker_app(
     include: Sequence[str] = (),
     redis: RedisBroker | str | None = None,
     sqs_endpoint_url: str | None = None,
+    task_visibility: str | None = None,
     **overrides: Any,
 ) -> Celery:
-    """The worker's app: the config's broker and backend, with the demo tasks and ``include``."""
+    """The worker's app: the config's broker and backend, with the demo tasks and ``include``.
+
+    ``task_visibility`` picks the queue's visibility (on Redis its database), as llm-engine's forwarder
+    ``--task-visibility`` does; unset is the inference queue's (on-prem Redis: 24 h).
+    """
     from ..brokers import broker_for
     from .app import celery_app
     from .settings import default_backend_protocol
@@ -51,6 +56,7 @@ def worker_app(
         config=config,
         redis=redis,
         sqs_endpoint_url=sqs_endpoint_url,
+        task_visibility=task_visibility,
         include=modules,
         **overrides,
     )
@@ -108,12 +114,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ready-file", default=None, help="file to write the pid to once consuming")
     parser.add_argument("--redis-url", default=None, help="Redis broker/backend URL (default: the config's)")
     parser.add_argument("--sqs-endpoint-url", default=None, help="SQS endpoint (tests: the moto server)")
+    parser.add_argument(
+        "--task-visibility",
+        default=None,
+        help="VISIBILITY_1M/10M/1H/24H (on Redis: its database); default: inference's",
+    )
     args = parser.parse_args(argv)
 
     from ..config import load_config
 
     config = load_config(args.config)
-    app = worker_app(config, include=args.include, redis=args.redis_url, sqs_endpoint_url=args.sqs_endpoint_url)
+    app = worker_app(
+        config,
+        include=args.include,
+        redis=args.redis_url,
+        sqs_endpoint_url=args.sqs_endpoint_url,
+        task_visibility=args.task_visibility,
+    )
     if args.ready_file:
         on_ready(args.ready_file)
     queues = [q for q in args.queues.split(",") if q]

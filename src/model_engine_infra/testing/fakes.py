@@ -85,7 +85,7 @@ class RecordedTask:
     queue: str
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
-    expires: int | None
+    expires: float | None
     sent_at: datetime
 
 
@@ -113,13 +113,8 @@ class RecordingTaskQueue(TaskQueueGateway):
         """Run ``handler(*args, **kwargs)`` whenever ``task_name`` is sent."""
         self._handlers[task_name] = handler
 
-    def send_task(
-        self,
-        task_name: str,
-        queue_name: str,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        expires: int | None = None,
+    def _send_task(
+        self, task_name: str, queue_name: str, args: list[Any], kwargs: dict[str, Any], expires: float | None
     ) -> SentTask:
         if not task_name or not queue_name:
             raise ValueError("send_task needs a task name and a queue name")
@@ -171,7 +166,7 @@ def _recording(infra: Infra) -> RecordingTaskQueue:
     if not isinstance(gateway, RecordingTaskQueue):
         raise TypeError(
             f"infra.task_queue is {type(gateway).__name__}, not a RecordingTaskQueue: build the Infra with "
-            "model_engine_infra.testing.fakes.fake_infra (or the fake_infra fixture)"
+            "model_engine_infra.testing.fakes.fake_infra (or the mei_fake_infra fixture)"
         )
     return gateway
 

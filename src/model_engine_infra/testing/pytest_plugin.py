@@ -1,12 +1,19 @@
-"""pytest plugin: session-scoped real servers (redis, moto, Azurite, fake-gcs-server, registry).
+"""pytest plugin: session-scoped real servers and the testing kit's in-process fixtures.
 
-It also registers the testing kit's in-process fixtures (``infra_provider``, ``infra_config``,
-``fake_infra``) from `model_engine_infra.testing.fixtures`; see docs/testing-kit.md.
+Every fixture here starts with ``mei_`` (model-engine-infra), so none clashes with pytest-redis's
+``redis_server`` or a project's own fixtures:
 
-Each fixture starts its server once per session in a ``tmp_path_factory`` folder and stops it at
-the end. A server that is not installed skips the test on a developer's machine (with the install
-command in the message) but fails it in CI, where a silently skipped integration suite would hide
-a broken install step.
+- ``mei_redis_server``, ``mei_moto_server``, ``mei_azurite_server``, ``mei_gcs_server``,
+  ``mei_registry_server``: real local servers (`model_engine_infra.testing.servers`), one per
+  session, each offering ``.config()`` / ``.env()`` that point the library at it;
+- ``mei_fake_infra``, ``mei_infra_config``, ``mei_infra_provider``: a whole `Infra` per provider in
+  the test process (`model_engine_infra.testing.fixtures`); see docs/testing-kit.md.
+
+Each server starts in a ``tmp_path_factory`` folder and stops at the end of the session. A server
+that is not installed skips the test on a developer's machine (with the install command in the
+message) but fails it in CI, where a silently skipped integration suite would hide a broken install
+step. Loading the plugin imports only pytest and the standard library; the SDKs, pydantic and the
+library itself are imported when a fixture first runs.
 """
 
 from __future__ import annotations
@@ -17,19 +24,19 @@ from typing import Literal, NoReturn
 
 import pytest
 
-from model_engine_infra.testing.fixtures import fake_infra, infra_config, infra_provider
+from model_engine_infra.testing.fixtures import mei_fake_infra, mei_infra_config, mei_infra_provider
 from model_engine_infra.testing.servers import SERVERS, RunningServer, ServerUnavailableError
 
 __all__ = [
-    "azurite_server",
-    "fake_infra",
-    "gcs_server",
-    "infra_config",
-    "infra_provider",
+    "mei_azurite_server",
+    "mei_fake_infra",
+    "mei_gcs_server",
+    "mei_infra_config",
+    "mei_infra_provider",
+    "mei_moto_server",
+    "mei_redis_server",
+    "mei_registry_server",
     "missing_server_action",
-    "moto_server",
-    "redis_server",
-    "registry_server",
     "report_missing_server",
     "require_server",
 ]
@@ -65,30 +72,30 @@ def _serve(name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """redis-server, no password; ``.url`` is ``redis://127.0.0.1:PORT/0``."""
+def mei_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """redis-server, no password; ``.config()`` gives ``redis_host``/``redis_port``."""
     yield from _serve("redis", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """moto_server; ``.env`` holds AWS_ENDPOINT_URL and test credentials for boto3."""
+def mei_moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """moto_server; ``.config()`` gives the S3, SQS, ECR and Secrets Manager endpoints and S3 keys."""
     yield from _serve("moto", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """Azurite blob; ``.extra['connection_string']`` uses the well-known dev account."""
+def mei_azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Azurite blob with the well-known dev account; ``.config()`` gives the ``abs_*`` keys."""
     yield from _serve("azurite", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """fake-gcs-server; ``.env['STORAGE_EMULATOR_HOST']`` points google-cloud-storage at it."""
+def mei_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """fake-gcs-server; ``.config()`` gives ``gcs_endpoint_url`` and ``gcp_project_id``."""
     yield from _serve("gcs", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """Anonymous Distribution registry over HTTP; ``.extra['registry']`` is ``127.0.0.1:PORT``."""
+def mei_registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Anonymous Distribution registry over HTTP; ``.config()`` gives ``docker_repo_prefix``."""
     yield from _serve("registry", tmp_path_factory)

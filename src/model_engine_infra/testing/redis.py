@@ -52,44 +52,47 @@ class InMemoryRedisConnection(RedisConnection):
     ``credential_provider`` is whatever you give (fakeredis ignores AUTH unless the server requires it).
     """
 
-    def __init__(self, server: fakeredis.FakeServer | None = None, *, credential_provider: Any = None) -> None:
+    def __init__(
+        self, server: fakeredis.FakeServer | None = None, *, credential_provider: redis.CredentialProvider | None = None
+    ) -> None:
         self.server = server or fakeredis.FakeServer()
         self._provider = credential_provider
-        self._client: redis.Redis | None = None
-        # like ManagedRedisConnection: one async client per event loop, so any loop may use it
-        self._async_clients: weakref.WeakKeyDictionary[Any, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
-        self._async_outside_loop: redis.asyncio.Redis | None = None
+        self._clients: dict[int, redis.Redis] = {}  # by database
+        # like ManagedRedisConnection: one async client per event loop (and database), so any loop may use it
+        self._async_clients: weakref.WeakKeyDictionary[Any, dict[int, redis.asyncio.Redis]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._async_outside_loop: dict[int, redis.asyncio.Redis] = {}
         self._closed = False
 
     def __repr__(self) -> str:
         return "InMemoryRedisConnection()"
 
     @property
-    def credential_provider(self) -> Any:
+    def credential_provider(self) -> redis.CredentialProvider | None:
         return self._provider
 
-    def client(self) -> redis.Redis:
+    def client(self, db: int | None = None) -> redis.Redis:
         self._ensure_open()
-        if self._client is None:
-            self._client = fakeredis.FakeRedis(server=self.server, protocol=2)
-        return self._client
+        chosen = db or 0
+        if chosen not in self._clients:
+            self._clients[chosen] = fakeredis.FakeRedis(server=self.server, db=chosen, protocol=2)
+        return self._clients[chosen]
 
-    def async_client(self) -> redis.asyncio.Redis:
-        """The running loop's client (one per loop); outside a loop, one that binds to its first loop."""
+    def async_client(self, db: int | None = None) -> redis.asyncio.Redis:
+        """The running loop's client of database ``db`` (one per loop); outside a loop, one that binds to its first."""
         self._ensure_open()
+        chosen = db or 0
         try:
             loop: Any = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         for closed in [old for old in list(self._async_clients) if old.is_closed()]:
             del self._async_clients[closed]
-        client = self._async_clients.get(loop) if loop is not None else self._async_outside_loop
+        clients = self._async_outside_loop if loop is None else self._async_clients.setdefault(loop, {})
+        client = clients.get(chosen)
         if client is None:
-            client = fakeredis.FakeAsyncRedis(server=self.server, protocol=2)
-            if loop is None:
-                self._async_outside_loop = client
-            else:
-                self._async_clients[loop] = client
+            client = clients[chosen] = fakeredis.FakeAsyncRedis(server=self.server, db=chosen, protocol=2)
         return client
 
     def _ensure_open(self) -> None:
@@ -105,11 +108,11 @@ class InMemoryRedisConnection(RedisConnection):
 
     def close(self) -> None:
         self._closed = True
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
         self._async_clients.clear()
-        self._async_outside_loop = None
+        self._async_outside_loop = {}
 
 
 class ScriptedTokenSource:

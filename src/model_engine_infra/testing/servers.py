@@ -6,6 +6,15 @@ a child process in its own process group on 127.0.0.1, on a free port, with its 
 the given folder, and is stopped by the pid this module started -- never by name, so a system
 service on the default port is left alone. Standard library only, so importing this module costs
 nothing and needs no client SDK.
+
+Each started server offers the configuration that points model-engine-infra at it:
+``server.config()`` gives config keys (``InfraConfig(cloud_provider="onprem", **redis.config(),
+**moto.config())``), ``server.env()`` the same as environment variables in the names `load_config`
+reads. ``server.sdk_env`` keeps the variables the vendor's own SDK or emulator convention uses
+(``REDIS_URL``, ``AWS_ENDPOINT_URL``, ``AZURE_STORAGE_CONNECTION_STRING``, ``STORAGE_EMULATOR_HOST``),
+for code that talks to the server without the library. ``create_bucket`` makes a bucket (moto,
+fake-gcs-server) or container (Azurite); `model_engine_infra.testing.images.push_test_image` puts an
+image in a registry.
 """
 
 from __future__ import annotations
@@ -32,12 +41,13 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 __all__ = [
     "AZURITE_ACCOUNT_KEY",
     "AZURITE_ACCOUNT_NAME",
     "DEFAULT_TIMEOUT",
+    "GCS_PROJECT",
     "HOST",
     "INSTALL_HINTS",
     "SERVERS",
@@ -59,6 +69,7 @@ STOP_GRACE = 5.0
 _LOG_TAIL_BYTES = 2048
 _PORT_ATTEMPTS = 3
 
+GCS_PROJECT = "test-project"
 AZURITE_ACCOUNT_NAME = "devstoreaccount1"
 # The public, well-known Azurite development key (documented by Microsoft; not a secret).
 AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -96,9 +107,44 @@ class RunningServer:
     url: str
     pid: int
     data_dir: Path
-    env: dict[str, str] = field(default_factory=dict)
+    sdk_env: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """Config keys (`InfraConfig` field names) that point the library at this server, then ``overrides``."""
+        return {**self.settings, **overrides}
+
+    def env(self, **overrides: Any) -> dict[str, str]:
+        """`config` as environment variables, in the names `load_config` reads (``REDIS_HOST``...).
+
+        For moto the AWS SDK's credential variables are added: the library has no config keys for
+        the credentials of SQS, ECR and Secrets Manager, which come from the AWS credential chain.
+        """
+        from ..config.schema import FIELDS
+
+        variables = dict(self._credential_env)
+        for name, value in self.config(**overrides).items():
+            variables[FIELDS[name].all_env[0]] = _env_text(value)
+        return variables
+
+    @property
+    def _credential_env(self) -> dict[str, str]:
+        return {k: v for k, v in self.sdk_env.items() if k in _CREDENTIAL_ENV}
+
+    def create_bucket(self, name: str) -> str:
+        """Create bucket (moto, fake-gcs-server) or container (Azurite) ``name``; returns its URI prefix."""
+        if self.name == "moto":
+            _create_s3_bucket(self, name)
+            return f"s3://{name}"
+        if self.name == "gcs":
+            _create_gcs_bucket(self, name)
+            return f"gs://{name}"
+        if self.name == "azurite":
+            _create_azure_container(self, name)
+            return f"az://{name}"
+        raise ValueError(f"a {self.name} server has no buckets; create_bucket works on moto, gcs and azurite")
 
     @property
     def log_path(self) -> Path:
@@ -144,6 +190,7 @@ class _Launch:
     url: str
     env: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 # Servers started and not yet stopped: stopped at interpreter exit so a crashed test run leaks nothing.
@@ -258,8 +305,9 @@ def _spawn_and_wait(
                 url=spec.url,
                 pid=proc.pid,
                 data_dir=folder,
-                env=spec.env,
+                sdk_env=spec.env,
                 extra=spec.extra,
+                settings=spec.settings,
                 _process=proc,
             )
             _LIVE[proc.pid] = server
@@ -473,6 +521,54 @@ def _registry_config(folder: Path, port: int, auth_section: str, tls: tuple[Path
     return config
 
 
+# --------------------------------------------------------------------------- buckets and env
+
+_CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _create_s3_bucket(server: RunningServer, name: str) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.url,
+        region_name=server.sdk_env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=server.sdk_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=server.sdk_env["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        client.create_bucket(Bucket=name)
+    finally:
+        client.close()
+
+
+def _create_gcs_bucket(server: RunningServer, name: str) -> None:
+    """fake-gcs-server's JSON API needs no credentials."""
+    request = urllib.request.Request(
+        f"{server.url}/storage/v1/b?project={urllib.parse.quote(server.settings['gcp_project_id'])}",
+        data=json.dumps({"name": name}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with _NO_PROXY_OPENER.open(request, timeout=30) as response:
+        response.read()
+
+
+def _create_azure_container(server: RunningServer, name: str) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    with BlobServiceClient.from_connection_string(server.extra["connection_string"]) as client:
+        client.create_container(name)
+
+
 # --------------------------------------------------------------------------- the servers
 
 
@@ -525,7 +621,15 @@ def start_redis(
         if password:
             argv += ["--requirepass", password]
         url = f"{'rediss' if tls else 'redis'}://{auth}{HOST}:{chosen}/0"
-        return _Launch(argv, _redis_ping(chosen, password, context), url, {"REDIS_URL": url}, dict(extra))
+        settings: dict[str, Any]
+        if tls:  # the CA travels in the URL, which this key takes whole
+            ca = urllib.parse.quote(extra["ca_cert"], safe="")
+            settings = {"cache_redis_onprem_url": f"{url}?ssl_ca_certs={ca}"}
+        else:
+            settings = {"redis_host": HOST, "redis_port": chosen, "redis_enable_tls": False}
+            if password:
+                settings["redis_auth_token"] = password
+        return _Launch(argv, _redis_ping(chosen, password, context), url, {"REDIS_URL": url}, dict(extra), settings)
 
     return _spawn_and_wait("redis", data_dir, port, launch, timeout)
 
@@ -543,7 +647,18 @@ def start_moto(data_dir: PathLike, *, port: int | None = None, timeout: float = 
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         argv = [binary, "-H", HOST, "-p", str(chosen)]
-        return _Launch(argv, _http_status(f"{url}/moto-api/", {200}), url, env, {"account_id": "123456789012"})
+        account = "123456789012"
+        settings = {
+            "default_region": "us-east-1",
+            "s3_endpoint_url": url,
+            "s3_access_key_id": "testing",
+            "s3_secret_access_key": "testing",
+            "sqs_endpoint_url": url,
+            "ecr_endpoint_url": url,
+            "secretsmanager_endpoint_url": url,
+        }
+        extra = {"account_id": account, "ecr_registry": f"{account}.dkr.ecr.us-east-1.amazonaws.com"}
+        return _Launch(argv, _http_status(f"{url}/moto-api/", {200}), url, env, extra, settings)
 
     return _spawn_and_wait("moto", data_dir, port, launch, timeout)
 
@@ -577,13 +692,29 @@ def start_azurite(data_dir: PathLike, *, port: int | None = None, timeout: float
             "blob_endpoint": endpoint,
         }
         env = {"AZURE_STORAGE_CONNECTION_STRING": connection}
-        return _Launch(argv, _tcp_open(chosen), f"http://{HOST}:{chosen}", env, extra)
+        settings = {
+            "abs_account_name": AZURITE_ACCOUNT_NAME,
+            "abs_account_key": AZURITE_ACCOUNT_KEY,
+            "abs_endpoint_url": endpoint,
+        }
+        return _Launch(argv, _tcp_open(chosen), f"http://{HOST}:{chosen}", env, extra, settings)
 
     return _spawn_and_wait("azurite", data_dir, port, launch, timeout)
 
 
-def start_fake_gcs(data_dir: PathLike, *, port: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> RunningServer:
-    """fake-gcs-server in memory; use ``env`` and ``storage.Client(project=..., AnonymousCredentials())``."""
+def start_fake_gcs(
+    data_dir: PathLike,
+    *,
+    port: int | None = None,
+    public_host: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunningServer:
+    """fake-gcs-server in memory; use ``env`` and ``storage.Client(project=..., AnonymousCredentials())``.
+
+    ``public_host`` (``host:port``, default the server's own) is where the objects' ``mediaLink``
+    and upload session URLs point (``-public-host`` and ``-external-url``): a proxy in front of the
+    server (``netsim``), so that clients that download through the link (rclone) go through it too.
+    """
     binary = _fake_gcs_binary()
 
     def launch(folder: Path, chosen: int) -> _Launch:
@@ -599,11 +730,16 @@ def start_fake_gcs(data_dir: PathLike, *, port: int | None = None, timeout: floa
             "-backend",
             "memory",
             "-public-host",
-            f"{HOST}:{chosen}",
+            public_host or f"{HOST}:{chosen}",
+            "-external-url",  # the host of mediaLink and of upload session URLs
+            f"http://{public_host}" if public_host else url,
             "-log-level",
             "error",
         ]
-        return _Launch(argv, _http_status(f"{url}/storage/v1/b", {200}), url, {"STORAGE_EMULATOR_HOST": url})
+        settings = {"gcs_endpoint_url": url, "gcp_project_id": GCS_PROJECT}
+        return _Launch(
+            argv, _http_status(f"{url}/storage/v1/b", {200}), url, {"STORAGE_EMULATOR_HOST": url}, {}, settings
+        )
 
     return _spawn_and_wait("gcs", data_dir, port, launch, timeout)
 
@@ -637,7 +773,12 @@ def start_registry(
         url = f"{'https' if tls else 'http'}://{HOST}:{chosen}"
         facts = {**extra, "registry": f"{HOST}:{chosen}", "config_path": str(config)}
         ready = _tcp_open(chosen) if tls else _http_status(f"{url}/v2/", {200, 401})
-        return _Launch([binary, "serve", str(config)], ready, url, {}, facts)
+        settings: dict[str, Any] = {"docker_repo_prefix": f"{HOST}:{chosen}", "docker_registry_type": "oci"}
+        if htpasswd is not None:
+            settings.update(registry_username=htpasswd[0], registry_password=htpasswd[1])
+        if cert_pair is not None:
+            settings["registry_ca_bundle"] = str(cert_pair[0])
+        return _Launch([binary, "serve", str(config)], ready, url, {}, facts, settings)
 
     return _spawn_and_wait("registry", data_dir, port, launch, timeout)
 

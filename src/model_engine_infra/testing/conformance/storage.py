@@ -417,19 +417,18 @@ def local_store_target(tmp_path: Path, style: str) -> StoreTarget:
 
 
 def s3_store_target(name: str, config: InfraConfig, root: str) -> StoreTarget:
-    """S3 (any endpoint ``config`` names); artifacts use small transfer chunks so tests cover ranged GETs."""
-    from boto3.s3.transfer import TransferConfig
-
+    """S3 (any endpoint ``config`` names); artifacts use 1 MiB parts so tests cover ranged GETs."""
     from ...storage.s3 import S3Artifacts
+    from ...storage.transfer import TransferSettings
 
     bucket, folder = split_root(root)
     filesystem = build_infra(config).filesystem
     client = filesystem.client  # type: ignore[attr-defined]
     if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
         client.create_bucket(Bucket=bucket)
-    transfer = TransferConfig(multipart_threshold=2 * MIB, multipart_chunksize=1 * MIB, max_concurrency=8)
+    transfer = TransferSettings(max_concurrency=8, part_size=MIB)
     artifacts = S3Artifacts(
-        client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix, transfer_config=transfer
+        client, fine_tuned_weights_prefix=config.hf_user_fine_tuned_weights_prefix, transfer=transfer
     )
     infra = build_infra(config, overrides={"filesystem": filesystem, "artifacts": artifacts})
 

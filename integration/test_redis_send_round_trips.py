@@ -34,11 +34,19 @@ def calls(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
+def gateway_on(server: RunningServer, url: str | None = None) -> CeleryTaskQueueGateway:
+    config = InfraConfig(cloud_provider="onprem", redis_host="127.0.0.1", celery_backend_protocol="redis")
+    return CeleryTaskQueueGateway.from_config(config, redis=url or server.url)
+
+
+def broker_db(gateway: CeleryTaskQueueGateway) -> redis.Redis:
+    """A client on the database the broker uses (one per task visibility, as llm-engine's)."""
+    return redis.Redis.from_url(gateway.broker.url)
+
+
 def test_one_command_per_send(server: RunningServer) -> None:
-    client = redis.Redis.from_url(server.url)
-    gateway = CeleryTaskQueueGateway.from_config(
-        InfraConfig(cloud_provider="onprem", redis_host="127.0.0.1", celery_backend_protocol="redis"), redis=server.url
-    )
+    gateway = gateway_on(server)
+    client = broker_db(gateway)
     declare_queue(gateway, "rt-q")
     gateway.send_task("tasks.predict", "rt-q")  # connections, handshakes
     client.config_resetstat()
@@ -54,10 +62,8 @@ def test_one_command_per_send(server: RunningServer) -> None:
 
 
 def test_a_deleted_queue_is_not_recreated(server: RunningServer) -> None:
-    client = redis.Redis.from_url(server.url)
-    gateway = CeleryTaskQueueGateway.from_config(
-        InfraConfig(cloud_provider="onprem", redis_host="127.0.0.1", celery_backend_protocol="redis"), redis=server.url
-    )
+    gateway = gateway_on(server)
+    client = broker_db(gateway)
     with pytest.raises(QueueNotFoundError, match="'never-made'"):
         gateway.send_task("tasks.predict", "never-made")
     declare_queue(gateway, "gone-q")
@@ -76,12 +82,10 @@ async def test_deleting_an_endpoint_queue_a_worker_declared_leaves_no_key(server
 
     from model_engine_infra.queues.redis import RedisQueueEndpointResourceDelegate
 
-    client = redis.asyncio.Redis.from_url(server.url)
+    gateway = gateway_on(server)
+    client = redis.asyncio.Redis.from_url(gateway.broker.url)
     delegate = RedisQueueEndpointResourceDelegate(client)
     info = await delegate.create_queue_if_not_exists("e-del", "n", "me", {})
-    gateway = CeleryTaskQueueGateway.from_config(
-        InfraConfig(cloud_provider="onprem", redis_host="127.0.0.1", celery_backend_protocol="redis"), redis=server.url
-    )
     declare_queue(gateway, info.queue_name)  # a worker consumed it
     gateway.send_task("tasks.predict", info.queue_name)
     await delegate.delete_queue("e-del")
@@ -97,10 +101,7 @@ def test_a_user_whose_acl_forbids_scripts_gets_a_permission_error(server: Runnin
 
     admin = redis.Redis.from_url(server.url)
     admin.acl_setuser("no-eval", enabled=True, passwords=["+pw-canary"], keys=["*"], commands=["+@all", "-eval"])
-    url = server.url.replace("redis://", "redis://no-eval:pw-canary@", 1)
-    gateway = CeleryTaskQueueGateway.from_config(
-        InfraConfig(cloud_provider="onprem", redis_host="127.0.0.1", celery_backend_protocol="redis"), redis=url
-    )
+    gateway = gateway_on(server, server.url.replace("redis://", "redis://no-eval:pw-canary@", 1))
     declare_queue(gateway, "acl-q")
     with pytest.raises(BrokerPermissionError, match=r"\+eval") as err:
         gateway.send_task("tasks.predict", "acl-q")

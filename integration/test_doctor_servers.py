@@ -158,9 +158,11 @@ def test_healthy_onprem_passes(tmp_path: Path, onprem: dict[str, Any]) -> None:
         "registry": "ok",
         "secrets": "skip",
         "file_storage": "ok",
+        "autoscaling_metrics": "ok",
     }, [r.as_dict() for r in report.results]
     assert report.exit_code == 0
     assert "4 image(s) found" in _result(report, "registry")[1]
+    assert _result(report, "autoscaling_metrics")[1].startswith("redis: created, emitted (pending 1, expires in 60 s)")
     assert "listed, signed and fetched" in _result(report, "file_storage")[1]
 
 
@@ -327,6 +329,7 @@ def test_healthy_aws_passes(tmp_path: Path, aws: dict[str, Any]) -> None:
         "registry": "ok",
         "secrets": "ok",
         "file_storage": "ok",
+        "autoscaling_metrics": "ok",
     }, [r.as_dict() for r in report.results]
     assert report.exit_code == 0
 

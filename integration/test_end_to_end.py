@@ -30,6 +30,7 @@ from model_engine_infra.testing.pytest_plugin import report_missing_server
 from model_engine_infra.testing.servers import RunningServer, ServerUnavailableError, start_redis, start_registry
 
 sys.path.insert(0, str(Path(__file__).parent))
+from gcp_keys import write_service_account_key
 from model_engine_infra.testing.images import ImagePusher as Pusher
 from registry_fakes import TokenServer
 
@@ -323,25 +324,7 @@ def _local(folder: Path) -> Deployment:
 
 def _service_account_key(folder: Path) -> Path:
     """A key made here: V4 URLs are signed offline with it (the emulator does not check them)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "tour-project",
-        "private_key_id": "k",
-        "private_key": pem,
-        "client_email": "signer@tour-project.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
-    path = folder / "service-account.json"
-    path.write_text(json.dumps(info))
-    return path
+    return write_service_account_key(folder / "service-account.json", project_id="tour-project")
 
 
 @pytest.fixture

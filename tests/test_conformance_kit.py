@@ -45,6 +45,7 @@ def test_every_kind_is_exported() -> None:
         "SecretStoreConformance",
         "RedisConnectionConformance",
         "DockerRepositoryConformance",
+        "AutoscalingMetricsConformance",
     }
     for base in bases:  # every test of a base is a method a subclass inherits
         assert any(name.startswith("test_") for name in vars(base)), base

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, ExitStack
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,10 +36,10 @@ from model_engine_infra.tasks.base import SentTask, TaskState
 from model_engine_infra.tasks.base import TaskStatus as NativeStatus
 from model_engine_infra.tasks.demo_tasks import FAIL, PREDICT
 from model_engine_infra.testing.conformance.images import (
-    ACCOUNT,
     DockerRepositoryConformance,
     RegistryTarget,
     ecr_target,
+    moto_set_pushed_at,
 )
 from model_engine_infra.testing.conformance.queues import (
     LocalQueueDelegateConformance,
@@ -509,44 +508,12 @@ class TestS3OnMotoAdapters(AdaptedStores):
 # --- images -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ecr_moto() -> Iterator[dict[str, str]]:
-    """moto with IAM enforced after setup: a user allowed ecr:*, and its keys."""
-    import json
-
-    import boto3
-    from moto import mock_aws, settings
-    from moto.core.responses import ActionAuthenticatorMixin
-
-    saved = settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count
-    settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = 3, 0
-    with mock_aws():
-        iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
-        iam.create_user(UserName="contract")
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}
-        iam.put_user_policy(UserName="contract", PolicyName="ecr", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="contract")["AccessKey"]
-        try:
-            yield {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
-        finally:
-            settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = saved
-
-
-def _moto_set_pushed_at(name: str, tag: str, created: datetime) -> None:
-    from moto.ecr.models import ecr_backends
-
-    repository = ecr_backends[ACCOUNT]["us-east-1"].repositories[name]
-    for image in repository.images:
-        if tag in image.image_tags:
-            image.image_pushed_at = int(created.timestamp())
-
-
 class TestDockerRepositoryAdapter(DockerRepositoryConformance):
     """`docker_repository(infra)` over ECR through the registry suite."""
 
     @pytest.fixture
     def registry_target(self, ecr_moto: dict[str, str]) -> RegistryTarget:
-        native = ecr_target(ecr_moto, _moto_set_pushed_at)
+        native = ecr_target(ecr_moto, moto_set_pushed_at)
         return dataclasses.replace(
             native,
             repository=llm_engine.LLMEngineDockerRepository(native.repository),  # type: ignore[arg-type]

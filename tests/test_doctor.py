@@ -36,8 +36,11 @@ def test_healthy_local(tmp_path: Path) -> None:
         "registry": "skip",
         "secrets": "skip",
         "file_storage": "ok",
+        "autoscaling_metrics": "ok",
     }
     assert report.exit_code == 0
+    metrics = next(r for r in report.results if r.name == "autoscaling_metrics")
+    assert "local: created, emitted (pending 1, expires in 60 s)" in metrics.message
 
 
 def test_config_error_stops_with_exit_1(tmp_path: Path) -> None:
@@ -263,7 +266,7 @@ def test_live_probes_run_at_the_same_time(tmp_path: Path, monkeypatch: pytest.Mo
     ).run()
     assert [r.name for r in report.results] == list(doctor_module.CHECKS)
     assert {r.name: r.verdict for r in report.results if r.name not in ("config", "dependencies")} == dict.fromkeys(
-        ("broker", "storage", "redis", "registry", "secrets", "file_storage"), "ok"
+        ("broker", "storage", "redis", "registry", "secrets", "file_storage", "autoscaling_metrics"), "ok"
     )
     assert set(callers) == {threading.main_thread().name}  # progress arrives in the caller's thread
     assert len(callers) == len(doctor_module.CHECKS)
@@ -283,7 +286,7 @@ def test_hanging_probes_share_one_time_limit(tmp_path: Path, monkeypatch: pytest
     hung = [r for r in report.results if r.name not in ("config", "dependencies")]
     assert {r.verdict for r in hung} == {"fail"}
     assert all("no answer within 1 s" in r.message and r.fix for r in hung)
-    assert elapsed < 4  # six probes of 1 s each in turn would take 6 s; together they take one limit
+    assert elapsed < 4  # seven probes of 1 s each in turn would take 7 s; together they take one limit
 
 
 def test_cli_doctor_bad_tag_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
@@ -325,3 +328,28 @@ def test_inside_a_cluster_an_unchosen_local_provider_fails(tmp_path: Path, monke
     assert report.exit_code == 1
     chosen = diagnose(None, env={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "MODEL_ENGINE_INFRA_CLOUD_PROVIDER": "local"})
     assert chosen.result("config").verdict == "ok"  # local on purpose is fine
+
+
+def test_autoscaling_metrics_on_a_redis_pointing_nowhere_fail_with_a_fix(tmp_path: Path) -> None:
+    config = local_config(
+        tmp_path, "autoscaling_metrics_backend: redis\ncache_redis_onprem_url: redis://127.0.0.1:1/0\n"
+    )
+    report = Doctor(config, env={}, timeout=10).run()
+    metrics = next(r for r in report.results if r.name == "autoscaling_metrics")
+    assert metrics.verdict == "fail"
+    assert "cannot emit the autoscaling metric" in metrics.message
+    assert metrics.fix is not None
+    assert "autoscaling_metrics_backend" in metrics.fix  # the fix names the keys
+
+
+def test_autoscaling_metrics_on_redis_pass_through_the_deployments_connection(tmp_path: Path) -> None:
+    from model_engine_infra.testing.redis import InMemoryRedisConnection
+
+    def factory(config: InfraConfig) -> Infra:
+        return build_infra(config, overrides={"redis": InMemoryRedisConnection()})
+
+    config = local_config(tmp_path, "autoscaling_metrics_backend: redis\nredis_host: 127.0.0.1\n")
+    report = Doctor(config, env={}, infra_factory=factory).run()
+    metrics = next(r for r in report.results if r.name == "autoscaling_metrics")
+    assert metrics.verdict == "ok", metrics.message
+    assert metrics.message.startswith("redis: created, emitted (pending 1, expires in 60 s)")

@@ -218,6 +218,9 @@ def test_async_components_of_every_provider_work_from_any_event_loop(tmp_path: P
         async def round_trip(endpoint_id: str) -> int:
             await infra.queue_delegate.create_queue_if_not_exists(endpoint_id, "n", "me", {})
             await infra.redis.async_client().incr("runs")
+            await infra.autoscaling_metrics.create_or_update_resources(endpoint_id)
+            await infra.autoscaling_metrics.emit_inference_autoscaling_metric(endpoint_id)
+            assert await infra.autoscaling_metrics.read_metric(endpoint_id) is not None
             return (await infra.queue_delegate.get_queue_attributes(endpoint_id)).approximate_message_count
 
         assert asyncio.run(round_trip("e1")) == 0

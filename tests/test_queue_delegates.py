@@ -17,9 +17,10 @@ import kombu
 import pytest
 import redis.asyncio
 from azure.core.exceptions import HttpResponseError
+from azure.servicebus import ServiceBusMessage
 from moto import mock_aws
 
-from model_engine_infra import build_infra
+from model_engine_infra import build_infra, load_config
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.errors import (
     BrokerPermissionError,
@@ -44,10 +45,11 @@ from model_engine_infra.queues.redis import (
 from model_engine_infra.queues.servicebus import (
     MAX_LOCK_DURATION,
     ServiceBusQueueEndpointResourceDelegate,
+    build_delegate,
     lock_duration_for,
 )
 from model_engine_infra.queues.sqs import SQSQueueEndpointResourceDelegate
-from model_engine_infra.testing.servicebus import FakeServiceBusNamespace
+from model_engine_infra.testing.servicebus import FakeServiceBusNamespace, patch_kombu_servicebus
 
 # --- Service Bus --------------------------------------------------------------------------------
 
@@ -76,6 +78,88 @@ async def test_servicebus_creates_queue_with_capped_lock_and_metadata() -> None:
     attributes = await delegate.get_queue_attributes("e1")
     assert attributes.raw["lock_duration_seconds"] == 300
     assert attributes.raw["user_metadata"]["endpoint_name"] == "demo"
+
+
+async def test_servicebus_queue_created_by_kombu_first_gets_the_300s_lock() -> None:
+    """A task sent before the delegate ran: kombu creates the queue with its 60 s lock and never updates it."""
+    ns = FakeServiceBusNamespace("sb-ns")
+    with patch_kombu_servicebus(ns):
+        connection = kombu.Connection("azureservicebus://DefaultAzureCredential@sb-ns.servicebus.windows.net")
+        with connection:
+            connection.SimpleQueue("launch-endpoint-id-e1").put({"n": 1})
+    assert ns.admin_client().get_queue("launch-endpoint-id-e1").lock_duration == timedelta(seconds=60)
+    delegate = ServiceBusQueueEndpointResourceDelegate("sb-ns", admin_client=ns.admin_client())
+    await delegate.create_queue_if_not_exists("e1", "demo", "alice", {"team": "ml"})
+    queue = ns.admin_client().get_queue("launch-endpoint-id-e1")
+    assert queue.lock_duration == timedelta(seconds=300)
+    attributes = await delegate.get_queue_attributes("e1")
+    assert attributes.endpoint_labels == {"team": "ml"}
+    assert attributes.approximate_message_count == 1  # kombu's message is still there
+
+
+async def test_servicebus_create_again_follows_the_request_and_writes_only_what_differs() -> None:
+    ns = FakeServiceBusNamespace("sb-ns")
+    delegate = ServiceBusQueueEndpointResourceDelegate("sb-ns", admin_client=ns.admin_client())
+    await delegate.create_queue_if_not_exists("e1", "demo", "alice", {"team": "ml"}, 60)
+    updated_at = ns._queue("launch-endpoint-id-e1").updated_at
+    ns.clock.advance(10)
+    await delegate.create_queue_if_not_exists("e1", "demo", "alice", {"team": "ml"}, 60)
+    assert ns._queue("launch-endpoint-id-e1").updated_at == updated_at  # nothing differed: no update
+    await delegate.create_queue_if_not_exists("e1", "demo", "alice", {"team": "other"}, 120)
+    queue = ns.admin_client().get_queue("launch-endpoint-id-e1")
+    assert queue.lock_duration == timedelta(seconds=120)
+    assert json.loads(queue.user_metadata)["labels"] == {"team": "other"}
+
+
+async def test_servicebus_premium_queues_get_the_configured_message_size() -> None:
+    ns = FakeServiceBusNamespace("sb-ns", tier="Premium")
+    config = InfraConfig(cloud_provider="azure", servicebus_namespace="sb-ns", servicebus_max_message_size_kb=20480)
+    assert build_delegate(config, None).max_message_size_kb == 20480  # type: ignore[arg-type]
+    delegate = ServiceBusQueueEndpointResourceDelegate(
+        "sb-ns", admin_client=ns.admin_client(), max_message_size_kb=20480
+    )
+    ns.admin_client().create_queue("launch-endpoint-id-e2")  # as kombu makes it: the tier's 1 MB default
+    for endpoint_id in ("e1", "e2"):
+        await delegate.create_queue_if_not_exists(endpoint_id, "demo", "alice", {})
+        assert ns.admin_client().get_queue(f"launch-endpoint-id-{endpoint_id}").max_message_size_in_kilobytes == 20480
+    with ns.client().get_queue_sender("launch-endpoint-id-e1") as sender:
+        sender.send_messages(ServiceBusMessage(b"x" * (5 * 1024 * 1024)))  # 5 MB: above Standard's and 1 MB
+
+
+@pytest.mark.parametrize(
+    ("settings", "queue_kb"),
+    [
+        ({}, None),  # standard, 256 KB: the setting is refused on standard, so it is never sent
+        ({"servicebus_max_message_size_kb": 100}, None),
+        ({"servicebus_tier": "premium"}, 1024),  # premium's smallest queue setting; senders keep to 256 KB
+        ({"servicebus_max_message_size_kb": 2048}, 2048),  # above 256 KB: premium inferred
+        ({"servicebus_tier": "premium", "servicebus_max_message_size_kb": 102400}, 102400),
+    ],
+)
+def test_servicebus_queue_size_follows_the_tier(settings: dict[str, Any], queue_kb: int | None) -> None:
+    config = InfraConfig(cloud_provider="azure", servicebus_namespace="sb-ns", **settings)
+    assert build_delegate(config, None).max_message_size_kb == queue_kb  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"servicebus_tier": "standard", "servicebus_max_message_size_kb": 1024}, "standard tier's 256 KB"),
+        ({"servicebus_max_message_size_kb": 204800}, "largest message"),
+        ({"servicebus_max_message_size_kb": 0}, "positive"),
+    ],
+)
+def test_servicebus_message_size_that_does_not_fit_the_tier_names_the_key(
+    settings: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    config = InfraConfig(cloud_provider="azure", servicebus_namespace="sb-ns", **settings)
+    with pytest.raises(ConfigError, match=f"servicebus_max_message_size_kb.*{message}"):
+        build_infra(config).queue_delegate  # noqa: B018
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("cloud_provider: azure\nservicebus_namespace: sb-ns\ncache_redis_azure_host: cache:6380\n")
+    env = {k.upper(): str(v) for k, v in settings.items()}  # SERVICEBUS_TIER, SERVICEBUS_MAX_MESSAGE_SIZE_KB
+    with pytest.raises(ConfigError, match=f"SERVICEBUS_MAX_MESSAGE_SIZE_KB.*{message}"):
+        load_config(str(deployment), env=env)  # refused at start-up, naming the variable it came from
 
 
 async def test_servicebus_labels_too_long_for_user_metadata_are_dropped_not_fatal() -> None:
@@ -161,13 +245,37 @@ async def test_sqs_policy_tags_and_visibility_from_config(aws: Any) -> None:
     assert (await delegate.get_queue_attributes("e1")).endpoint_created_by is None  # tags only when asked
 
 
-async def test_sqs_create_keeps_an_existing_queue_as_it_is(aws: Any) -> None:
-    delegate = SQSQueueEndpointResourceDelegate(region="eu-west-1")
-    first = await delegate.create_queue_if_not_exists("e1", "n", "u", {}, 60)
-    second = await delegate.create_queue_if_not_exists("e1", "n", "u", {}, 900)
+async def test_sqs_create_brings_an_existing_queue_in_line_writing_only_what_differs(aws: Any) -> None:
+    writes: list[str] = []
+    aws.meta.events.register("before-call.sqs.SetQueueAttributes", lambda **kw: writes.append("attributes"))
+    aws.meta.events.register("before-call.sqs.TagQueue", lambda **kw: writes.append("tags"))
+    delegate = SQSQueueEndpointResourceDelegate(
+        region="eu-west-1",
+        client=aws,
+        policy_template='{"Statement": [{"Resource": "arn:aws:sqs:eu-west-1:1:${queue_name}"}]}',
+        tag_template='{"owner": "${endpoint_created_by}", "name": "${endpoint_name}"}',
+    )
+    first = await delegate.create_queue_if_not_exists("e1", "n", "alice", {}, 60)
+    aws.tag_queue(QueueUrl=first.queue_url, Tags={"cost-center": "42"})  # someone else's tag
+    writes.clear()
+    second = await delegate.create_queue_if_not_exists("e1", "n", "alice", {}, 60)
     assert first == second
+    assert writes == []  # nothing differed: nothing written
+    await delegate.create_queue_if_not_exists("e1", "renamed", "bob", {}, 900)
+    assert writes == ["attributes", "tags"]
     attributes = aws.get_queue_attributes(QueueUrl=first.queue_url, AttributeNames=["VisibilityTimeout"])
-    assert attributes["Attributes"]["VisibilityTimeout"] == "60"
+    assert attributes["Attributes"]["VisibilityTimeout"] == "900"
+    tags = aws.list_queue_tags(QueueUrl=first.queue_url)["Tags"]
+    assert tags == {"owner": "bob", "name": "renamed", "cost-center": "42"}
+
+
+async def test_sqs_queue_created_by_kombu_first_gets_the_requested_timeout(aws: Any) -> None:
+    """kombu's SQS transport creates a missing queue with its own visibility timeout (1800 s by default)."""
+    url = aws.create_queue(QueueName="launch-endpoint-id-e1", Attributes={"VisibilityTimeout": "1800"})["QueueUrl"]
+    delegate = SQSQueueEndpointResourceDelegate(region="eu-west-1", client=aws)
+    await delegate.create_queue_if_not_exists("e1", "n", "alice", {}, 600)
+    attributes = aws.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    assert attributes["Attributes"]["VisibilityTimeout"] == "600"
 
 
 def test_sqs_broken_template_fails_at_build_time() -> None:
@@ -261,15 +369,20 @@ def redis_client() -> Any:
     return fakeredis.FakeAsyncRedis()
 
 
-async def test_redis_metadata_hash_and_first_creation_wins(redis_client: Any) -> None:
+async def test_redis_metadata_hash_follows_the_latest_create_but_keeps_the_creation_time(redis_client: Any) -> None:
     delegate = RedisQueueEndpointResourceDelegate(redis_client)
     await delegate.create_queue_if_not_exists("e1", "demo", "alice", {"team": "ml"}, 60)
+    key = "launch-endpoint-id-e1" + META_SUFFIX
+    created_at = await redis_client.hget(key, "created_at")
     await delegate.create_queue_if_not_exists("e1", "renamed", "bob", {"team": "other"}, 90)
-    meta = await redis_client.hgetall("launch-endpoint-id-e1" + META_SUFFIX)
-    assert meta[b"created_by"] == b"alice"
-    assert json.loads(meta[b"labels"]) == {"team": "ml"}
-    assert meta[b"queue_message_timeout_seconds"] == b"60"
-    assert b"created_at" in meta
+    meta = await redis_client.hgetall(key)
+    assert meta[b"created_by"] == b"bob"
+    assert meta[b"endpoint_name"] == b"renamed"
+    assert json.loads(meta[b"labels"]) == {"team": "other"}
+    assert meta[b"queue_message_timeout_seconds"] == b"90"
+    assert meta[b"created_at"] == created_at
+    await delegate.create_queue_if_not_exists("e1", "renamed", "bob", {"team": "other"})
+    assert await redis_client.hget(key, "queue_message_timeout_seconds") is None  # no timeout asked: none kept
 
 
 async def test_redis_counts_every_priority_list_and_only_this_queues_unacked(redis_client: Any) -> None:

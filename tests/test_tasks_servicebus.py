@@ -111,3 +111,24 @@ async def test_send_to_a_deleted_queue_is_queue_not_found(namespace: FakeService
         gateway.send_task("tasks.predict", info.queue_name, args=[1])
     assert "not sent" in str(err.value)
     assert type(err.value.__cause__).__name__ == "MessagingEntityNotFoundError"
+
+
+def test_premium_limit_comes_from_config_and_matches_the_queue(namespace: FakeServiceBusNamespace) -> None:
+    """servicebus_max_message_size_kb: the queue is created with it, and senders refuse above it, not at 256 KB."""
+    import asyncio
+
+    from model_engine_infra.brokers.servicebus import queue_max_message_size_kb
+    from model_engine_infra.queues.servicebus import ServiceBusQueueEndpointResourceDelegate
+
+    namespace.tier = "Premium"
+    config = CONFIG.model_copy(update={"servicebus_max_message_size_kb": 2048})
+    delegate = ServiceBusQueueEndpointResourceDelegate(
+        "unit-ns", admin_client=namespace.admin_client(), max_message_size_kb=queue_max_message_size_kb(config)
+    )
+    info = asyncio.run(delegate.create_queue_if_not_exists("big", "n", "me", {}, 60))
+    gateway = CeleryTaskQueueGateway.from_config(config)
+    assert gateway.max_message_bytes == 2048 * 1024
+    gateway.send_task("t", info.queue_name, args=[{"prompt": "x" * (1536 * 1024)}])  # 1.5 MB: sent
+    with pytest.raises(MessageTooLargeError, match=str(2048 * 1024)):
+        gateway.send_task("t", info.queue_name, args=[{"prompt": "x" * (2100 * 1024)}])
+    assert len(namespace.message_bodies(info.queue_name)) == 1

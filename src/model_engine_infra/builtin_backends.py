@@ -220,5 +220,22 @@ BUILTIN_BACKENDS: dict[str, dict[str, Entry]] = {
             ("redis_iam_user",),
         ),
     },
+    "autoscaling_metrics": {
+        "redis": (
+            "model_engine_infra.autoscaling.redis:build_gateway",
+            ("redis",),
+            "Redis list",
+            None,
+            ("redis_socket_timeout",),
+        ),
+        "servicebus": (
+            "model_engine_infra.autoscaling.servicebus:build_gateway",
+            ("azure",),
+            "Service Bus queue",
+            "model_engine_infra.autoscaling.rules:SERVICEBUS_RULES",
+            ("servicebus_namespace", "servicebus_keep_alive_interval", "azure_client_id"),
+        ),
+        "local": ("model_engine_infra.autoscaling.local:build_gateway", (), "local files", None, ("local_data_dir",)),
+    },
     "provider": {name: (f"model_engine_infra.providers.{name}:PROVIDER",) for name in BUILTIN_PROVIDER_NAMES},
 }

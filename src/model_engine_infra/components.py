@@ -26,6 +26,7 @@ FACTORIES = {
     "docker_repository": "model_engine_infra.components:build_docker_repository",
     "redis": "model_engine_infra.redis.connection:build_redis",
     "secrets": "model_engine_infra.components:build_secrets",
+    "autoscaling_metrics": "model_engine_infra.components:build_autoscaling_metrics",
     "file_storage": "model_engine_infra.storage.files:build_file_storage",
 }
 
@@ -85,3 +86,11 @@ def build_secrets(config: InfraConfig, infra: Infra | None = None) -> Any:
     if name is None:
         raise unavailable(config, "secrets")
     return resolve_backend("secrets", name)(config)
+
+
+def build_autoscaling_metrics(config: InfraConfig, infra: Infra) -> Any:
+    """The inference autoscaling metrics gateway (KEDA's signal) of the selected backend."""
+    name = selected(config, "autoscaling_metrics")
+    if name is None:
+        raise unavailable(config, "autoscaling_metrics")
+    return resolve_backend("autoscaling_metrics", name)(config, infra)

@@ -15,6 +15,7 @@ from .errors import AsyncCloseRequiredError, InfraClosedError
 from .registry import COMPONENTS, Profile, get_provider, import_target, missing_dependency
 
 if TYPE_CHECKING:
+    from .autoscaling.base import InferenceAutoscalingMetricsGateway
     from .config.model import InfraConfig
     from .images.base import DockerRepository
     from .queues.base import QueueEndpointResourceDelegate
@@ -142,6 +143,10 @@ class Infra:
     @property
     def secrets(self) -> SecretStore:
         return self.component("secrets")  # type: ignore[no-any-return]
+
+    @property
+    def autoscaling_metrics(self) -> InferenceAutoscalingMetricsGateway:
+        return self.component("autoscaling_metrics")  # type: ignore[no-any-return]
 
     @property
     def file_storage(self) -> FileStorageGateway:

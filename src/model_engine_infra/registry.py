@@ -1,7 +1,8 @@
 """Backends registered by kind, and providers as profiles: names -> ``"module:attr"`` strings.
 
 In the style of kombu's transport aliases and fsspec's ``known_implementations``: each kind
-(``broker``, ``store``, ``registry``, ``secrets``, ``result_backend``, ``redis_credentials``) maps a
+(``broker``, ``store``, ``registry``, ``secrets``, ``result_backend``, ``redis_credentials``,
+``autoscaling_metrics``) maps a
 name to a ``"module:attr"`` target that is imported the first time it is used, so nothing
 cloud-specific loads until a component needs it, and a missing SDK names the extra to install.
 
@@ -18,7 +19,8 @@ ignored with a warning. What each kind's target resolves to:
 - ``registry``: a callable ``(config) -> DockerRepository``;
 - ``secrets``: a callable ``(config) -> SecretStore``;
 - ``result_backend``: a callable ``(config, redis) -> dict`` of Celery result-backend settings;
-- ``redis_credentials``: a callable ``(source, config, **clients) -> RedisSource`` (a token overlay).
+- ``redis_credentials``: a callable ``(source, config, **clients) -> RedisSource`` (a token overlay);
+- ``autoscaling_metrics``: a callable ``(config, infra) -> InferenceAutoscalingMetricsGateway``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from .config.model import InfraConfig
     from .infra import Infra
 
-KINDS = ("broker", "store", "registry", "secrets", "result_backend", "redis_credentials")
+KINDS = ("broker", "store", "registry", "secrets", "result_backend", "redis_credentials", "autoscaling_metrics")
 PROVIDER_KIND = "provider"
 ENTRY_POINT_GROUP = "model_engine_infra.providers"
 COMPONENTS = (
@@ -47,6 +49,7 @@ COMPONENTS = (
     "docker_repository",
     "redis",
     "secrets",
+    "autoscaling_metrics",
     "file_storage",
 )
 # The kind whose backend builds each component (redis has one implementation; its credentials vary).
@@ -58,6 +61,7 @@ COMPONENT_KINDS: dict[str, str | None] = {
     "docker_repository": "registry",
     "redis": None,
     "secrets": "secrets",
+    "autoscaling_metrics": "autoscaling_metrics",
     "file_storage": "store",  # user files on the stores, under file_storage_prefix
 }
 
@@ -267,6 +271,7 @@ class Profile:
     secrets: str | None = None
     result_backend: str | None = None
     redis_credentials: str | None = None  # None: the password or token the Redis source gives
+    autoscaling_metrics: str | None = None  # where KEDA's scale-from-zero signal lives
     # Brokers that exist where this profile runs; a selected broker outside it is a finding (and
     # refused when built). Empty: any broker.
     brokers: tuple[str, ...] = ()

@@ -64,6 +64,12 @@ def redis_credentials_name(config: InfraConfig) -> str | None:
     return profile_of(config).redis_credentials
 
 
+def autoscaling_metrics_name(config: InfraConfig) -> str | None:
+    if config.autoscaling_metrics_backend is not None:
+        return config.autoscaling_metrics_backend
+    return profile_of(config).autoscaling_metrics
+
+
 def secrets_name(config: InfraConfig) -> str | None:
     """``secrets_backend``, else the profile's secret store."""
     if config.secrets_backend is not None:
@@ -73,6 +79,8 @@ def secrets_name(config: InfraConfig) -> str | None:
 
 def selected(config: InfraConfig, kind: str) -> str | None:
     """The backend of ``kind`` this config selects (``store``: the default store, for paths without a scheme)."""
+    if kind == "autoscaling_metrics":
+        return autoscaling_metrics_name(config)
     if kind == "secrets":
         return secrets_name(config)
     if kind == "broker":
@@ -97,6 +105,7 @@ NAMING_KEYS = {
     "docker_registry_type": "registry",
     "celery_backend_protocol": "result_backend",
     "redis_iam_auth": "redis_credentials",
+    "autoscaling_metrics_backend": "autoscaling_metrics",
     "secrets_backend": "secrets",
 }
 

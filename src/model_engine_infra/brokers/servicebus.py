@@ -1,4 +1,13 @@
-"""The Azure Service Bus broker: per-endpoint queues and Celery on kombu's Service Bus transport."""
+"""The Azure Service Bus broker: per-endpoint queues and Celery on kombu's Service Bus transport.
+
+Message sizes: Standard namespaces cap a message at 256 KB and refuse a queue's
+``max_message_size_in_kilobytes`` (HTTP 400); Premium accepts 1,024 .. 102,400 KB per queue (1 MB by
+default). The reference system creates queues with a 20 MB maximum, which only Premium accepts.
+Here the limit is ``servicebus_max_message_size_kb``, the tier ``servicebus_tier`` or, unset,
+inferred from the size (above 256 KB means Premium); senders refuse larger tasks with
+`MessageTooLargeError` before they reach the service, and Premium endpoint queues are created with
+the size.
+"""
 
 from __future__ import annotations
 
@@ -55,7 +64,56 @@ def _pool_limit(config: InfraConfig) -> None:
         )
 
 
-RULES: tuple[Rule, ...] = (_pool_limit,)
+STANDARD_MAX_KB = 256
+PREMIUM_MIN_QUEUE_KB = 1024
+PREMIUM_MAX_KB = 102400
+
+
+def servicebus_tier(config: InfraConfig) -> str:
+    """``standard`` or ``premium``: the configured tier, else premium exactly when the size needs it."""
+    if config.servicebus_tier is not None:
+        return config.servicebus_tier
+    return "premium" if config.servicebus_max_message_size_kb > STANDARD_MAX_KB else "standard"
+
+
+@error_rule("servicebus-message-size", "servicebus_max_message_size_kb", "servicebus_tier")
+def check_message_size(config: InfraConfig) -> None:
+    """The configured message size fits the namespace's tier."""
+    from ..config.keys import fail
+
+    size = config.servicebus_max_message_size_kb
+    name = "servicebus_max_message_size_kb"
+    if size < 1:
+        raise fail(config, name, "must be a positive number of KB", f"use {STANDARD_MAX_KB} on standard")
+    if size > PREMIUM_MAX_KB:
+        raise fail(
+            config,
+            name,
+            f"is above Service Bus's largest message ({PREMIUM_MAX_KB} KB, premium tier)",
+            f"use at most {PREMIUM_MAX_KB}, and send references to larger payloads",
+        )
+    if servicebus_tier(config) == "standard" and size > STANDARD_MAX_KB:
+        raise fail(
+            config,
+            name,
+            f"is above the standard tier's {STANDARD_MAX_KB} KB (servicebus_tier is standard)",
+            f"use at most {STANDARD_MAX_KB}, or set servicebus_tier: premium on a premium namespace",
+        )
+
+
+def max_message_bytes(config: InfraConfig) -> int:
+    """The largest message a sender may send, in bytes."""
+    return config.servicebus_max_message_size_kb * KIB
+
+
+def queue_max_message_size_kb(config: InfraConfig) -> int | None:
+    """What endpoint queues are created with: the size on premium (at least its 1,024), None on standard."""
+    if servicebus_tier(config) != "premium":
+        return None
+    return max(config.servicebus_max_message_size_kb, PREMIUM_MIN_QUEUE_KB)
+
+
+RULES: tuple[Rule, ...] = (_pool_limit, check_message_size)
 
 
 def send_bounds() -> SendBounds:
@@ -108,12 +166,19 @@ class ServiceBusBrokerUnit(BrokerUnit):
     extras = ("azure",)
     chart_name = "servicebus"
     chart_hint = "servicebus"
-    max_message_bytes = 256 * KIB  # Standard tier; Premium allows more only when configured
+    max_message_bytes = STANDARD_MAX_KB * KIB  # the default; settings() takes servicebus_max_message_size_kb
     counts_in_flight = False  # active_message_count includes locked messages
     per_queue_visibility = True  # lock_duration, at most 300 s
     delegate_target = "model_engine_infra.queues.servicebus:build_delegate"
     transport = SERVICEBUS_TRANSPORT_TARGET
-    keys = ("servicebus_namespace", "servicebus_keep_alive_interval", "azure_client_id", "celery_broker_pool_limit")
+    keys = (
+        "servicebus_namespace",
+        "servicebus_keep_alive_interval",
+        "azure_client_id",
+        "celery_broker_pool_limit",
+        "servicebus_tier",
+        "servicebus_max_message_size_kb",
+    )
     replaced_by_redis = (
         Severity.WARNING,
         "celeryBrokerType {chart} on {cloud} means the Redis broker, not Service Bus (some docs say "
@@ -158,7 +223,7 @@ class ServiceBusBrokerUnit(BrokerUnit):
             SERVICEBUS_TRANSPORT_ALIAS,
             options,
             {"broker_connection_retry": True, "broker_connection_retry_on_startup": True},
-            self.max_message_bytes,
+            max_message_bytes(config),
             "utf-8",
             bounds=send_bounds(),
         )

@@ -8,6 +8,7 @@ Swapping the cloud wiring of upstream's ``api/dependencies.py`` for ours takes a
     filesystem_gateway = llm_engine.filesystem_gateway(infra)
     llm_artifact_gateway = llm_engine.llm_artifact_gateway(infra)
     docker_repository = llm_engine.docker_repository(infra)
+    inference_autoscaling_metrics_gateway = llm_engine.autoscaling_metrics_gateway(infra)
 
 Each adapter answers in the shapes upstream's callers read — a ``QueueInfo`` NamedTuple, the dict
 upstream's delegate for that broker returns, task responses with ``task_id``, ``status`` and
@@ -33,6 +34,7 @@ from ..queues.base import QUEUE_NAME_PREFIX
 from ..storage.uri import parse_uri
 
 if TYPE_CHECKING:
+    from ..autoscaling.base import InferenceAutoscalingMetricsGateway
     from ..images.base import DockerRepository
     from ..infra import Infra
     from ..queues.base import QueueAttributes, QueueEndpointResourceDelegate
@@ -43,6 +45,7 @@ __all__ = [
     "CreateAsyncTaskV1Response",
     "ErrorMap",
     "GetAsyncTaskV1Response",
+    "LLMEngineAutoscalingMetricsGateway",
     "LLMEngineDockerRepository",
     "LLMEngineFilesystemGateway",
     "LLMEngineLLMArtifactGateway",
@@ -51,6 +54,7 @@ __all__ = [
     "QueueInfo",
     "QueueShape",
     "TaskStatus",
+    "autoscaling_metrics_gateway",
     "docker_repository",
     "filesystem_gateway",
     "llm_artifact_gateway",
@@ -511,3 +515,43 @@ class LLMEngineDockerRepository(_Forwarding):
 
 def docker_repository(infra: Infra, *, errors: ErrorMap | None = None) -> LLMEngineDockerRepository:
     return LLMEngineDockerRepository(infra.docker_repository, errors=errors)
+
+
+# --- inference autoscaling metrics ---------------------------------------------------------------
+
+
+class LLMEngineAutoscalingMetricsGateway(_Forwarding):
+    """Upstream's ``InferenceAutoscalingMetricsGateway`` over ``infra.autoscaling_metrics``.
+
+    The methods and names are upstream's already; the adapter adds only ``errors=``. Where ours
+    differs on purpose: an inference metric never shortens a prewarm's hour, Redis is one round trip,
+    and Service Bus messages carry their time-to-live (upstream passed it as the send timeout).
+    """
+
+    def __init__(self, gateway: InferenceAutoscalingMetricsGateway, *, errors: ErrorMap | None = None) -> None:
+        self._wrapped = gateway
+        self._translate = _Translate(errors)
+
+    def __repr__(self) -> str:
+        return f"LLMEngineAutoscalingMetricsGateway({self._wrapped!r})"
+
+    async def emit_inference_autoscaling_metric(self, endpoint_id: str) -> None:
+        with self._translate():
+            await self._wrapped.emit_inference_autoscaling_metric(endpoint_id)
+
+    async def emit_prewarm_metric(self, endpoint_id: str) -> None:
+        with self._translate():
+            await self._wrapped.emit_prewarm_metric(endpoint_id)
+
+    async def create_or_update_resources(self, endpoint_id: str) -> None:
+        with self._translate():
+            await self._wrapped.create_or_update_resources(endpoint_id)
+
+    async def delete_resources(self, endpoint_id: str) -> None:
+        with self._translate():
+            await self._wrapped.delete_resources(endpoint_id)
+
+
+def autoscaling_metrics_gateway(infra: Infra, *, errors: ErrorMap | None = None) -> LLMEngineAutoscalingMetricsGateway:
+    """Upstream's ``RedisInferenceAutoscalingMetricsGateway`` / ``ASBInferenceAutoscalingMetricsGateway``."""
+    return LLMEngineAutoscalingMetricsGateway(infra.autoscaling_metrics, errors=errors)

@@ -276,6 +276,12 @@ class InfraConfig(BaseModel):
         "agree with them.",
         helm=INFRA + "broker",
     )
+    autoscaling_metrics_backend: str | None = key(
+        None,
+        "Where KEDA's scale-from-zero signal for async endpoints lives: redis, servicebus, local, or a plugin's. "
+        "Unset follows the provider (Service Bus on azure, local files on local, Redis elsewhere).",
+        helm=INFRA + "autoscaling_metrics_backend",
+    )
     celery_broker_type: Literal["sqs", "servicebus", "elasticache", "redis"] | None = key(
         None,
         "The chart's celeryBrokerType; unset follows cloud_provider (the chart itself defaults to sqs).",
@@ -342,6 +348,20 @@ class InfraConfig(BaseModel):
         env="SERVICEBUS_KEEP_ALIVE_INTERVAL",
         ge=1,
         le=3600,
+    )
+    servicebus_tier: Literal["standard", "premium"] | None = key(
+        None,
+        "The Service Bus namespace's tier; unset: premium when servicebus_max_message_size_kb is above 256, "
+        "else standard.",
+        helm="azure.servicebus_tier",
+        env="SERVICEBUS_TIER",
+    )
+    servicebus_max_message_size_kb: int = key(
+        256,
+        "Largest Service Bus message in KB: at most 256 on standard; up to 102400 (100 MB) on premium, where "
+        "endpoint queues are created with it (from 1024 up). A larger task raises MessageTooLargeError.",
+        helm="azure.servicebus_max_message_size_kb",
+        env="SERVICEBUS_MAX_MESSAGE_SIZE_KB",
     )
 
     # --- redis -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ components, never which cloud they are on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import urllib.request
@@ -454,6 +455,52 @@ def file_storage_fix(config: InfraConfig) -> str:
     )
 
 
+# --- autoscaling metrics -------------------------------------------------------------------------
+
+
+def check_autoscaling_metrics(ctx: ProbeContext) -> str:
+    """Through ``infra.autoscaling_metrics``: a probe endpoint's resources, one inference metric, read back, deleted."""
+    from ..selection import selected
+
+    backend = selected(ctx.config, "autoscaling_metrics")
+    if backend == "redis":
+        reason = redis_skip_reason(ctx.config)
+        if reason:
+            raise Skip(f"the autoscaling metrics live on Redis, and {reason}")
+    metrics = ctx.infra.autoscaling_metrics
+    endpoint_id = f"probe-{uuid.uuid4().hex[:8]}"
+
+    async def probe() -> str:
+        await metrics.create_or_update_resources(endpoint_id)
+        try:
+            await metrics.emit_inference_autoscaling_metric(endpoint_id)
+            seen = await metrics.read_metric(endpoint_id)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first failure is the one to report
+                await metrics.delete_resources(endpoint_id)
+            raise
+        await metrics.delete_resources(endpoint_id)
+        if seen is None or seen.pending < 1:
+            raise ProbeFailed(f"the autoscaling metric emitted for {endpoint_id} did not show up on {backend}")
+        expiry = f", expires in {seen.expires_in:.0f} s" if seen.expires_in is not None else ""
+        return f"{backend}: created, emitted (pending {seen.pending}{expiry}), read back and deleted {endpoint_id}"
+
+    return asyncio.run(asyncio.wait_for(probe(), ctx.remaining()))  # this probe's own loop, in its thread
+
+
+def autoscaling_metrics_fix(config: InfraConfig) -> str:
+    from ..selection import selected
+
+    backend = selected(config, "autoscaling_metrics")
+    where = {
+        "redis": f"{redis_fix(config)}; the Redis user needs EVALSHA, EVAL, LLEN, PTTL and DEL",
+        "servicebus": "check servicebus_namespace (SERVICEBUS_NAMESPACE) and that this identity has the "
+        "'Azure Service Bus Data Owner' role on it",
+        "local": "check that local_data_dir is a writable folder",
+    }.get(backend or "", "check the plugin backend's settings")
+    return f"KEDA scales async endpoints from these metrics (autoscaling_metrics_backend: {backend}): {where}"
+
+
 # --- the live probes, in the order they are reported -------------------------------------------------
 
 LIVE_PROBES: tuple[Probe, ...] = (
@@ -463,4 +510,5 @@ LIVE_PROBES: tuple[Probe, ...] = (
     Probe("registry", check_registry, registry_fix),
     Probe("secrets", check_secrets, secrets_fix),
     Probe("file_storage", check_file_storage, file_storage_fix),
+    Probe("autoscaling_metrics", check_autoscaling_metrics, autoscaling_metrics_fix),
 )

@@ -10,6 +10,7 @@ PROVIDER = Profile(
     registry="ecr",
     secrets="secretsmanager",
     result_backend="s3",
+    autoscaling_metrics="redis",
     brokers=("sqs", "redis"),
     cache_redis_key="cache_redis_aws_secret_name",
     cache_redis_keys=("cache_redis_aws_url", "cache_redis_aws_secret_name"),
@@ -28,6 +29,7 @@ PROVIDER = Profile(
         "docker_repository": "moto server (ECR API)",
         "redis": "redis-server",
         "secrets": "moto server",
+        "autoscaling_metrics": "fakeredis + redis-server",
         "file_storage": "moto server",
     },
 )

@@ -10,6 +10,7 @@ PROVIDER = Profile(
     registry="acr",
     secrets="keyvault",
     result_backend="abs",
+    autoscaling_metrics="servicebus",
     brokers=("servicebus", "redis"),
     cache_redis_key="cache_redis_azure_host",
     cache_redis_keys=("cache_redis_azure_host",),
@@ -34,6 +35,7 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry + token-exchange fake",
         "redis": "redis-server + fake Entra tokens",
         "secrets": "Key Vault fake",
+        "autoscaling_metrics": "Service Bus fake",
         "file_storage": "Azurite",
     },
 )

@@ -11,6 +11,7 @@ PROVIDER = Profile(
     registry_from_prefix=False,  # Artifact Registry whatever the prefix looks like (a bad one is an error)
     secrets="kubernetes",
     result_backend="redis",  # llm-engine: Redis results on gcp (database 1)
+    autoscaling_metrics="redis",
     brokers=("redis", "pubsub"),  # Pub/Sub when `broker: pubsub` says so
     cache_redis_keys=("cache_redis_gcp_url",),
     sample_config={"gcp_project_id": "fake-project"},
@@ -27,6 +28,7 @@ PROVIDER = Profile(
         "artifacts": "fake-gcs-server",
         "docker_repository": "docker-registry + fake ADC tokens",
         "redis": "redis-server",
+        "autoscaling_metrics": "fakeredis + redis-server",
         "secrets": "files on disk; Secret Manager fake",
         "file_storage": "fake-gcs-server",
     },

@@ -10,6 +10,7 @@ PROVIDER = Profile(
     registry="oci",
     secrets="env",
     result_backend="file",
+    autoscaling_metrics="local",
     brokers=("local", "redis"),
     cluster=False,
     registry_prefix_required=True,
@@ -31,6 +32,7 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry",
         "redis": "redis-server",
         "secrets": "environment",
+        "autoscaling_metrics": "local disk",
         "file_storage": "local disk",
     },
 )

@@ -10,6 +10,7 @@ PROVIDER = Profile(
     registry="oci",
     secrets="kubernetes",
     result_backend="s3",  # llm-engine: S3-compatible results on onprem, as on aws
+    autoscaling_metrics="redis",
     brokers=("redis",),
     redis_visibility="VISIBILITY_24H",
     cache_redis_keys=("cache_redis_aws_url",),  # llm-engine: else redis://REDIS_HOST:redis_port/0
@@ -30,6 +31,7 @@ PROVIDER = Profile(
         "docker_repository": "docker-registry",
         "redis": "redis-server",
         "secrets": "files on disk",
+        "autoscaling_metrics": "fakeredis + redis-server",
         "file_storage": "moto server (MinIO path)",
     },
 )

@@ -162,16 +162,20 @@ class LocalQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         def create() -> None:
             ensure_broker_dirs(self.paths)
             final = self._meta_file(name)
-            if final.exists():
+            try:
+                earlier = json.loads(final.read_text())
+            except (FileNotFoundError, ValueError):
+                earlier = None
+            if isinstance(earlier, dict) and earlier.get("created_at"):
+                document["created_at"] = earlier["created_at"]  # the request's settings win; creation time stays
+            if earlier == document:
                 return
             temporary = self._meta_dir / f".{name}.{uuid.uuid4().hex}.tmp"
-            temporary.write_text(json.dumps(document, sort_keys=True))
             try:
-                os.link(temporary, final)  # atomic and never overwrites: the first creation wins
-            except FileExistsError:
-                pass
+                temporary.write_text(json.dumps(document, sort_keys=True))
+                os.replace(temporary, final)  # atomic: a reader sees the old file or the new one
             finally:
-                temporary.unlink()
+                temporary.unlink(missing_ok=True)
 
         await self._run("create", name, create)
         return QueueInfo(queue_name=name, queue_url=None)

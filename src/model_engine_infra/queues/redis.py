@@ -4,7 +4,8 @@ Celery's redis transport keeps a queue as a plain list named after the queue (an
 priorities 3/6/9, lists named ``{queue}\\x06\\x16{priority}``); a list vanishes when it is empty.
 So the list alone cannot say whether a queue exists: ``{queue}:meta`` is a hash written at creation
 (endpoint id and name, creator, labels as JSON, creation time, message timeout), and a queue exists
-while its hash or any of its lists does.
+while its hash or any of its lists does. Creating an existing queue again rewrites the hash with the
+request's values (the creation time stays).
 
 A message a worker has fetched but not acknowledged leaves the list and waits in kombu's
 ``unacked`` hash (field = delivery tag, value = JSON ``[message, exchange, routing_key]``) until it
@@ -174,14 +175,17 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             "endpoint_name": endpoint_name,
             "created_by": endpoint_created_by,
             "labels": json.dumps(dict(endpoint_labels), sort_keys=True),
-            "created_at": datetime.now(timezone.utc).isoformat(),
         }
         if queue_message_timeout_seconds is not None:
             fields["queue_message_timeout_seconds"] = str(queue_message_timeout_seconds)
+        meta = name + META_SUFFIX
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                for field_name, value in fields.items():
-                    pipe.hsetnx(name + META_SUFFIX, field_name, value)  # first creation wins, field by field
+                # The request's settings win over an earlier create's; only the creation time is kept.
+                pipe.hsetnx(meta, "created_at", datetime.now(timezone.utc).isoformat())
+                pipe.hset(meta, mapping=dict(fields))  # type: ignore[arg-type]
+                if queue_message_timeout_seconds is None:
+                    pipe.hdel(meta, "queue_message_timeout_seconds")
                 await pipe.execute()
         except redis.exceptions.RedisError as err:
             raise self._unavailable("create", name, err) from err

@@ -1,10 +1,12 @@
 """Azure Service Bus endpoint queues, through the administration client and ``DefaultAzureCredential``.
 
 Queues are created here rather than left to kombu, because kombu creates a missing queue with its
-own ``peek_lock_seconds`` and never updates an existing one. The lock duration follows the
+own ``peek_lock_seconds`` (60 s) and never updates an existing one. The lock duration follows the
 endpoint's message timeout, capped at 300 s: the service refuses anything above 5 minutes (HTTP
-400), so a longer timeout would make queue creation fail outright. Counts come from the queue's
-runtime properties; the service does not report how many messages are locked, so
+400), so a longer timeout would make queue creation fail outright. Creating a queue that exists —
+kombu's, or an earlier create with other settings — updates its lock duration, labels and (on
+Premium) maximum message size to what was asked, so a queue kombu made first gets the 300 s lock.
+Counts come from the queue's runtime properties; the service does not report how many messages are locked, so
 ``approximate_in_flight_count`` is None (``active_message_count`` includes locked messages).
 The admin client is synchronous and is called in a worker thread, never on the event loop.
 """
@@ -106,12 +108,20 @@ class ServiceBusQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
 
     ``admin_client`` injects a ``ServiceBusAdministrationClient`` (or the test fake); otherwise one
     is built on first use with ``credential`` or ``DefaultAzureCredential()`` and reused.
+    ``max_message_size_kb`` is given only on Premium namespaces (Standard refuses the setting).
     """
 
     broker_name: ClassVar[str] = "Service Bus"
     max_queue_name_length: ClassVar[int] = 260
 
-    def __init__(self, namespace: str, *, admin_client: Any | None = None, credential: Any | None = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        admin_client: Any | None = None,
+        credential: Any | None = None,
+        max_message_size_kb: int | None = None,
+    ) -> None:
         if not namespace or not namespace.strip():
             raise ConfigError(
                 "is empty",
@@ -119,6 +129,8 @@ class ServiceBusQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
                 fix="set SERVICEBUS_NAMESPACE to the part before .servicebus.windows.net",
             )
         self.fully_qualified_namespace = _fully_qualified(namespace)
+        #: the queues' ``max_message_size_in_kilobytes`` (Premium only; None leaves the tier's default)
+        self.max_message_size_kb = max_message_size_kb
         self._admin = admin_client
         self._credential = credential
         self._lock = threading.Lock()
@@ -188,12 +200,23 @@ class ServiceBusQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         lock = lock_duration_for(queue_message_timeout_seconds)
         assert lock <= MAX_LOCK_DURATION  # the service refuses longer locks; never send one
         metadata = _user_metadata(endpoint_id, endpoint_name, endpoint_created_by, endpoint_labels)
+        wanted: dict[str, Any] = {"lock_duration": lock, "user_metadata": metadata}
+        if self.max_message_size_kb is not None:
+            wanted["max_message_size_in_kilobytes"] = self.max_message_size_kb
 
         def create(admin: Any) -> None:
             try:
-                admin.create_queue(name, lock_duration=lock, user_metadata=metadata)
+                admin.create_queue(name, **wanted)
+                return
             except ResourceExistsError:
-                pass  # idempotent: an existing queue is left as it is
+                pass
+            # It exists (an earlier create, or kombu's with its 60 s lock): bring it in line with the request.
+            properties = admin.get_queue(name)
+            stale = {key: value for key, value in wanted.items() if getattr(properties, key, None) != value}
+            if stale:
+                for key, value in stale.items():
+                    setattr(properties, key, value)
+                admin.update_queue(properties)
 
         await self._run("create", name, create)
         return QueueInfo(queue_name=name, queue_url=None)
@@ -232,6 +255,7 @@ class ServiceBusQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             "size_in_bytes": runtime.size_in_bytes,
             "lock_duration_seconds": lock.total_seconds() if isinstance(lock, timedelta) else None,
             "max_delivery_count": getattr(properties, "max_delivery_count", None),
+            "max_message_size_in_kilobytes": getattr(properties, "max_message_size_in_kilobytes", None),
             "user_metadata": metadata,
         }
         labels = metadata.get("labels")
@@ -257,4 +281,8 @@ def build_delegate(config: InfraConfig, infra: Infra) -> ServiceBusQueueEndpoint
             key="servicebus_namespace",
             fix="set azure.servicebus_namespace in the Helm values or SERVICEBUS_NAMESPACE",
         )
-    return ServiceBusQueueEndpointResourceDelegate(config.servicebus_namespace)
+    from ..brokers.servicebus import queue_max_message_size_kb
+
+    return ServiceBusQueueEndpointResourceDelegate(
+        config.servicebus_namespace, max_message_size_kb=queue_max_message_size_kb(config)
+    )

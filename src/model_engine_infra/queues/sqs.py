@@ -13,8 +13,11 @@ The hot path is one call per endpoint: queue URLs never change for a name, so th
 
 Policy and tags come from ``sqs_queue_policy_template`` / ``sqs_queue_tag_template``, rendered by
 `render_template` (values JSON-escaped). ``VisibilityTimeout`` is the endpoint's message timeout
-(SQS allows 0 .. 43200 s; longer is capped). Region is ``default_region`` — the Celery SQS broker
-uses the same key, so producer, worker and delegate agree on where the queue lives.
+(SQS allows 0 .. 43200 s; longer is capped). Creating a queue that exists brings it in line with
+the request: a different visibility timeout or policy is set, tags whose values differ are
+re-tagged (one read of attributes and tags, writes only for what differs). Region is
+``default_region`` — the Celery SQS broker uses the same key, so producer, worker and delegate
+agree on where the queue lives.
 """
 
 from __future__ import annotations
@@ -103,6 +106,31 @@ def _sentinel_tag_keys(tag_template: str | None) -> dict[str, str]:
     if not isinstance(rendered, dict):
         return {}
     return {placeholder: key for key, value in rendered.items() for placeholder, m in markers.items() if value == m}
+
+
+def _same_attribute(name: str, current: str | None, wanted: str) -> bool:
+    if name == "Policy" and current is not None:
+        try:
+            return bool(json.loads(current) == json.loads(wanted))  # SQS may reformat the document
+        except json.JSONDecodeError:
+            return False
+    return current == wanted
+
+
+def _bring_in_line(client: Any, url: str, attributes: Mapping[str, str], tags: Mapping[str, str]) -> None:
+    """Make an existing queue's attributes and tags what create was asked for; writes only what differs.
+
+    Tags the template does not name are left alone (someone else put them there).
+    """
+    current = client.get_queue_attributes(QueueUrl=url, AttributeNames=list(attributes))["Attributes"]
+    changed = {k: v for k, v in attributes.items() if not _same_attribute(k, current.get(k), v)}
+    if changed:
+        client.set_queue_attributes(QueueUrl=url, Attributes=changed)
+    if tags:
+        present = client.list_queue_tags(QueueUrl=url).get("Tags", {})
+        differing = {k: v for k, v in tags.items() if present.get(k) != v}
+        if differing:
+            client.tag_queue(QueueUrl=url, Tags=differing)
 
 
 class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
@@ -297,16 +325,24 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         def create(client: Any) -> str:
             existing = self._queue_url(client, name)
             if existing is not None:
-                return existing  # idempotent: an existing queue keeps its settings
+                try:
+                    _bring_in_line(client, existing, attributes, tags)
+                except botocore.exceptions.ClientError as err:
+                    if _code(err) not in _NOT_FOUND:
+                        raise
+                    self._urls.pop(name, None)  # deleted meanwhile (a stale cached URL): create it below
+                else:
+                    return existing
             kwargs: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
             if tags:
                 kwargs["tags"] = tags
             try:
                 created = str(client.create_queue(**kwargs)["QueueUrl"])
             except botocore.exceptions.ClientError as err:
-                if _code(err) in _EXISTS:  # created concurrently with other settings
+                if _code(err) in _EXISTS:  # created concurrently with other settings: ours win
                     url = self._queue_url(client, name)
                     if url is not None:
+                        _bring_in_line(client, url, attributes, tags)
                         return url
                 raise
             self._urls[name] = created

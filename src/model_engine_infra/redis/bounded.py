@@ -61,6 +61,14 @@ def _free_token_retry(budget: _Budget, error: Exception) -> bool:
     return False
 
 
+def _count_failure(budget: _Budget, error: Exception) -> bool:
+    """Charge ``error`` to the budget; False for the one free retry after an expired token (not counted)."""
+    if _free_token_retry(budget, error):
+        return False
+    budget.failures += 1
+    return True
+
+
 _SCOPE: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("model_engine_infra_redis_budget", default=None)
 
 
@@ -105,22 +113,17 @@ class BudgetRetry(Retry):
                 except self._supported_errors as error:
                     if budget.failures > self._retries or (is_retryable and not is_retryable(error)):
                         raise  # an inner level used the last attempt: pass its error up unchanged
-                    if _free_token_retry(budget, error):
-                        if with_failure_count:
-                            fail(error, budget.failures)
-                        else:
-                            fail(error)
-                        continue
-                    budget.failures += 1
+                    counted = _count_failure(budget, error)
                     if with_failure_count:
                         fail(error, budget.failures)
                     else:
                         fail(error)
-                    if budget.failures > self._retries:
-                        raise
-                    pause = self._backoff.compute(budget.failures)
-                    if pause > 0:
-                        time.sleep(pause)
+                    if counted:
+                        if budget.failures > self._retries:
+                            raise
+                        pause = self._backoff.compute(budget.failures)
+                        if pause > 0:
+                            time.sleep(pause)
         finally:
             if token is not None:
                 _SCOPE.reset(token)
@@ -147,22 +150,17 @@ class AsyncBudgetRetry(redis.asyncio.retry.Retry):
                 except self._supported_errors as error:
                     if budget.failures > self._retries or (is_retryable and not is_retryable(error)):
                         raise
-                    if _free_token_retry(budget, error):
-                        if with_failure_count:
-                            await fail(error, budget.failures)
-                        else:
-                            await fail(error)
-                        continue
-                    budget.failures += 1
+                    counted = _count_failure(budget, error)
                     if with_failure_count:
                         await fail(error, budget.failures)
                     else:
                         await fail(error)
-                    if budget.failures > self._retries:
-                        raise
-                    pause = self._backoff.compute(budget.failures)
-                    if pause > 0:
-                        await asyncio.sleep(pause)
+                    if counted:
+                        if budget.failures > self._retries:
+                            raise
+                        pause = self._backoff.compute(budget.failures)
+                        if pause > 0:
+                            await asyncio.sleep(pause)
         finally:
             if token is not None:
                 _SCOPE.reset(token)

@@ -10,7 +10,9 @@
 - files and artifacts: S3 on ``mock_aws`` where the profile's store is s3, local disk elsewhere (no
   blob or GCS emulator runs in-process);
 - images: `FakeDockerRepository`, in memory; secrets: the selected store on its fake (Secrets
-  Manager on moto, `FakeSecretClient`, files, env); Redis: fakeredis.
+  Manager on moto, `FakeSecretClient`, files, env); Redis: fakeredis;
+- autoscaling metrics: the selected backend's real gateway (Redis lists on the fakeredis above,
+  Service Bus on the same `FakeServiceBusNamespace`, local files).
 
 Which fake stands in is decided by the backend the config selects, never by the cloud's name.
 
@@ -414,6 +416,8 @@ def fake_infra(
             overrides["artifacts"] = LocalArtifacts(fine_tuned_weights_prefix=weights_prefix(config))
         if broker == "servicebus":
             _use_servicebus(config, overrides, cloud)
+        if selected(config, "autoscaling_metrics") == "servicebus":
+            _use_servicebus_metrics(config, overrides, cloud)
         if secrets == "keyvault":
             _use_keyvault(config, overrides, cloud)
         if secrets in ("kubernetes", "env"):
@@ -476,6 +480,19 @@ def _use_servicebus(config: InfraConfig, overrides: dict[str, Any], cloud: FakeC
     cloud.servicebus = namespace
     overrides["queue_delegate"] = ServiceBusQueueEndpointResourceDelegate(
         namespace.fully_qualified_namespace, admin_client=namespace.admin_client()
+    )
+
+
+def _use_servicebus_metrics(config: InfraConfig, overrides: dict[str, Any], cloud: FakeCloud) -> None:
+    """KEDA's autoscaling queues in the same fake namespace as the endpoint queues (a new one if none)."""
+    from ..autoscaling.servicebus import ServiceBusInferenceAutoscalingMetricsGateway
+    from .servicebus import FakeServiceBusNamespace
+
+    if cloud.servicebus is None:
+        cloud.servicebus = FakeServiceBusNamespace(config.servicebus_namespace or "fake-namespace")
+    namespace = cloud.servicebus
+    overrides["autoscaling_metrics"] = ServiceBusInferenceAutoscalingMetricsGateway(
+        namespace.fully_qualified_namespace, client=namespace.client(), admin_client=namespace.admin_client()
     )
 
 

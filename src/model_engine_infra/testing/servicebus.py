@@ -14,11 +14,14 @@ Modelled, because callers depend on it:
   8601 string, refused outside 5 s .. 5 min with HTTP 400 like the service;
 - peek-lock (lock expiry on the fake clock, ``MessageLockLostError`` on a late complete,
   ``MessageAlreadySettled``), abandon, dead-letter, ``max_delivery_count``, receive-and-delete,
-  scheduled messages, message time-to-live;
+  scheduled messages, message time-to-live (capped by the queue's ``default_message_time_to_live``,
+  as the service does);
 - runtime properties (active — which includes locked messages, as on the service —, dead-letter,
   scheduled and total counts, size in bytes);
-- the 256 KB message limit of the Standard tier (1 MB default on Premium), measured on the AMQP
-  encoding the SDK itself produces, raising ``MessageSizeExceededError``;
+- the 256 KB message limit of the Standard tier (on Premium the queue's
+  ``max_message_size_in_kilobytes``: 1 MB by default, 1,024 .. 102,400 KB accepted, refused with HTTP
+  400 on Standard), measured on the AMQP encoding the SDK itself produces, raising
+  ``MessageSizeExceededError``;
 - the SDK's retry policy (``retry_total``, ``retry_backoff_factor``, ``retry_backoff_max``), whose
   back-off advances the fake clock instead of sleeping;
 - faults: the ``amqp:connection:forced`` drop of a connection idle for more than 300 s with no
@@ -98,6 +101,9 @@ __all__ = [
 
 STANDARD_MAX_MESSAGE_BYTES = 256 * 1024
 PREMIUM_DEFAULT_MAX_MESSAGE_KB = 1024
+#: The range Premium accepts for a queue's ``max_message_size_in_kilobytes`` (1 MB .. 100 MB).
+PREMIUM_MIN_MAX_MESSAGE_KB = 1024
+PREMIUM_MAX_MAX_MESSAGE_KB = 102400
 MIN_LOCK_DURATION = timedelta(seconds=5)
 MAX_LOCK_DURATION = timedelta(minutes=5)
 DEFAULT_LOCK_DURATION = timedelta(minutes=1)
@@ -391,6 +397,14 @@ class FakeServiceBusNamespace:
             self._housekeep(queue)
             bucket = {"active": queue.active, "scheduled": queue.scheduled, "deadletter": queue.dead_letter}[sub_queue]
             return [m.body for m in bucket]
+
+    def message_expiries(self, queue_name: str) -> list[float | None]:
+        """Seconds until each active message expires (fake time), oldest first; None for one that never does."""
+        with self._cond:
+            queue = self._queue(queue_name)
+            self._housekeep(queue)
+            now = self._now()
+            return [None if m.expires_at is None else m.expires_at - now for m in queue.active]
 
     def locked_count(self, queue_name: str) -> int:
         """Messages under a live peek-lock (the service does not report this; tests may)."""
@@ -717,6 +731,10 @@ def _queue_settings(kwargs: Mapping[str, Any], *, premium: bool) -> dict[str, An
     size_kb = settings["max_message_size_in_kilobytes"]
     if size_kb is not None and not premium:
         raise _bad_request("MaxMessageSizeInKilobytes is only supported on Premium namespaces.")
+    if size_kb is not None and not PREMIUM_MIN_MAX_MESSAGE_KB <= int(size_kb) <= PREMIUM_MAX_MAX_MESSAGE_KB:
+        raise _bad_request(
+            f"MaxMessageSizeInKilobytes must be between {PREMIUM_MIN_MAX_MESSAGE_KB} and {PREMIUM_MAX_MAX_MESSAGE_KB}."
+        )
     if premium and size_kb is None:
         settings["max_message_size_in_kilobytes"] = PREMIUM_DEFAULT_MAX_MESSAGE_KB
     return settings
@@ -1024,7 +1042,9 @@ class FakeServiceBusSender(_Handler):
         now = ns._now()
         if scheduled_at is None and message.scheduled_enqueue_time_utc is not None:
             scheduled_at = now + (message.scheduled_enqueue_time_utc - ns.clock.now()).total_seconds()
-        ttl = message.time_to_live or queue.settings["default_message_time_to_live"]
+        # The service keeps the shorter of the message's time-to-live and the queue's default.
+        default_ttl = queue.settings["default_message_time_to_live"]
+        ttl = min(message.time_to_live or default_ttl, default_ttl)
         stored = _Stored(
             sequence_number=next(ns._sequence),
             body=_body_bytes(message),

@@ -22,6 +22,7 @@ base class                             fixture to provide          builds
 `SecretStoreConformance`               ``secret_target``           `SecretTarget`
 `RedisConnectionConformance`           ``redis_target``            `RedisTarget`
 `DockerRepositoryConformance`          ``registry_target``         `RegistryTarget`
+`AutoscalingMetricsConformance`        ``autoscaling_target``      `AutoscalingTarget`
 =====================================  ==========================  =====================
 
 The project's own backends run through these same classes (its unit and integration suites
@@ -36,6 +37,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # type checkers see the real classes; at run time they load on first use
+    from .autoscaling import AutoscalingMetricsConformance, AutoscalingTarget
     from .file_storage import FileStorageConformance, FileStorageTarget
     from .images import DockerRepositoryConformance, RegistryTarget
     from .queues import QueueDelegateConformance, QueueTarget
@@ -59,9 +61,13 @@ _EXPORTS = {
     "RedisTarget": "redis",
     "DockerRepositoryConformance": "images",
     "RegistryTarget": "images",
+    "AutoscalingMetricsConformance": "autoscaling",
+    "AutoscalingTarget": "autoscaling",
 }
 
 __all__ = [
+    "AutoscalingMetricsConformance",
+    "AutoscalingTarget",
     "DockerRepositoryConformance",
     "FileStorageConformance",
     "FileStorageTarget",

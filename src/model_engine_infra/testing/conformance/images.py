@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -125,6 +125,37 @@ def ecr_client(**kwargs: Any) -> Any:
     return boto3.client(
         "ecr", region_name="us-east-1", config=Config(retries={"max_attempts": 1}, connect_timeout=1), **kwargs
     )
+
+
+@pytest.fixture
+def ecr_moto() -> Iterator[dict[str, str]]:
+    """moto with IAM enforced after setup: a user allowed ecr:*, and its keys (for `ecr_target`)."""
+    import boto3
+    from moto import mock_aws, settings
+    from moto.core.responses import ActionAuthenticatorMixin  # type: ignore[attr-defined]  # re-exported, not declared
+
+    saved = settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count
+    settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = 3, 0
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+        iam.create_user(UserName="contract")
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="contract", PolicyName="ecr", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="contract")["AccessKey"]
+        try:
+            yield {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+        finally:
+            settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = saved
+
+
+def moto_set_pushed_at(name: str, tag: str, created: datetime) -> None:
+    """`ecr_target`'s ``set_pushed_at`` for in-process moto: writes the push time into moto's backend."""
+    from moto.ecr.models import ecr_backends
+
+    repository = ecr_backends[ACCOUNT]["us-east-1"].repositories[name]
+    for image in repository.images:
+        if tag in image.image_tags:
+            image.image_pushed_at = int(created.timestamp())
 
 
 def ecr_target(

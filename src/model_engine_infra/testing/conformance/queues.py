@@ -12,6 +12,7 @@ transport, SQS, Redis lists, Service Bus, Pub/Sub); their SDKs are imported only
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import socket
 import uuid
@@ -43,6 +44,9 @@ class QueueTarget:
     read_timeout: Callable[[str], Awaitable[float | None]]
     #: receive ``count`` messages and hold them unacknowledged; None where the broker cannot
     take_in_flight: Callable[[str, int], Awaitable[None]] | None = None
+    #: make the queue as the broker's kombu transport does when a task is sent before the delegate ran
+    #: (with the transport's own defaults), with one message on it; None: ``put_messages(name, 1)``
+    create_like_transport: Callable[[str], Awaitable[None]] | None = None
     name: str = "queue delegate"
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
@@ -264,9 +268,40 @@ class QueueDelegateConformance:
     async def test_message_timeout_is_applied(self, queue_target: QueueTarget) -> None:
         endpoint_id = new_endpoint_id()
         info = await self._create(queue_target, endpoint_id, timeout=600)
+        assert await queue_target.read_timeout(info.queue_name) == self._kept(600)
+
+    def _kept(self, seconds: int) -> float:
+        """The message timeout the broker keeps for a requested one (capped where the broker caps it)."""
         cap = self.max_message_timeout_seconds
-        expected = float(600 if cap is None else min(600, cap))
-        assert await queue_target.read_timeout(info.queue_name) == expected
+        return float(seconds if cap is None else min(seconds, cap))
+
+    @pytest.mark.asyncio
+    async def test_create_again_brings_the_queue_in_line_with_the_request(self, queue_target: QueueTarget) -> None:
+        endpoint_id = new_endpoint_id()
+        first = await self._create(queue_target, endpoint_id, timeout=120)
+        labels = {"team": "other", "product": "renamed"}
+        again = await queue_target.delegate.create_queue_if_not_exists(endpoint_id, "renamed", "bob", labels, 600)
+        assert again == first
+        assert await queue_target.read_timeout(again.queue_name) == self._kept(600)
+        attributes = await queue_target.delegate.get_queue_attributes(endpoint_id, include_tags=True)
+        assert attributes.endpoint_labels == (labels if self.keeps_labels else None)
+        assert attributes.endpoint_created_by == ("bob" if self.keeps_creator else None)
+
+    @pytest.mark.asyncio
+    async def test_a_queue_the_transport_made_first_follows_the_request(self, queue_target: QueueTarget) -> None:
+        """A task sent before the endpoint's queue existed: kombu made the queue, with its own settings."""
+        endpoint_id = new_endpoint_id()
+        name = QUEUE_NAME_PREFIX + endpoint_id
+        if queue_target.create_like_transport is not None:
+            await queue_target.create_like_transport(name)
+        else:
+            await queue_target.put_messages(name, 1)
+        await self._create(queue_target, endpoint_id, timeout=600)
+        assert await queue_target.read_timeout(name) == self._kept(600)
+        attributes = await queue_target.delegate.get_queue_attributes(endpoint_id, include_tags=True)
+        assert attributes.endpoint_labels == (LABELS if self.keeps_labels else None)
+        assert attributes.endpoint_created_by == (CREATOR if self.keeps_creator else None)
+        assert attributes.approximate_message_count == self._count(1)  # the transport's message is still there
 
 
 # --- the project's own brokers: flags and target builders ------------------------------------------------
@@ -344,7 +379,7 @@ def kombu_hold_unacked(connection: Any, name: str, count: int, stack: ExitStack)
 def local_queue_target(tmp_path: Path) -> QueueTarget:
     from kombu.connection import Connection
 
-    from ...queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for
+    from ...queues.local import LocalQueueEndpointResourceDelegate, broker_paths_for, ensure_broker_dirs
 
     paths = broker_paths_for(tmp_path / "data")
     options = {k: v for k, v in paths.items() if k != "meta_folder"}
@@ -359,12 +394,17 @@ def local_queue_target(tmp_path: Path) -> QueueTarget:
         meta = json.loads((Path(paths["meta_folder"]) / f"{name}.json").read_text())
         return float(meta["queue_message_timeout_seconds"])
 
+    async def create_like_transport(name: str) -> None:
+        ensure_broker_dirs(paths)  # what the Celery app does before kombu writes
+        await put(name, 1)
+
     return QueueTarget(
         name="local",
         delegate=LocalQueueEndpointResourceDelegate(paths),
         put_messages=put,
         unreachable=lambda: LocalQueueEndpointResourceDelegate(broker_paths_for(blocker / "data")),
         read_timeout=read_timeout,
+        create_like_transport=create_like_transport,
     )
 
 
@@ -410,6 +450,13 @@ def sqs_queue_target(*, endpoint_url: str | None) -> QueueTarget:
         attributes = client.get_queue_attributes(QueueUrl=url(name), AttributeNames=["VisibilityTimeout"])
         return float(attributes["Attributes"]["VisibilityTimeout"])
 
+    async def create_like_transport(name: str) -> None:
+        def create() -> None:  # kombu's SQS channel: its visibility_timeout (1800 s), no tags, no policy
+            made = client.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "1800"})
+            client.send_message(QueueUrl=made["QueueUrl"], MessageBody="{}")
+
+        await asyncio.to_thread(create)
+
     return QueueTarget(
         name="sqs",
         delegate=delegate,
@@ -419,6 +466,7 @@ def sqs_queue_target(*, endpoint_url: str | None) -> QueueTarget:
         ),
         read_timeout=read_timeout,
         take_in_flight=take,
+        create_like_transport=create_like_transport,
     )
 
 
@@ -477,6 +525,11 @@ def servicebus_queue_target() -> QueueTarget:
         duration: Any = namespace.admin_client().get_queue(name).lock_duration
         return float(duration.total_seconds())
 
+    async def create_like_transport(name: str) -> None:
+        # kombu's Service Bus channel: create_queue with its peek_lock_seconds (60 s), nothing else
+        namespace.admin_client().create_queue(name, lock_duration=datetime.timedelta(seconds=60))
+        await put(name, 1)
+
     def unreachable() -> QueueEndpointResourceDelegate:
         down = FakeServiceBusNamespace("down-ns")
         down.faults.unreachable = True
@@ -489,6 +542,7 @@ def servicebus_queue_target() -> QueueTarget:
         unreachable=unreachable,
         read_timeout=read_timeout,
         take_in_flight=take,
+        create_like_transport=create_like_transport,
     )
 
 
@@ -518,6 +572,14 @@ def pubsub_queue_target() -> QueueTarget:
         resource = subscriber.get_subscription(request={"subscription": subscriber.subscription_path(project, name)})
         return float(resource.ack_deadline_seconds)
 
+    async def create_like_transport(name: str) -> None:
+        # kombu's Pub/Sub channel: a topic and a subscription with its ack_deadline_seconds (240 s), no labels
+        topic = publisher.topic_path(project, name)
+        publisher.create_topic(request={"name": topic})
+        subscription = subscriber.subscription_path(project, name)
+        subscriber.create_subscription(request={"name": subscription, "topic": topic, "ack_deadline_seconds": 240})
+        await put(name, 1)
+
     def unreachable() -> QueueEndpointResourceDelegate:
         down = FakePubSub()
         down.faults.unreachable = True
@@ -530,4 +592,5 @@ def pubsub_queue_target() -> QueueTarget:
         unreachable=unreachable,
         read_timeout=read_timeout,
         take_in_flight=take,
+        create_like_transport=create_like_transport,
     )

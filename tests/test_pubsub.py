@@ -16,6 +16,7 @@ from model_engine_infra import InfraConfig, build_infra
 from model_engine_infra.brokers import TaskVisibility, broker_for
 from model_engine_infra.brokers.pubsub import BROKER, PUBSUB_MAX_MESSAGE_BYTES
 from model_engine_infra.errors import (
+    BrokerPermissionError,
     BrokerUnavailableError,
     ConfigError,
     InvalidQueueSettingError,
@@ -215,7 +216,7 @@ def test_task_settings_without_a_project_name_the_key() -> None:
     [
         (publisher_exceptions.MessageTooLargeError("big"), MessageTooLargeError),
         (gexc.NotFound("gone"), QueueNotFoundError),
-        (gexc.PermissionDenied("no"), BrokerUnavailableError),
+        (gexc.PermissionDenied("no"), BrokerPermissionError),
         (gexc.ServiceUnavailable("down"), BrokerUnavailableError),
     ],
 )

@@ -22,7 +22,13 @@ from moto import mock_aws
 
 from model_engine_infra import build_infra, load_config
 from model_engine_infra.config import InfraConfig
-from model_engine_infra.errors import BrokerUnavailableError, ConfigError, InvalidQueueNameError, QueueError
+from model_engine_infra.errors import (
+    BrokerPermissionError,
+    BrokerUnavailableError,
+    ConfigError,
+    InvalidQueueNameError,
+    QueueError,
+)
 from model_engine_infra.queues.local import (
     LocalQueueEndpointResourceDelegate,
     broker_paths_for,
@@ -191,7 +197,7 @@ class _Refusing:
 
 
 @pytest.mark.parametrize(
-    ("status", "error"), [(403, BrokerUnavailableError), (503, BrokerUnavailableError), (400, QueueError)]
+    ("status", "error"), [(403, BrokerPermissionError), (503, BrokerUnavailableError), (400, QueueError)]
 )
 async def test_servicebus_http_errors_map_to_typed_errors(status: int, error: type[Exception]) -> None:
     delegate = ServiceBusQueueEndpointResourceDelegate("sb-ns", admin_client=_Refusing(status))

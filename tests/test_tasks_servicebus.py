@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from model_engine_infra.brokers.servicebus import SEND_SDK_RETRIES
 from model_engine_infra.config import InfraConfig
 from model_engine_infra.errors import BrokerUnavailableError, MessageTooLargeError
 from model_engine_infra.tasks.gateway import CeleryTaskQueueGateway
@@ -16,7 +17,7 @@ from model_engine_infra.testing.servicebus import FakeServiceBusNamespace, patch
 CONFIG = InfraConfig(
     cloud_provider="azure", servicebus_namespace="unit-ns", celery_backend_protocol="redis", redis_host="127.0.0.1"
 )
-SDK_ATTEMPTS = 1 + 3  # one try and retry_total=3 inside the SDK
+SDK_ATTEMPTS = 1 + SEND_SDK_RETRIES  # one try and the task queue's retry_total inside the SDK
 KOMBU_ATTEMPTS = 2 * SDK_ATTEMPTS  # kombu's _put resends once over a fresh sender
 
 

@@ -21,7 +21,7 @@ from model_engine_infra.config import InfraConfig
 from model_engine_infra.errors import InvalidURIError, ObjectNotFoundError, StorageError
 from model_engine_infra.storage.base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from model_engine_infra.storage.store import Store
-from model_engine_infra.storage.streams import parse_mode, text_kwargs, upload_stream
+from model_engine_infra.storage.streams import TextReader, parse_mode, text_kwargs, upload_stream
 
 if TYPE_CHECKING:
     from model_engine_infra.storage.uploads import UploadItem
@@ -100,7 +100,7 @@ class MemoryFilesystem(FilesystemGateway):
         data = self.objects.get(uri)
         if binary:
             return io.BytesIO(data)
-        return io.TextIOWrapper(io.BytesIO(data), **text_kwargs(kwargs))
+        return TextReader(io.BytesIO(data), uri, **text_kwargs(kwargs))  # decoding errors name the object
 
     def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
         raise StorageError(f"{uri}: objects in memory cannot be reached by URL; read them with open()")
@@ -140,9 +140,10 @@ class MemoryArtifacts(LLMArtifactGateway):
             if progress is not None:
                 progress(len(chunk))
 
-    def _read_bytes(self, uri: str) -> bytes:
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         split(uri)
-        return self.objects.get(uri)
+        data = self.objects.get(uri)
+        return data if limit is None else data[: limit + 1]
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
         parts = bytearray()

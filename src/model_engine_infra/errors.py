@@ -15,6 +15,7 @@ __all__ = [
     "MAX_VALUE_CHARS",
     "AsyncCloseRequiredError",
     "BackendConflictError",
+    "BrokerPermissionError",
     "BrokerUnavailableError",
     "ConfigError",
     "CredentialFetchError",
@@ -28,7 +29,9 @@ __all__ = [
     "InvalidQueueNameError",
     "InvalidURIError",
     "MessageTooLargeError",
+    "ObjectDecodeError",
     "ObjectNotFoundError",
+    "ObjectTooLargeError",
     "ProviderUnavailableError",
     "QueueError",
     "QueueKeyConflictError",
@@ -44,6 +47,7 @@ __all__ = [
     "StorageError",
     "StoragePermissionError",
     "StorageUnavailableError",
+    "TaskArgumentsError",
     "TaskTimeoutError",
     "UnknownBackendError",
     "UnknownProviderError",
@@ -199,8 +203,16 @@ class BrokerUnavailableError(QueueError, ConnectionError):
     """The broker could not be reached (after the retry policy ran out)."""
 
 
+class BrokerPermissionError(QueueError, PermissionError):
+    """The broker refused the identity a call (a missing IAM action, role or ACL); the message names it."""
+
+
 class MessageTooLargeError(QueueError, ValueError):
     """A task payload is larger than the broker accepts."""
+
+
+class TaskArgumentsError(QueueError, ValueError):
+    """A task's arguments cannot travel as JSON (a set, bytes, an object), or ``expires`` is out of range."""
 
 
 class QueueKeyConflictError(QueueError):
@@ -245,6 +257,14 @@ class StorageUnavailableError(StorageError, ConnectionError):
 
 class UnsafeObjectKeyError(StorageError, ValueError):
     """An object key would land outside the download's target folder."""
+
+
+class ObjectDecodeError(StorageError, ValueError):
+    """An object read as text is not text in that encoding (open it in ``"rb"``, or pass ``encoding=``)."""
+
+
+class ObjectTooLargeError(StorageError, ValueError):
+    """A document read whole (a model's config.json, a secret's JSON) is larger than its cap."""
 
 
 class DownloadConflictError(StorageError, ValueError):

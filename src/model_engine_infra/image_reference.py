@@ -23,17 +23,18 @@ PUBLIC_DEFAULT_REGISTRY = "public.ecr.aws/b2z8n5q1"
 UPSTREAM_OCI_REGISTRY_TYPES = ("onprem", "generic")
 
 ECR_HOST = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$"
+    r"^(?P<account>\d{12})\.dkr\.ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\Z"
 )
 # Dual-stack (IPv6) ECR endpoints: {account}.dkr-ecr[-fips].{region}.on.aws
-ECR_DUALSTACK_HOST = re.compile(r"^(?P<account>\d{12})\.dkr-ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.on\.aws$")
-ACR_HOST = re.compile(r"^[a-z0-9]+\.azurecr\.(?:io|cn|us)$")
+ECR_DUALSTACK_HOST = re.compile(r"^(?P<account>\d{12})\.dkr-ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9-]+)\.on\.aws\Z")
+ACR_HOST = re.compile(r"^[a-z0-9]+\.azurecr\.(?:io|cn|us)\Z")
 GAR_PREFIX = re.compile(
-    r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[a-z0-9](?:[a-z0-9:.-]*[a-z0-9])?)/(?P<repository>[a-z0-9][a-z0-9._-]*)$"
+    r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[a-z0-9](?:[a-z0-9:.-]*[a-z0-9])?)/(?P<repository>[a-z0-9][a-z0-9._-]*)\Z"
 )
-# Distribution spec: path components of lowercase alphanumerics joined by separators.
-REPOSITORY_NAME = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Distribution spec: path components of lowercase alphanumerics joined by separators. Every pattern
+# ends in \Z, not $: with re.match, "$" also matches before a trailing newline ("vllm\n" passed).
+REPOSITORY_NAME = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*\Z")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def is_relative_repository(repository: str) -> bool:
 
 # host[:port]: DNS labels or an IPv4 address, optionally a port; IPv6 literals in brackets.
 HOST = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$"
+    r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?\Z"
 )
 
 

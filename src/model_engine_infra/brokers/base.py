@@ -113,6 +113,46 @@ class RedisBroker:
         return f"RedisBroker(url={redact_url(self.url)!r}, transport_options={dict(self.transport_options)!r})"
 
 
+# Celery's publish retry policy on every built-in broker (``task_publish_retry_policy``): 3 retries.
+PUBLISH_ATTEMPTS = 4
+PUBLISH_BACKOFF_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class SendBounds:
+    """How long one send may fail before it gives up, whatever kombu level the failures happen at.
+
+    kombu retries a publish at several nested levels (the publish, a reconnect inside each retry,
+    the queue declaration, the first connect), each restarting its own count. The task queue
+    counts every failed attempt of one send against one budget of ``attempts``
+    (`model_engine_infra.tasks.send_budget`). Each failed attempt waits at most
+    ``attempt_seconds`` (``silent_attempt_seconds`` against a server that accepts and never
+    answers), with at most ``backoff_seconds`` between attempts. ``producer_options`` are kombu
+    transport options for the task queue's own connections only (workers keep theirs).
+    """
+
+    attempts: int
+    backoff_seconds: float
+    attempt_seconds: float | None = None  # None: not known (a plugin broker)
+    silent_attempt_seconds: float | None = None
+    producer_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def worst_case_seconds(self, *, silent: bool = False) -> float | None:
+        """``attempts x attempt + (attempts - 1) x backoff``; None when an attempt's cost is not known."""
+        per_attempt = self.silent_attempt_seconds if silent else self.attempt_seconds
+        if per_attempt is None:
+            return None
+        return self.attempts * per_attempt + (self.attempts - 1) * self.backoff_seconds
+
+    def retry_policy(self) -> dict[str, Any]:
+        """kombu's ``ensure`` / failover options for this budget: no pauses of kombu's own.
+
+        The task queue adds the errback (`tasks.send_budget.spend`), which counts each failure and
+        pauses ``backoff_seconds`` before the next attempt, at whatever level it happens.
+        """
+        return {"max_retries": self.attempts - 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
     broker_type: BrokerType | str
@@ -125,6 +165,8 @@ class BrokerSettings:
     body_encoding: str
     # SQS base64-encodes the whole envelope again (kombu's ``sqs_base64_encoding``).
     envelope_base64: bool = False
+    # How long a send may fail (None: Celery's publish retry policy, no known time bound).
+    bounds: SendBounds | None = None
 
     @property
     def name(self) -> str:

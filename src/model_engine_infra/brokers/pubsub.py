@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BrokerUnavailableError, ConfigError, InfraError
+from ..errors import BrokerPermissionError, BrokerUnavailableError, ConfigError, InfraError
 from ..rules import Rule
 from .base import (
     BrokerSettings,
@@ -111,7 +111,7 @@ class PubSubBrokerUnit(BrokerUnit):
         if isinstance(err, gexc.NotFound):
             return queue_missing(self.name, task_name, queue_name)
         if isinstance(err, (gexc.PermissionDenied, gexc.Unauthenticated)):
-            return BrokerUnavailableError(
+            return BrokerPermissionError(
                 f"could not send task {task_name!r} to queue {queue_name!r}: Pub/Sub refused it "
                 f"({type(err).__name__}); give the identity roles/pubsub.editor. The task was not sent"
             )

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, InfraError, QueueKeyConflictError
+from ..errors import BrokerPermissionError, ConfigError, InfraError, QueueKeyConflictError, clip
 from ..rules import Rule
-from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, TaskVisibility, with_redis_db
+from .base import BrokerSettings, BrokerType, BrokerUnit, RedisBroker, SendBounds, TaskVisibility, with_redis_db
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
     from ..tasks.presence import Presence
 
 RULES: tuple[Rule, ...] = ()
-# kombu's Redis transport with worker connections that give a lost connection back to kombu
+# kombu's Redis transport with worker connections that give a lost connection back to kombu, and a
+# push that checks, in its one round trip, that the queue exists
 REDIS_TRANSPORT_TARGET = "model_engine_infra.tasks.redis_transport:Transport"
+# The pause between two attempts of one send: the Redis component's backoff cap (PoolSettings.backoff_cap).
+REDIS_BACKOFF_SECONDS = 0.1
 
 
 def redis_fallback_url(config: InfraConfig) -> str:
@@ -46,6 +49,23 @@ def redis_source(config: InfraConfig, redis: RedisBroker | str | None) -> RedisB
     return redis if isinstance(redis, RedisBroker) else RedisBroker(redis or redis_fallback_url(config))
 
 
+def send_bounds(config: InfraConfig, options: dict[str, Any]) -> SendBounds:
+    """The Redis component's budget for a send: ``1 + redis_retries`` attempts, one connect + one reply each.
+
+    redis-py's own retries are off on the task queue's connections (``retry_on_timeout: False``), so
+    each kombu-level attempt is one connect and one command; kombu's levels share the budget.
+    """
+    reply = float(options.get("socket_timeout") or config.redis_socket_timeout)
+    connect = float(options.get("socket_connect_timeout") or reply)
+    return SendBounds(
+        attempts=1 + config.redis_retries,
+        backoff_seconds=REDIS_BACKOFF_SECONDS,
+        attempt_seconds=connect + reply,
+        silent_attempt_seconds=reply,
+        producer_options={"retry_on_timeout": False},
+    )
+
+
 class RedisBrokerUnit(BrokerUnit):
     """``redis_24h`` (the profile's ``redis_visibility``) only changes the default visibility; a task
     queue built with another (onprem's 1 h endpoint-creation queue) uses that one, in its database."""
@@ -59,6 +79,7 @@ class RedisBrokerUnit(BrokerUnit):
     counts_in_flight = True  # kombu's unacked hash
     per_queue_visibility = False  # one visibility_timeout per connection
     delegate_target = "model_engine_infra.queues.redis:build_delegate"
+    transport = REDIS_TRANSPORT_TARGET  # kombu's, with a push that checks the queue exists in the same round trip
     keys = (
         "redis_host",
         "redis_port",
@@ -96,7 +117,20 @@ class RedisBrokerUnit(BrokerUnit):
         for _ in range(10):  # the cause chain (kombu wraps redis-py's ResponseError after its retries)
             if seen is None:
                 return None
-            if "WRONGTYPE" in str(seen):
+            text = str(seen)
+            if "NOPERM" in text or type(seen).__name__ == "NoPermissionError":
+                return BrokerPermissionError(
+                    f"could not send task {task_name!r} to queue {queue_name!r}: the Redis user may not run what a "
+                    f"send needs ({clip(text, 200)}); its ACL needs +eval +type +exists +lpush on the queue's keys "
+                    "(a send is one Lua script). The task was not sent"
+                )
+            if type(seen).__name__ == "AuthenticationError" or "WRONGPASS" in text:
+                return BrokerPermissionError(
+                    f"could not send task {task_name!r} to queue {queue_name!r}: Redis refused the credentials "
+                    "(AuthenticationError); check the Redis password or IAM settings (docs/redis.md). "
+                    "The task was not sent"
+                )
+            if "WRONGTYPE" in text:
                 return QueueKeyConflictError(
                     f"could not send task {task_name!r} to queue {queue_name!r}: Redis holds a key this queue "
                     f"needs ('{queue_name}' or '_kombu.binding.{queue_name}') as another type (WRONGTYPE), so "
@@ -129,7 +163,9 @@ class RedisBrokerUnit(BrokerUnit):
             conf["broker_use_ssl"] = ssl_options
         # the visibility's own database, as llm-engine's workers and autoscaler expect (not the cache's)
         url = with_redis_db(source.url, visibility.redis_db)
-        return BrokerSettings(broker_type, url, REDIS_TRANSPORT_TARGET, options, conf, None, "base64")
+        return BrokerSettings(
+            broker_type, url, REDIS_TRANSPORT_TARGET, options, conf, None, "base64", bounds=send_bounds(config, options)
+        )
 
 
 BROKER = RedisBrokerUnit()

@@ -17,11 +17,13 @@ from ..errors import ConfigError, InfraError
 from ..rules import Rule, Severity, error_rule
 from .base import (
     KIB,
+    PUBLISH_BACKOFF_SECONDS,
     BrokerSettings,
     BrokerType,
     BrokerUnit,
     RedisBroker,
     SdkMinimum,
+    SendBounds,
     TaskVisibility,
     queue_missing,
     refused_as_too_large,
@@ -33,6 +35,17 @@ if TYPE_CHECKING:
 
 SERVICEBUS_TRANSPORT_ALIAS = "mei-azureservicebus"
 SERVICEBUS_TRANSPORT_TARGET = "model_engine_infra.tasks.servicebus_transport:Transport"
+# A send on the task queue's own clients (workers keep the transport options above): two kombu
+# attempts (a failed one drops the client and publishes again over a fresh one); in each, kombu's
+# _put tries one sender and, after a lost connection, a fresh one; each sender tries
+# 1 + SEND_SDK_RETRIES times, each try bounded by SEND_TRY_TIMEOUT, pausing factor x 2^k between.
+# The admin client (does the queue exist?) gets one retry and short HTTP timeouts.
+SEND_ATTEMPTS = 2
+SEND_SDK_RETRIES = 1
+SEND_TRY_TIMEOUT = 3.0
+ADMIN_RETRIES = 1
+ADMIN_TIMEOUT = 3.0
+SDK_BACKOFF_FACTOR = 0.8
 
 
 @error_rule("servicebus-pool-limit", "celery_broker_pool_limit")
@@ -103,6 +116,50 @@ def queue_max_message_size_kb(config: InfraConfig) -> int | None:
 RULES: tuple[Rule, ...] = (_pool_limit, check_message_size)
 
 
+def send_bounds() -> SendBounds:
+    """`SEND_ATTEMPTS` kombu attempts, each two senders' SDK tries or one admin call, all with timeouts."""
+    sdk_pauses = sum(SDK_BACKOFF_FACTOR * 2**k for k in range(1, SEND_SDK_RETRIES + 1))
+    publish = 2 * ((1 + SEND_SDK_RETRIES) * SEND_TRY_TIMEOUT + sdk_pauses)
+    admin = (1 + ADMIN_RETRIES) * 2 * ADMIN_TIMEOUT + ADMIN_RETRIES * SDK_BACKOFF_FACTOR * 2**ADMIN_RETRIES
+    per_attempt = max(publish, admin)
+    return SendBounds(
+        attempts=SEND_ATTEMPTS,
+        backoff_seconds=PUBLISH_BACKOFF_SECONDS,
+        attempt_seconds=per_attempt,
+        silent_attempt_seconds=per_attempt,
+        producer_options={
+            "retry_total": SEND_SDK_RETRIES,
+            "try_timeout": SEND_TRY_TIMEOUT,
+            "admin_retry_total": ADMIN_RETRIES,
+            "admin_connection_timeout": ADMIN_TIMEOUT,
+            "admin_read_timeout": ADMIN_TIMEOUT,
+        },
+    )
+
+
+def _denied(err: BaseException, kind: str, task_name: str, queue_name: str) -> InfraError | None:
+    """`BrokerPermissionError` with the role to grant, for a send or a queue lookup the namespace refused."""
+    from ..errors import BrokerPermissionError
+
+    status = getattr(err, "status_code", None)
+    if kind in ("ServiceBusAuthorizationError", "ServiceBusAuthenticationError"):
+        fix = "give the identity the 'Azure Service Bus Data Sender' role on the namespace or the queue"
+        what = "the send"
+    elif kind == "ClientAuthenticationError" or status in (401, 403):
+        # the management API (does the queue exist?) needs Manage rights
+        fix = (
+            "give the identity the 'Azure Service Bus Data Owner' role on the namespace "
+            "(send_task reads the queue's properties)"
+        )
+        what = "the queue lookup"
+    else:
+        return None
+    return BrokerPermissionError(
+        f"could not send task {task_name!r} to queue {queue_name!r}: Service Bus refused {what} ({kind}); "
+        f"{fix}. The task was not sent"
+    )
+
+
 class ServiceBusBrokerUnit(BrokerUnit):
     name = "servicebus"
     label = "Service Bus"
@@ -168,14 +225,23 @@ class ServiceBusBrokerUnit(BrokerUnit):
             {"broker_connection_retry": True, "broker_connection_retry_on_startup": True},
             max_message_bytes(config),
             "utf-8",
+            bounds=send_bounds(),
         )
 
     def publish_error(self, err: BaseException, task_name: str, queue_name: str) -> InfraError | None:
-        kind = type(err).__name__
-        if kind == "MessageSizeExceededError":
-            return refused_as_too_large(self.name, task_name, queue_name)
-        if kind == "MessagingEntityNotFoundError":
-            return queue_missing(self.name, task_name, queue_name)
+        seen: BaseException | None = err
+        for _ in range(10):  # the cause chain: kombu wraps the SDK's errors in its OperationalError
+            if seen is None:
+                return None
+            kind = type(seen).__name__
+            if kind == "MessageSizeExceededError":
+                return refused_as_too_large(self.name, task_name, queue_name)
+            if kind == "MessagingEntityNotFoundError":
+                return queue_missing(self.name, task_name, queue_name)
+            denied = _denied(seen, kind, task_name, queue_name)
+            if denied is not None:
+                return denied
+            seen = seen.__cause__ or seen.__context__
         return None
 
     def check_queue_name(self, name: str) -> str:

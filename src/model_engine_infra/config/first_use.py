@@ -41,10 +41,10 @@ CREDENTIALS_INSTEAD = {
 BOTOCORE_ENDPOINTS = ("s3_endpoint_url", "sqs_endpoint_url", "ecr_endpoint_url", "secretsmanager_endpoint_url")
 
 # botocore.utils.is_valid_endpoint_url / validate_region_name, restated so config imports no SDK.
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_REGION = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?$")
-_STORAGE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
-_KEY_VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+_REGION = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?\Z")
+_STORAGE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}\Z")
+_KEY_VAULT = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]\Z")
 
 
 def check_first_use_values(config: InfraConfig) -> None:

@@ -60,6 +60,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
     if files and "cloud_provider" not in settings:
         settings["cloud_provider"] = Setting(HELM_DEFAULT_PROVIDER, "cloud_provider", HELM_DEFAULT_SOURCE)
     settings.update(_settings_from_env(environ))
+    _refuse_nul(settings)
     _profile_path_defaults(settings)
     config = _build(settings, _env_secrets(environ))
     from .validation import validate
@@ -81,6 +82,21 @@ def _with_implicit_cloud_note(err: ConfigError, config: InfraConfig) -> ConfigEr
     noted = ConfigError(f"{err}. Note: {note}")
     noted.key, noted.value, noted.source, noted.fix = err.key, err.value, err.source, err.fix
     return noted
+
+
+def _refuse_nul(settings: Mapping[str, Setting]) -> None:
+    """A NUL character (``"\\0"`` in YAML, or an ``env=`` dict) is never meant: paths and SDKs refuse it."""
+    for name, setting in settings.items():
+        values = setting.value if isinstance(setting.value, list | tuple) else (setting.value,)
+        if any(isinstance(value, str) and "\0" in value for value in values):
+            secret = FIELDS[name].secret
+            raise ConfigError(
+                "contains a NUL character",
+                key=setting.key,
+                value="***" if secret else setting.value,
+                source=setting.source,
+                fix=f"remove the NUL (\\0) from {setting.key}",
+            )
 
 
 def _profile_path_defaults(settings: dict[str, Setting]) -> None:

@@ -310,9 +310,22 @@ class DockerConfigCredentials:
         return docker_config_login(self._path, self._host)
 
 
+#: A Docker config JSON holds a few logins; anything larger is not one (or is a device like /dev/zero).
+MAX_DOCKER_CONFIG_BYTES = 1024 * 1024
+
+
 def docker_config_login(path: str, host: str) -> Credentials | None:
     try:
-        document = json.loads(Path(path).expanduser().read_text())
+        with Path(path).expanduser().open("rb") as handle:
+            data = handle.read(MAX_DOCKER_CONFIG_BYTES + 1)
+        if len(data) > MAX_DOCKER_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path} is larger than {MAX_DOCKER_CONFIG_BYTES // 1024} KiB, too large for a Docker config JSON",
+                key="registry_auth_file",
+                value=path,
+                fix="point registry_auth_file at a Docker config JSON (e.g. a mounted .dockerconfigjson)",
+            )
+        document = json.loads(data)
     except OSError as err:
         raise ConfigError(
             f"cannot read {path}: {err.strerror}",

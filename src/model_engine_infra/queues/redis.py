@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KOMBU_BINDING_KEY",
+    "KOMBU_PERMANENT_BINDING_KEY",
     "KOMBU_PRIORITY_STEPS",
     "KOMBU_SEPARATOR",
     "KOMBU_UNACKED_INDEX_KEY",
@@ -67,6 +68,8 @@ KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 KOMBU_UNACKED_KEY = "unacked"
 KOMBU_UNACKED_INDEX_KEY = "unacked_index"
 KOMBU_BINDING_KEY = "_kombu.binding.{exchange}"
+# kombu >= 5.7 also records each binding here (its sweep keeps the table while this set has members)
+KOMBU_PERMANENT_BINDING_KEY = "_kombu.binding_permanent.{exchange}"
 META_SUFFIX = ":meta"
 _SCAN_BATCH = 1000
 #: Queues read by one pipeline; a larger batch is split.
@@ -195,7 +198,8 @@ class RedisQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
                 tags = [tag async for tag, _ in self._unacked_entries(name, client)]
                 async with client.pipeline(transaction=True) as pipe:
                     binding = KOMBU_BINDING_KEY.format(exchange=name)  # a send's or a worker's declaration
-                    pipe.delete(name + META_SUFFIX, binding, *kombu_list_keys(name, self._priority_steps))
+                    permanent = KOMBU_PERMANENT_BINDING_KEY.format(exchange=name)
+                    pipe.delete(name + META_SUFFIX, binding, permanent, *kombu_list_keys(name, self._priority_steps))
                     if tags:
                         pipe.hdel(KOMBU_UNACKED_KEY, *tags)
                         pipe.zrem(KOMBU_UNACKED_INDEX_KEY, *tags)

@@ -27,7 +27,14 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from ..errors import BrokerUnavailableError, ConfigError, QueueError, QueueNotFoundError
+from ..errors import (
+    BrokerPermissionError,
+    BrokerUnavailableError,
+    ConfigError,
+    InvalidQueueSettingError,
+    QueueError,
+    QueueNotFoundError,
+)
 from .base import QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
 from .names import servicebus_queue_name
 
@@ -58,7 +65,7 @@ def lock_duration_for(timeout_seconds: int | None) -> timedelta:
     """The queue's lock duration for an endpoint message timeout: capped to 5 s .. 300 s."""
     seconds = DEFAULT_QUEUE_MESSAGE_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
     if seconds <= 0:
-        raise ValueError(f"queue_message_timeout_seconds must be positive, not {seconds}")
+        raise InvalidQueueSettingError(f"queue_message_timeout_seconds must be positive, not {seconds}")
     lock = min(timedelta(seconds=seconds), MAX_LOCK_DURATION)
     return max(lock, MIN_LOCK_DURATION)
 
@@ -161,7 +168,7 @@ class ServiceBusQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
         except HttpResponseError as err:
             status = getattr(err, "status_code", None)
             if status in (401, 403):
-                raise BrokerUnavailableError(
+                raise BrokerPermissionError(
                     f"Service Bus {self.fully_qualified_namespace} refused to {action} {queue_name!r} (HTTP {status}): "
                     "give the identity the 'Azure Service Bus Data Owner' role on the namespace"
                 ) from err

@@ -34,7 +34,15 @@ import botocore.exceptions
 from botocore.config import Config
 
 from ..brokers.templates import PLACEHOLDERS, placeholders_in, render_template
-from ..errors import BrokerUnavailableError, ConfigError, EndpointLabelsError, QueueError, QueueNotFoundError
+from ..errors import (
+    BrokerPermissionError,
+    BrokerUnavailableError,
+    ConfigError,
+    EndpointLabelsError,
+    InvalidQueueSettingError,
+    QueueError,
+    QueueNotFoundError,
+)
 from .base import QUEUE_NAME_PREFIX, QueueAttributes, QueueEndpointResourceDelegate, QueueInfo
 from .names import sqs_queue_name
 
@@ -220,10 +228,15 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
                     f"SQS refuses to recreate {queue_name!r} within 60 s of deleting it; retry in a minute"
                 ) from err
             status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if status >= 500 or status in (0, 403, 429) or "Throttl" in code or "AccessDenied" in code:
+            if status == 403 or "AccessDenied" in code:
+                operation = err.operation_name or action
+                raise BrokerPermissionError(
+                    f"SQS refused to {action} {queue_name!r} ({code or status}); allow sqs:{operation} "
+                    "for this identity (the IAM role the pod runs as)"
+                ) from err
+            if status >= 500 or status in (0, 429) or "Throttl" in code:
                 raise BrokerUnavailableError(
-                    f"SQS could not {action} {queue_name!r} ({code or status}); "
-                    + ("check the IAM policy" if status == 403 or "AccessDenied" in code else "retry later")
+                    f"SQS could not {action} {queue_name!r} ({code or status}); " + "retry later"
                 ) from err
             raise QueueError(f"SQS rejected {action} {queue_name!r}: {code}") from err
         except botocore.exceptions.BotoCoreError as err:
@@ -283,7 +296,7 @@ class SQSQueueEndpointResourceDelegate(QueueEndpointResourceDelegate):
             else (queue_message_timeout_seconds)
         )
         if timeout < 0:
-            raise ValueError(f"queue_message_timeout_seconds must not be negative, not {timeout}")
+            raise InvalidQueueSettingError(f"queue_message_timeout_seconds must not be negative, not {timeout}")
         values = {
             "queue_name": name,
             "endpoint_id": endpoint_id,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KeyVaultStore", "build_store", "vault_url"]
 
-_VALID_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_VALID_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}\Z")
 
 
 def vault_url(keyvault_name: str) -> str:

@@ -13,6 +13,17 @@ from ..errors import SecretError
 from ..json_types import JSONObject
 from ..lifecycle import Closeable
 
+#: The largest secret value read or parsed: a Kubernetes Secret's own limit. Cloud stores cap lower
+#: (Secrets Manager and Secret Manager 64 KiB, Key Vault 25 KiB); a bigger value is a mistake.
+MAX_SECRET_BYTES = 1024 * 1024
+
+
+def too_large(name: str, where: str, size: int) -> SecretError:
+    return SecretError(
+        f"secret {name!r} in {where} is {size} bytes, over the {MAX_SECRET_BYTES // 1024} KiB a secret may hold; "
+        "store a reference (a storage URL) to large material instead"
+    )
+
 
 class SecretStore(Closeable, ABC):
     store_name: str = "secret store"
@@ -50,7 +61,7 @@ class CachedSecretStore(SecretStore):
             hit = self._cache.get(name)
         if hit is not None and hit[0] > now:
             return hit[1]
-        value = _parse(self._fetch(name))
+        value = _parse(_bounded(self._fetch(name), name, self.store_name))
         with self._lock:
             self._cache[name] = (now + self._ttl, value)
         return value
@@ -63,6 +74,14 @@ class CachedSecretStore(SecretStore):
                 self._cache.pop(name, None)
 
 
+def _bounded(raw: str | dict[str, Any], name: str, where: str) -> str | dict[str, Any]:
+    """``raw`` unless it is over `MAX_SECRET_BYTES` (counted in characters: a cheap upper bound's floor)."""
+    size = len(raw) if isinstance(raw, str) else sum(len(str(v)) for v in raw.values())
+    if size > MAX_SECRET_BYTES:
+        raise too_large(name, where, size)
+    return raw
+
+
 def _parse(raw: str | dict[str, Any]) -> str | JSONObject:
     if isinstance(raw, dict):
         return raw
@@ -70,7 +89,7 @@ def _parse(raw: str | dict[str, Any]) -> str | JSONObject:
     if text.startswith("{"):
         try:
             value = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON (or nested past the parser): the string
             return raw
         if isinstance(value, dict):
             return cast(JSONObject, value)

@@ -7,6 +7,7 @@ escape ``secrets_dir``. Kubernetes updates mounted files in place, so reads are 
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from ..errors import SecretError, SecretNotFoundError
-from .base import CachedSecretStore
+from .base import MAX_SECRET_BYTES, CachedSecretStore, too_large
 
 if TYPE_CHECKING:
     from ..config.model import InfraConfig
@@ -30,24 +31,47 @@ def read_secret_path(base: Path, name: str) -> str | dict[str, Any] | None:
     """The secret ``name`` under ``base`` (file text or folder dict), None if absent; unsafe names are absent."""
     if not name or name.startswith(("/", "\\")) or any(part in ("", ".", "..") for part in re.split(r"[/\\]", name)):
         return None
-    root = base.resolve()
-    path = (base / name).resolve()
+    if "\0" in name:  # no file has it; Path would raise ValueError
+        return None
+    try:
+        root = base.resolve()
+        path = (base / name).resolve()
+    except OSError:  # a name no file system takes (too long): absent
+        return None
     if root != path and root not in path.parents:
         return None
     try:
         if path.is_dir():
-            return {
-                child.name: child.read_text(encoding="utf-8").rstrip("\n")
-                for child in sorted(path.iterdir())
-                if not child.name.startswith(".") and child.is_file()
-            }
+            files = [child for child in sorted(path.iterdir()) if not child.name.startswith(".") and child.is_file()]
+            total = sum(child.stat().st_size for child in files)
+            if total > MAX_SECRET_BYTES:
+                raise too_large(name, str(base), total)
+            return {child.name: _read_text(child).rstrip("\n") for child in files}
         if path.is_file():
-            return path.read_text(encoding="utf-8").rstrip("\n")
+            size = path.stat().st_size
+            if size > MAX_SECRET_BYTES:
+                raise too_large(name, str(base), size)
+            return _read_text(path).rstrip("\n")
     except PermissionError as err:
         raise SecretError(f"secret {name!r} under {base} is not readable (permission denied)") from err
     except UnicodeDecodeError as err:
         raise SecretError(f"secret {name!r} under {base} is not UTF-8 text") from err
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            return None  # no file can have that name
+        raise SecretError(
+            f"secret {name!r} under {base} cannot be read ({err.strerror or type(err).__name__})"
+        ) from err
     return None
+
+
+def _read_text(path: Path) -> str:
+    """At most `MAX_SECRET_BYTES` (a file can grow after its size was read, or be a device)."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_SECRET_BYTES + 1)
+    if len(data) > MAX_SECRET_BYTES:
+        raise too_large(path.name, str(path.parent), len(data))
+    return data.decode("utf-8")
 
 
 def env_secret(env: Mapping[str, SecretStr], name: str) -> str | None:

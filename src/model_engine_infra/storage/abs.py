@@ -233,7 +233,7 @@ class AzureBlobFilesystem(FilesystemGateway):
                 data: bytes = downloader.read(size)
                 return data
 
-        return reader_stream(ChunkedReader(read), binary, kwargs, 256 * 1024)
+        return reader_stream(ChunkedReader(read), binary, kwargs, 256 * 1024, uri)
 
     def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
         """A blob SAS: signed with the account key when one is configured, else a user-delegation key.
@@ -368,9 +368,18 @@ class AzureBlobArtifacts(LLMArtifactGateway):
             obj = dataclasses.replace(obj, size=size)
         read_whole(self._read_range, obj, fileobj, progress)
 
-    def _read_bytes(self, uri: str) -> bytes:
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
+        blob = self._blobs.blob(uri)
         with _errors(uri):
-            data: bytes = self._blobs.blob(uri).download_blob().readall()
+            if limit is None:
+                data: bytes = blob.download_blob().readall()
+                return data
+            try:  # the first limit + 1 bytes: enough to tell a blob over the cap
+                data = blob.download_blob(offset=0, length=limit + 1).readall()
+            except HttpResponseError as err:
+                if err.status_code != 416:  # an empty blob has no range
+                    raise
+                data = blob.download_blob().readall()
             return data
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:

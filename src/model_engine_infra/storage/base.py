@@ -11,6 +11,7 @@ are skipped unless ``overwrite``.
 from __future__ import annotations
 
 import builtins
+import inspect
 import json
 import os
 import threading
@@ -21,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal, cast, overload
 
-from ..errors import ObjectNotFoundError, StorageError
+from ..errors import ObjectNotFoundError, ObjectTooLargeError, StorageError, clip
 from ..json_types import JSONObject
 from ..lifecycle import Closeable
 from .landing import DownloadPlan, LandingZone, plan_download
@@ -131,8 +132,12 @@ class LLMArtifactGateway(Closeable, ABC):
         return None
 
     @abstractmethod
-    def _read_bytes(self, uri: str) -> bytes:
-        """A small object's bytes (config.json); `ObjectNotFoundError` when missing."""
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
+        """A small object's bytes (config.json); `ObjectNotFoundError` when missing.
+
+        With ``limit``, at most ``limit + 1`` bytes are read (a store may stop at the declared size):
+        the caller refuses more than ``limit`` (`read_capped`).
+        """
 
     @abstractmethod
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
@@ -230,18 +235,54 @@ class LLMArtifactGateway(Closeable, ABC):
         return self.list_files(f"{self.fine_tuned_weights_prefix}/{owner}/{model_name}")
 
     def get_model_config(self, path: str) -> JSONObject:
+        """The model's ``config.json``, read whole only up to `MAX_MODEL_CONFIG_BYTES` (16 MiB)."""
         uri = path.rstrip("/") + "/config.json"
-        raw = self._read_bytes(uri)
+        raw = read_capped(self, uri, MAX_MODEL_CONFIG_BYTES)
         try:
             value = json.loads(raw)
-        except ValueError as err:
-            raise StorageError(f"{uri} is not valid JSON: {err}") from err
+        except (ValueError, RecursionError) as err:  # bytes that are not UTF-8 are a ValueError too
+            raise StorageError(
+                f"{uri} is not valid JSON ({clip(str(err) or type(err).__name__, 200)}); "
+                "a model's config.json must be a UTF-8 JSON object"
+            ) from None
         if not isinstance(value, dict):
             raise StorageError(f"{uri} holds JSON that is not an object")
         return cast(JSONObject, value)
 
     def close(self) -> None:
         """Release clients; the default holds none."""
+
+
+#: A model's config.json is a few KB; 16 MiB leaves room for any real one and bounds the memory a
+#: hostile or mistaken object (weights uploaded as config.json) can take.
+MAX_MODEL_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def too_large(uri: str, limit: int, size: int | None = None) -> ObjectTooLargeError:
+    found = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    cap = f"{limit / (1024 * 1024):g} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    return ObjectTooLargeError(
+        f"{uri} is {found}, over the {cap} this library reads whole for it; "
+        "is it the file you meant (not weights or an archive)?"
+    )
+
+
+def read_bytes(artifacts: LLMArtifactGateway, uri: str, limit: int | None) -> bytes:
+    """``artifacts._read_bytes(uri, limit)``; a store written before ``limit`` existed reads whole."""
+    method = artifacts._read_bytes
+    try:
+        takes_limit = "limit" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes_limit = False
+    return method(uri, limit) if takes_limit else method(uri)
+
+
+def read_capped(artifacts: LLMArtifactGateway, uri: str, limit: int) -> bytes:
+    """``uri``'s bytes, or `ObjectTooLargeError` if it holds more than ``limit`` (never more is kept)."""
+    data = read_bytes(artifacts, uri, limit)
+    if len(data) > limit:
+        raise too_large(uri, limit)
+    return data
 
 
 def download_all(

@@ -250,7 +250,7 @@ class GCSFilesystem(FilesystemGateway):
         if writing:
             return upload_stream(_ResumableUpload(self._objects, uri), binary, kwargs, uri, DEFAULT_PART_SIZE)
         reads = _RangeReads(self._objects, uri)
-        return reader_stream(ChunkedReader(reads.read), binary, kwargs, 256 * 1024)
+        return reader_stream(ChunkedReader(reads.read), binary, kwargs, 256 * 1024, uri)
 
     def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
         """A V4 signed URL: with a service-account key, or through IAM signBlob with ADC (Workload Identity)."""
@@ -385,9 +385,16 @@ class GCSArtifacts(LLMArtifactGateway):
             obj = dataclasses.replace(obj, size=size)
         read_whole(self._read_range, obj, fileobj, progress)
 
-    def _read_bytes(self, uri: str) -> bytes:
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
+        blob = self._objects.blob(uri)
         with _errors(uri):
-            data: bytes = self._objects.blob(uri).download_as_bytes(retry=self._objects.retry)
+            if limit is None:
+                data: bytes = blob.download_as_bytes(retry=self._objects.retry)
+                return data
+            try:  # the first limit + 1 bytes: enough to tell an object over the cap
+                data = blob.download_as_bytes(start=0, end=limit, retry=self._objects.retry)
+            except gexc.RequestRangeNotSatisfiable:
+                data = blob.download_as_bytes(retry=self._objects.retry)  # an empty object has no range
             return data
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:

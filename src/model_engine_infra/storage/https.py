@@ -115,7 +115,7 @@ class HttpsFilesystem(FilesystemGateway):
             with _errors(uri):
                 return next(chunks, b"")
 
-        return reader_stream(ChunkedReader(read, response.close), binary, kwargs, 256 * 1024)
+        return reader_stream(ChunkedReader(read, response.close), binary, kwargs, 256 * 1024, shown(uri))
 
     def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
         """The URL itself: it is already what a client fetches (a presigned URL stays presigned)."""
@@ -179,11 +179,21 @@ class HttpsArtifacts(LLMArtifactGateway):
                 if progress is not None:
                     progress(len(chunk))
 
-    def _read_bytes(self, uri: str) -> bytes:
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         with _errors(uri):
-            response = self.client.get(_check_url(uri))
-        _raise_for(response, uri)
-        return response.content
+            request = self.client.build_request("GET", _check_url(uri))
+            response = self.client.send(request, stream=True)
+        try:
+            _raise_for(response, uri)
+            data = bytearray()
+            with _errors(uri):
+                for chunk in response.iter_bytes(CHUNK):
+                    data += chunk
+                    if limit is not None and len(data) > limit:
+                        break  # over the cap: the rest is never read
+            return bytes(data)
+        finally:
+            response.close()
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
         raise _read_only(item.uri, "upload")

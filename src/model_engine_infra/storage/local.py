@@ -7,10 +7,11 @@ A "signed URL" here is the file's ``file://`` URL: there is nothing to sign on o
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 STORE = "local disk"
 CHUNK = 1024 * 1024
-_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8,32}\.(partial|tmp)$")  # in-flight writes and downloads
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8,32}\.(partial|tmp)\Z")  # in-flight writes and downloads
 
 
 def check_signing(expiration: int, method: str) -> str:
@@ -96,7 +97,7 @@ def _reader(uri: str, path: Path, binary: bool, kwargs: dict[str, Any]) -> Any:
             return source.read(size)
 
     try:
-        return reader_stream(ChunkedReader(read, source.close), binary, kwargs, CHUNK)
+        return reader_stream(ChunkedReader(read, source.close), binary, kwargs, CHUNK, uri)
     except BaseException:
         source.close()
         raise
@@ -136,7 +137,7 @@ class LocalFilesystem(FilesystemGateway):
         return _path(uri).absolute().as_uri()
 
     def exists(self, uri: str) -> bool:
-        return _path(uri).is_file()
+        return _probe(uri, Path.is_file)
 
     def list(self, uri: str) -> list[str]:
         return [obj.uri for obj in _walk(uri)]
@@ -151,7 +152,12 @@ class LocalFilesystem(FilesystemGateway):
             found = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if not path.is_file():
+        except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:
+                return None  # no file can have that name
+            with _Errors(uri):
+                raise
+        if not _probe(uri, Path.is_file):
             return None
         return ObjectInfo(uri, path.name, found.st_size, None, _modified(found.st_mtime))
 
@@ -163,9 +169,20 @@ def _modified(mtime: float) -> datetime:
     return datetime.fromtimestamp(mtime, tz=timezone.utc)
 
 
+def _probe(uri: str, test: Callable[[Path], bool]) -> bool:
+    """``test(path)`` (``Path.is_file`` / ``is_dir``); a name no file system takes is simply absent."""
+    try:
+        return test(_path(uri))
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            return False
+        with _Errors(uri):
+            raise
+
+
 def _walk(folder_uri: str) -> Iterator[ObjectInfo]:
     root = _path(folder_uri)
-    if not root.is_dir():
+    if not _probe(folder_uri, Path.is_dir):
         return
     entries = []
     for directory, _dirs, files in os.walk(root):
@@ -189,8 +206,10 @@ class LocalArtifacts(LLMArtifactGateway):
         return _walk(folder_uri)
 
     def _object_size(self, uri: str) -> int | None:
-        path = _path(uri)
-        return path.stat().st_size if path.is_file() else None
+        if not _probe(uri, Path.is_file):
+            return None
+        with _Errors(uri):
+            return _path(uri).stat().st_size
 
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         with _Errors(obj.uri), open(_path(obj.uri), "rb") as source:
@@ -199,9 +218,9 @@ class LocalArtifacts(LLMArtifactGateway):
                 if progress is not None:
                     progress(len(chunk))
 
-    def _read_bytes(self, uri: str) -> bytes:
-        with _Errors(uri):
-            return _path(uri).read_bytes()
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
+        with _Errors(uri), open(_path(uri), "rb") as source:
+            return source.read() if limit is None else source.read(limit + 1)
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
         """Copied under a temporary name in the target folder, renamed when complete."""

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 from ..errors import InvalidURIError
-from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress, read_bytes
 from .store import Store
 from .uploads import UploadItem
 from .uri import _parse, shown
@@ -191,8 +191,8 @@ class RoutingArtifacts(_DefaultAttributes, LLMArtifactGateway):
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         self._of(obj.uri)._download_object(obj, fileobj, progress)
 
-    def _read_bytes(self, uri: str) -> bytes:
-        return self._of(uri)._read_bytes(uri)
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
+        return read_bytes(self._of(uri), uri, limit)
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
         self._of(item.uri)._upload_object(item, part_concurrency, progress)

@@ -33,7 +33,7 @@ from ..errors import (
     StorageUnavailableError,
 )
 from ..redact import redact_text, redact_url
-from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress, too_large
 from .local import check_signing
 from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
@@ -263,7 +263,7 @@ class S3Filesystem(FilesystemGateway):
             if not drained[0]:
                 body.close()
 
-        return reader_stream(ChunkedReader(read, close), binary, kwargs, 256 * 1024)
+        return reader_stream(ChunkedReader(read, close), binary, kwargs, 256 * 1024, uri)
 
     def generate_signed_url(self, uri: str, expiration: int = 3600, method: str = "GET") -> str:
         """A SigV4 presigned URL; PUT URLs take the body as is (no checksum header required)."""
@@ -376,11 +376,20 @@ class S3Artifacts(LLMArtifactGateway):
             obj = dataclasses.replace(obj, size=size)
         read_whole(self._read_range, obj, fileobj, progress)
 
-    def _read_bytes(self, uri: str) -> bytes:
+    def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         loc = _location(uri)
         with _errors(uri, self.client):
-            data: bytes = self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
-            return data
+            response = self.client.get_object(Bucket=loc.bucket, Key=loc.key)
+        body = response["Body"]
+        try:
+            size = int(response.get("ContentLength") or 0)
+            if limit is not None and size > limit:
+                raise too_large(uri, limit, size)  # not read at all
+            with _errors(uri, self.client):
+                data: bytes = body.read() if limit is None else body.read(limit + 1)
+        finally:
+            body.close()
+        return data
 
     def _upload_object(self, item: UploadItem, part_concurrency: int, progress: Progress | None) -> None:
         self._upload_many([item], part_concurrency, progress)

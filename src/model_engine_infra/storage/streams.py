@@ -13,6 +13,8 @@ import io
 from collections.abc import Callable, Iterable
 from typing import IO, Any, Protocol, cast
 
+from ..errors import ObjectDecodeError
+
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 _TEXT_KWARGS = ("encoding", "errors", "newline")
 _MODES = {"rb": (False, True), "r": (False, False), "rt": (False, False), "wb": (True, True), "w": (True, False)}
@@ -64,8 +66,44 @@ class ChunkedReader(io.RawIOBase):
                 super().close()
 
 
-def reader_stream(raw: io.RawIOBase, binary: bool, kwargs: dict[str, Any], buffer_size: int) -> IO[Any]:
-    """Buffered (and text-decoded) reads; the first chunk is fetched now so a missing object fails in open()."""
+class TextReader(io.TextIOWrapper):
+    """A text stream whose decoding errors are `ObjectDecodeError` naming the object and the fix."""
+
+    def __init__(self, buffer: IO[bytes], name: str, **kwargs: Any) -> None:
+        super().__init__(buffer, **kwargs)  # type: ignore[arg-type]
+        self._object = name
+
+    def _typed(self, err: UnicodeDecodeError) -> ObjectDecodeError:
+        byte = err.object[err.start : err.start + 1].hex() if isinstance(err.object, bytes) else "?"
+        return ObjectDecodeError(
+            f"{self._object or 'the object'} is not {self.encoding} text (byte 0x{byte} cannot be decoded: "
+            f"{err.reason}); open it in 'rb' mode to read bytes, or pass encoding= (and errors=) to open()"
+        )
+
+    def read(self, size: int | None = -1) -> str:
+        try:
+            return super().read(size)
+        except UnicodeDecodeError as err:
+            raise self._typed(err) from None
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        try:
+            return super().readline(-1 if size is None else size)
+        except UnicodeDecodeError as err:
+            raise self._typed(err) from None
+
+    def __next__(self) -> str:  # type: ignore[override]
+        try:
+            return super().__next__()
+        except UnicodeDecodeError as err:
+            raise self._typed(err) from None
+
+
+def reader_stream(raw: io.RawIOBase, binary: bool, kwargs: dict[str, Any], buffer_size: int, name: str = "") -> IO[Any]:
+    """Buffered (and text-decoded) reads; the first chunk is fetched now so a missing object fails in open().
+
+    ``name`` (the object as the caller may see it) goes into the error when text does not decode.
+    """
     buffered = io.BufferedReader(raw, buffer_size)
     try:
         buffered.peek(1)
@@ -74,7 +112,7 @@ def reader_stream(raw: io.RawIOBase, binary: bool, kwargs: dict[str, Any], buffe
         raise
     if binary:
         return buffered
-    return io.TextIOWrapper(buffered, **text_kwargs(kwargs))
+    return TextReader(buffered, name, **text_kwargs(kwargs))
 
 
 class Uploader(Protocol):

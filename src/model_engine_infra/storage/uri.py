@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 from ..errors import InvalidURIError
 from ..redact import redact_url
 
-_ABS_HTTPS = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.blob\.core\.windows\.net$")
+_ABS_HTTPS = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.blob\.core\.windows\.net\Z")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ def parse_uri(uri: str, *, accepts: tuple[str, ...], store: str) -> StorageURI:
     """Parse ``uri``; raise `InvalidURIError` unless its scheme is one of ``accepts``."""
     if not isinstance(uri, str) or not uri:
         raise InvalidURIError(f"empty URI; {store} accepts {_describe(accepts)}")
+    if "\0" in uri:  # no file system takes it, and an SDK would send %00 where nobody meant one
+        raise InvalidURIError(f"{store} cannot serve {shown(uri)!r}: it contains a NUL character")
     parsed = _parse(uri)
     if parsed is None or parsed.scheme not in accepts:
         raise InvalidURIError(f"{store} cannot serve {shown(uri)!r}: it accepts {_describe(accepts)}")

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..brokers import BrokerType, unit_for
+from ..brokers.base import SendBounds
 from ..config.model import InfraConfig
-from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError
+from ..errors import BrokerUnavailableError, MessageTooLargeError, QueueNotFoundError, TaskArgumentsError
 from ..redact import redact_url
 from .app import celery_conf
 from .base import SentTask, TaskQueueGateway, TaskState, TaskStatus
+from .presence import QueueMissing, require_queue
+from .send_budget import send_scope, spend
 from .settings import BrokerSettings, RedisBroker, TaskVisibility, default_backend_protocol, encoded_size
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ ENVELOPE_BYTES = 1024
 # Below limit minus this margin the header size cannot matter, so it is not measured.
 HEADER_MARGIN = 16 * 1024
 REPR_MAX = 1024
+MAX_EXPIRES_SECONDS = 10 * 365 * 24 * 3600
 # The protocol's own framing around the envelope (AMQP message sections, SQS attributes).
 WIRE_OVERHEAD = 256
 
@@ -50,10 +54,11 @@ class ProducerCache:
     Celery's own pool (no pooling) is used, as configured.
     """
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, transport_options: Mapping[str, Any] | None = None) -> None:
         from kombu.messaging import Producer
 
         self._app = app
+        self._transport_options = dict(transport_options or {})  # the send budget's (`SendBounds`)
         self._producer_cls: Any = Producer
         limit = app.conf.broker_pool_limit
         self._limit = limit
@@ -63,23 +68,36 @@ class ProducerCache:
 
     @contextmanager
     def acquire(self) -> Iterator[Any]:
-        if self._slots is None:
-            with self._app.producer_pool.acquire(block=True) as producer:
+        if self._slots is None:  # no pooling: a connection per send, closed after it
+            producer = self._producer_cls(self._app.connection_for_write(transport_options=self._transport_options))
+            try:
                 yield producer
+            finally:
+                producer.connection.release()
             return
         self._slots.acquire()
         try:
             with self._lock:
                 producer = self._free.pop() if self._free else None
             if producer is None:
-                producer = self._producer_cls(self._app.connection_for_write())
+                producer = self._producer_cls(self._app.connection_for_write(transport_options=self._transport_options))
             try:
                 yield producer
-            finally:  # after a failure too: the next publish's ensure() revives a dead connection
-                with self._lock:
-                    self._free.append(producer)
+            except LookupError:  # the queue is missing: the producer is fine
+                self._give_back(producer)
+                raise
+            except BaseException:
+                # a send that spent its budget may leave the producer on a channel kombu already
+                # collected (ensure() gave up before reviving it): drop it, the next send builds one
+                _release_quietly(producer)
+                raise
+            self._give_back(producer)
         finally:
             self._slots.release()
+
+    def _give_back(self, producer: Any) -> None:
+        with self._lock:
+            self._free.append(producer)
 
     def close(self) -> None:
         with self._lock:
@@ -105,12 +123,26 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         self._exchange_cls: Any = Exchange
         self._queue_cls: Any = Queue
         self._origin = anon_nodename()
-        self._retry_policy = dict(app.conf.task_publish_retry_policy)
-        self._producers = ProducerCache(app)
+        self._bounds = broker.bounds or _policy_bounds(app)
+        # every kombu level of one send draws on one budget of attempts (`send_budget`)
+        self._retry_policy: dict[str, Any] = {
+            **app.conf.task_publish_retry_policy,
+            **self._bounds.retry_policy(),
+            "errback": spend,
+        }
+        failover = {
+            key: self._retry_policy[key] for key in ("max_retries", "interval_start", "interval_step", "interval_max")
+        }
+        self._producers = ProducerCache(app, {**self._bounds.producer_options, **failover, "errback": spend})
         self._queues: dict[str, Any] = {}
         self._unit = unit_for(broker.broker_type)
         self._presence = self._unit.queue_presence()  # None: the broker (a plugin) is not asked
         self._lock = threading.Lock()
+        if str(app.conf.result_backend or "").startswith(("redis://", "rediss://")):
+            # a read of a task's state gets the Redis budget: 1 + redis_retries attempts (`result_backends`)
+            retries = app.conf.get("result_backend_max_retries")
+            app.conf.result_backend_always_retry = True
+            app.conf.result_backend_max_retries = retries if isinstance(retries, int) else 1  # Celery's default: inf
         self._unavailable: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
         self._before_publish: Any = signals.before_task_publish
         self._after_publish: Any = signals.after_task_publish
@@ -209,8 +241,23 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         queue = self._queue(queue_name)  # the name is checked before anything else
         task_id = str(uuid.uuid4())
         body = (args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
-        content_type, content_encoding, data = self._dumps(body, serializer="json")
+        try:
+            content_type, content_encoding, data = self._dumps(body, serializer="json")
+        except Exception as err:  # kombu's EncodeError: a set, bytes, an object that JSON cannot carry
+            raise TaskArgumentsError(
+                f"task {task_name!r} for queue {queue_name!r} has arguments JSON cannot carry ({err}); pass "
+                "JSON values (str, int, float, bool, None, lists, dicts with string keys); the task was not sent"
+            ) from None
         expires_at = None
+        if expires is not None and (
+            isinstance(expires, bool)
+            or not isinstance(expires, int | float)
+            or not -MAX_EXPIRES_SECONDS <= expires <= MAX_EXPIRES_SECONDS  # NaN fails this too
+        ):  # negative: already expired (a worker drops it), which a caller may mean
+            raise TaskArgumentsError(
+                f"task {task_name!r}: expires={expires!r} is not a number of seconds within "
+                f"±{MAX_EXPIRES_SECONDS} (10 years); the task was not sent"
+            )
         if expires is not None:
             expires_at = (datetime.now(timezone.utc) + timedelta(seconds=expires)).isoformat()
         headers = {
@@ -247,28 +294,32 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
                 retry_policy=self._retry_policy,
             )
         try:
-            with self._producers.acquire() as producer:
+            with send_scope(self._bounds.attempts, self._bounds.backoff_seconds), self._producers.acquire() as producer:
                 # declare once per connection (kombu forgets on reconnect); maybe_declare on every
                 # publish copies the queue and costs more than the publish itself on Redis
                 declared = hash(queue) in producer.connection.declared_entities
-                if self._presence is not None and (self._presence.every_send or not declared):
+                in_publish = self._presence is not None and self._presence.in_publish
+                if self._presence is not None and not in_publish and (self._presence.every_send or not declared):
                     self._require_queue(producer, task_name, queue_name)
-                producer.publish(
-                    data,
-                    exchange="",
-                    routing_key=queue_name,
-                    content_type=content_type,
-                    content_encoding=content_encoding,
-                    headers=headers,
-                    correlation_id=task_id,
-                    reply_to="",
-                    delivery_mode=2,
-                    declare=None if declared else [queue],
-                    retry=True,
-                    retry_policy=self._retry_policy,
-                )
+                with require_queue(queue_name if in_publish else None):  # checked by the push, in its round trip
+                    producer.publish(
+                        data,
+                        exchange="",
+                        routing_key=queue_name,
+                        content_type=content_type,
+                        content_encoding=content_encoding,
+                        headers=headers,
+                        correlation_id=task_id,
+                        reply_to="",
+                        delivery_mode=2,
+                        declare=None if declared or in_publish else [queue],
+                        retry=True,
+                        retry_policy=self._retry_policy,
+                    )
         except QueueNotFoundError:
             raise
+        except QueueMissing:
+            raise self._not_found(task_name, queue_name) from None
         except self._unavailable as err:
             mapped = self._unit.publish_error(err, task_name, queue_name)  # e.g. Redis WRONGTYPE after retries
             if mapped is not None:
@@ -276,7 +327,7 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
             raise BrokerUnavailableError(
                 f"could not send task {task_name!r} to queue {queue_name!r}: the "
                 f"{self.broker.name} broker {redact_url(self.broker.url)} is unreachable after "
-                f"{self._retry_policy.get('max_retries')} retries ({type(err).__name__}); the task was not sent"
+                f"{self._bounds.attempts} attempt(s) ({type(err).__name__}); the task was not sent"
             ) from err
         except Exception as err:
             mapped = self._unit.publish_error(err, task_name, queue_name)
@@ -293,29 +344,36 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
         exists = self._presence.exists
         try:
             found = exists(producer.channel, queue_name)  # the hot path: one broker call, no wrapper
-        except producer.connection.recoverable_connection_errors:
+        except producer.connection.recoverable_connection_errors as err:
+            try:
+                spend(err)  # one attempt of this send's budget (pauses unless it was the last)
+            except type(err):
+                from kombu.exceptions import OperationalError
+
+                raise OperationalError(str(err)) from err
+
             # a dropped connection: retry like a publish (revive, back off, give up as OperationalError)
             def check() -> bool:
                 return exists(producer.channel, queue_name)
 
             found = producer.connection.ensure(producer, check, **self._retry_policy)()
         if not found:
-            raise QueueNotFoundError(
-                f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
-                f"{self.broker.name} broker. Create it with the queue delegate "
-                "(create_queue_if_not_exists) or start a worker that consumes it; the task was not sent"
-            )
+            raise self._not_found(task_name, queue_name)
+
+    def _not_found(self, task_name: str, queue_name: str) -> QueueNotFoundError:
+        return QueueNotFoundError(
+            f"could not send task {task_name!r}: queue {queue_name!r} does not exist on the "
+            f"{self.broker.name} broker. Create it with the queue delegate "
+            "(create_queue_if_not_exists) or start a worker that consumes it; the task was not sent"
+        )
 
     # ------------------------------------------------------------------ reading
 
     def get_task(self, task_id: str) -> TaskState:
-        from celery.result import AsyncResult
-
-        result = AsyncResult(task_id, app=self.app)
         try:
-            state = result.state
-            value = result.result
-            trace = result.traceback
+            # one read (AsyncResult's state, result and traceback would read a pending task three times)
+            meta = self.app.backend.get_task_meta(task_id)
+            state, value, trace = meta.get("status"), meta.get("result"), meta.get("traceback")
         except Exception as err:
             raise BrokerUnavailableError(
                 f"could not read task {task_id!r} from the result backend ({type(err).__name__}); retry later"
@@ -334,6 +392,22 @@ class CeleryTaskQueueGateway(TaskQueueGateway):
     def close(self) -> None:
         self._producers.close()
         self.app.close()
+
+
+def _release_quietly(producer: Any) -> None:
+    try:
+        producer.connection.release()
+    except Exception:  # closing a connection that already failed
+        pass
+
+
+def _policy_bounds(app: Celery) -> SendBounds:
+    """A plugin broker's budget: Celery's publish retry policy, with no known time per attempt."""
+    policy = app.conf.task_publish_retry_policy
+    retries = policy.get("max_retries")
+    return SendBounds(
+        attempts=1 + (3 if retries is None else int(retries)), backoff_seconds=float(policy.get("interval_max", 1))
+    )
 
 
 def _short_repr(value: Any) -> str:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..config.model import InfraConfig
 
 S3_BACKEND = "model_engine_infra.tasks.results:ChecksummedS3Backend"
+REDIS_READ_BACKOFF_MS = 100  # the pause between two reads of a task's state: the Redis component's backoff cap
 GCS_BACKEND = "model_engine_infra.tasks.gcs_results:EndpointGCSBackend"  # Celery's GCSBackend needs Firestore (chords)
 
 
@@ -43,10 +44,14 @@ def redis_backend(config: InfraConfig, redis: RedisBroker | str | None = None) -
     ssl_options = redis_ssl_options(config, source)
     if ssl_options is not None:
         conf["redis_backend_use_ssl"] = ssl_options
-    if isinstance(redis, RedisBroker):
-        # the result backend reaches Redis like the broker does (timeouts, health checks)
-        conf["redis_socket_timeout"] = config.redis_socket_timeout
-        conf["redis_socket_connect_timeout"] = config.redis_socket_timeout
+    # the result backend reaches Redis like the broker does: redis_socket_timeout for connect and
+    # reply (Celery's default is 120 s), and ``1 + redis_retries`` attempts for a read (the task
+    # queue turns ``result_backend_always_retry`` on; workers keep Celery's own retries)
+    conf["redis_socket_timeout"] = config.redis_socket_timeout
+    conf["redis_socket_connect_timeout"] = config.redis_socket_timeout
+    conf["result_backend_max_retries"] = config.redis_retries
+    conf["result_backend_base_sleep_between_retries_ms"] = REDIS_READ_BACKOFF_MS
+    conf["result_backend_max_sleep_between_retries_ms"] = REDIS_READ_BACKOFF_MS
     return conf
 
 

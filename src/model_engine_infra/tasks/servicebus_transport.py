@@ -13,6 +13,9 @@ Importing this module imports the Azure SDK; nothing else in the package does so
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 from azure.core.exceptions import ServiceRequestError
 from azure.servicebus.exceptions import (
     OperationTimeoutError,
@@ -43,9 +46,49 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Client options the transport options may carry (the task queue's: `brokers.servicebus.send_bounds`).
+SEND_CLIENT_OPTIONS = ("try_timeout",)
+ADMIN_CLIENT_OPTIONS = ("retry_total", "connection_timeout", "read_timeout")
+
+
+class Channel(azureservicebus.Channel):  # type: ignore[misc]
+    """kombu's channel, with a time bound per SDK try (``try_timeout``) and on the admin client.
+
+    kombu passes only the retry settings to ``ServiceBusClient`` and nothing to the admin client,
+    whose azure-core defaults retry 10 times with 300 s read timeouts. Options prefixed ``admin_``
+    in the transport options go to the admin client (used to check that a queue exists).
+    """
+
+    @cached_property
+    def queue_service(self) -> Any:
+        options: dict[str, Any] = {
+            "retry_total": self.retry_total,
+            "retry_backoff_factor": self.retry_backoff_factor,
+            "retry_backoff_max": self.retry_backoff_max,
+        }
+        options.update({k: self.transport_options[k] for k in SEND_CLIENT_OPTIONS if k in self.transport_options})
+        client: Any = getattr(azureservicebus, "ServiceBusClient")  # noqa: B009 (looked up at call time: tests swap it)
+        if self._connection_string:
+            return client.from_connection_string(self._connection_string, **options)
+        return client(self._namespace, self._credential, **options)
+
+    @cached_property
+    def queue_mgmt_service(self) -> Any:
+        options = {
+            k: self.transport_options[f"admin_{k}"]
+            for k in ADMIN_CLIENT_OPTIONS
+            if f"admin_{k}" in self.transport_options
+        }
+        admin: Any = getattr(azureservicebus, "ServiceBusAdministrationClient")  # noqa: B009 (swapped by tests)
+        if self._connection_string:
+            return admin.from_connection_string(self._connection_string, **options)
+        return admin(self._namespace, self._credential, **options)
+
+
 class Transport(azureservicebus.Transport):  # type: ignore[misc]
     """Azure Service Bus transport whose publishes Celery retries on transient SDK errors."""
 
+    Channel = Channel
     connection_errors = (*azureservicebus.Transport.connection_errors, *TRANSIENT_ERRORS)
     driver_type = "azureservicebus"
     driver_name = "azureservicebus"

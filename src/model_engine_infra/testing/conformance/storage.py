@@ -22,7 +22,14 @@ from typing import Any, ClassVar
 import pytest
 
 from ...config.model import InfraConfig
-from ...errors import InvalidURIError, ObjectNotFoundError, StorageError, UnsafeObjectKeyError
+from ...errors import (
+    InvalidURIError,
+    ObjectDecodeError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    StorageError,
+    UnsafeObjectKeyError,
+)
 from ...infra import Infra, build_infra
 
 MIB = 1024 * 1024
@@ -117,6 +124,23 @@ class StoreConformance:
             assert stream.read() == "héllo wörld\nline two ✓\n"
         with store_target.fs.open(uri, "r", encoding="latin-1") as stream:
             assert stream.read() == "héllo wörld\nline two ✓\n".encode().decode("latin-1")
+
+    def test_text_read_of_bytes_that_are_not_utf8(self, store_target: StoreTarget) -> None:
+        """A raw UnicodeDecodeError before: now the object and the fix ('rb' or encoding=) are named."""
+        uri = store_target.uri("notes/latin1.txt")
+        write(store_target, "notes/latin1.txt", "café\nzweite Zeile\n".encode("latin-1"))
+        for read in (lambda s: s.read(), lambda s: s.readline(), lambda s: list(s), lambda s: s.readlines()):
+            with store_target.fs.open(uri, "r") as stream, pytest.raises(ObjectDecodeError) as err:
+                read(stream)
+            assert "latin1.txt" in str(err.value)
+            assert "'rb'" in str(err.value)
+            assert "encoding=" in str(err.value)
+            assert isinstance(err.value, StorageError)
+            assert isinstance(err.value, ValueError)
+        with store_target.fs.open(uri, "r", encoding="latin-1") as stream:
+            assert stream.read() == "café\nzweite Zeile\n"
+        with store_target.fs.open(uri, "r", errors="replace") as stream:
+            assert stream.readline() == "caf\ufffd\n"
 
     def test_binary_round_trip_zero_byte_and_multi_chunk(self, store_target: StoreTarget) -> None:
         small = bytes(range(256)) * 3
@@ -331,6 +355,26 @@ class StoreConformance:
         assert store_target.artifacts.get_model_weights_urls("alice", "my-model") == [
             store_target.uri("ft/alice/my-model/adapter.bin")
         ]
+
+    def test_model_config_is_read_whole_only_under_its_cap(
+        self, store_target: StoreTarget, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """16 MiB in production (a 4 KiB cap here, to keep the test small); bad JSON is a StorageError."""
+        from ...storage import base
+
+        monkeypatch.setattr(base, "MAX_MODEL_CONFIG_BYTES", 4096)
+        write(store_target, "big/config.json", b'{"pad": "' + b"x" * 8192 + b'"}')
+        with pytest.raises(ObjectTooLargeError, match=r"config\.json") as err:
+            store_target.artifacts.get_model_config(store_target.uri("big"))
+        assert isinstance(err.value, StorageError)
+        write(store_target, "edge/config.json", b'{"a": "' + b"x" * (4096 - 10) + b'"}')  # exactly the cap
+        assert len(store_target.artifacts.get_model_config(store_target.uri("edge"))["a"]) == 4096 - 10
+        write(store_target, "empty/config.json", b"")
+        for name, body in (("empty", b""), ("deep", b"[" * 3_000), ("latin", '{"é": 1}'.encode("latin-1"))):
+            if body:
+                write(store_target, f"{name}/config.json", body)
+            with pytest.raises(StorageError, match="not valid JSON"):
+                store_target.artifacts.get_model_config(store_target.uri(name))
 
     # --- safety ---------------------------------------------------------------------------------
     def test_hostile_keys_write_nothing(self, store_target: StoreTarget, out: Path) -> None:

@@ -21,7 +21,7 @@ from model_engine_infra.errors import (
     RegistryUnavailableError,
 )
 from model_engine_infra.images import infer_registry_type, parse_gar_prefix
-from model_engine_infra.images.check import CheckRow, deployment_images, parse_tag_options, summary_exit_code
+from model_engine_infra.images.check import deployment_images, parse_tag_options
 from model_engine_infra.images.distribution import (
     Credentials,
     RegistryClient,
@@ -328,13 +328,6 @@ def test_deployment_images_and_tags() -> None:
     assert by_role["tensorrt-llm"].tag is None
     with pytest.raises(InvalidImageReferenceError, match="NAME=TAG"):
         parse_tag_options(["gpu=1"])
-
-
-def test_exit_codes() -> None:
-    found, missing, error = (CheckRow(("x",), "r", s) for s in ("found", "missing", "error"))  # type: ignore[arg-type]
-    assert summary_exit_code([found]) == 0
-    assert summary_exit_code([found, error]) == 2
-    assert summary_exit_code([error, missing]) == 1
 
 
 def test_mirror_from_config_image_names() -> None:

@@ -362,6 +362,8 @@ class InfraConfig(BaseModel):
         "endpoint queues are created with it (from 1024 up). A larger task raises MessageTooLargeError.",
         helm="azure.servicebus_max_message_size_kb",
         env="SERVICEBUS_MAX_MESSAGE_SIZE_KB",
+        ge=1,
+        le=102_400,
     )
 
     # --- redis -----------------------------------------------------------------------------------

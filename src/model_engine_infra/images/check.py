@@ -156,13 +156,6 @@ def _check_one(image: ImageRef, repository: DockerRepository, name: str) -> Chec
     return CheckRow(image.roles, url, "found", f"no tag given (--tag); newest is {latest}")
 
 
-def summary_exit_code(rows: list[CheckRow]) -> int:
-    """1 when anything is missing, 2 when nothing is missing but some check failed, else 0."""
-    if any(row.status == "missing" for row in rows):
-        return 1
-    return 2 if any(row.status == "error" for row in rows) else 0
-
-
 def repository_factory(config: InfraConfig) -> RepositoryFactory:
     """Build clients for registries other than ``docker_repo_prefix``, by their host type."""
 

@@ -34,8 +34,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sync_client(redis_server: RunningServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
+def sync_client(mei_redis_server: RunningServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(mei_redis_server.url)
     yield client
     client.close()
 
@@ -43,10 +43,10 @@ def sync_client(redis_server: RunningServer) -> Iterator[redis.Redis]:
 class TestRedisAutoscalingMetricsOnRedisServer(RedisAutoscalingMetricsConformance):
     @pytest.fixture
     async def autoscaling_target(
-        self, redis_server: RunningServer, sync_client: redis.Redis
+        self, mei_redis_server: RunningServer, sync_client: redis.Redis
     ) -> AsyncIterator[AutoscalingTarget]:
         target = redis_autoscaling_target(
-            async_client=per_loop_clients(lambda: redis.asyncio.Redis.from_url(redis_server.url)),
+            async_client=per_loop_clients(lambda: redis.asyncio.Redis.from_url(mei_redis_server.url)),
             sync_client=sync_client,
             unreachable=lambda: redis.asyncio.Redis(
                 host="127.0.0.1", port=closed_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
@@ -57,10 +57,10 @@ class TestRedisAutoscalingMetricsOnRedisServer(RedisAutoscalingMetricsConformanc
 
 
 def test_the_deployments_redis_connection_carries_the_metric_from_any_loop(
-    redis_server: RunningServer, sync_client: redis.Redis
+    mei_redis_server: RunningServer, sync_client: redis.Redis
 ) -> None:
     """``infra.autoscaling_metrics`` as a deployment builds it (``redis_host``/``redis_port``), from three loops."""
-    config = InfraConfig(cloud_provider="onprem", redis_host=redis_server.host, redis_port=redis_server.port)
+    config = InfraConfig(cloud_provider="onprem", redis_host=mei_redis_server.host, redis_port=mei_redis_server.port)
     with build_infra(config) as infra:
         gateway = infra.autoscaling_metrics
         assert isinstance(gateway, RedisInferenceAutoscalingMetricsGateway)
@@ -76,10 +76,10 @@ def test_the_deployments_redis_connection_carries_the_metric_from_any_loop(
 
 
 @pytest.mark.parametrize("condition", ["refuse", "cut"])
-async def test_a_broken_path_to_redis_is_a_typed_error(redis_server: RunningServer, condition: str) -> None:
+async def test_a_broken_path_to_redis_is_a_typed_error(mei_redis_server: RunningServer, condition: str) -> None:
     """netsim between the gateway and redis-server: connections refused, or cut inside every answer."""
     options = {"refuse": True} if condition == "refuse" else {"reset_after": 1}
-    with netsim(redis_server.port, **options) as port:  # type: ignore[arg-type]
+    with netsim(mei_redis_server.port, **options) as port:  # type: ignore[arg-type]
         client = redis.asyncio.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
         gateway = RedisInferenceAutoscalingMetricsGateway(lambda: client, timeout=3)
         with pytest.raises(BrokerUnavailableError):

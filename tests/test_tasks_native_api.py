@@ -206,7 +206,8 @@ def recorder() -> Iterator[Recorder]:
 
 def _comparable(call: dict[str, Any]) -> dict[str, Any]:
     """The call with per-task values (ids, times, origin host) blanked."""
-    shown = {k: v for k, v in call.items() if k != "signal"}
+    # retry_policy: ours is the send budget (tasks/send_budget.py, bounded and typed), Celery's its own default
+    shown = {k: v for k, v in call.items() if k not in ("signal", "retry_policy")}
     if "headers" in shown:
         shown["headers"] = {k: v for k, v in shown["headers"].items() if k not in ("id", "root_id", "origin")}
     if "properties" in shown:

@@ -89,14 +89,21 @@ async def interleave_async(
     return timings
 
 
-def report(title: str, timings: Mapping[str, list[float]], anchor: str, target: float | None = None) -> None:
-    """Median of each case, and its ratio to ``anchor``'s median (the figure docs/performance.md records)."""
-    base = statistics.median(timings[anchor])
+def report(
+    title: str, timings: Mapping[str, list[float]], anchor: str | Sequence[str], target: float | None = None
+) -> None:
+    """Median of each case, and its ratio to the anchor's median (the figure docs/performance.md records).
+
+    Several anchors (e.g. s5cmd and rclone): the ratio is to the faster of them in this run.
+    """
+    names = [anchor] if isinstance(anchor, str) else [name for name in anchor if name in timings]
+    medians = {name: statistics.median(values) for name, values in timings.items()}
+    anchor = min(names, key=medians.__getitem__)
+    base = medians[anchor]
     print(f"{title}  [median of {len(timings[anchor])} interleaved rounds, load {os.getloadavg()[0]:.1f}]")
-    for name, values in timings.items():
-        median = statistics.median(values)
+    for name, median in medians.items():
         verdict = ""
-        if target is not None and name != anchor:
+        if target is not None and name not in names:
             met = "met" if median / base <= target else "NOT met"
             verdict = f"  target <= {target:.2f}x {met}"
         print(f"  {name:<48} {median:8.3f} s   {median / base:6.2f}x {anchor}{verdict}")

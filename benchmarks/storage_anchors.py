@@ -262,7 +262,7 @@ def bench_store(
         out = work / "out"
         candidate = None if args.anchors_only else obstore_reader(store, server, endpoint)
         engine, engine_name = sdk_engine(store, infra)
-        anchor = "s5cmd cp" if store == "s3" else "rclone copy"
+        anchor: tuple[str, ...] = ("s5cmd cp", "rclone copy") if store == "s3" else ("rclone copy",)
 
         def obstore_many() -> None:
             assert candidate is not None
@@ -311,7 +311,7 @@ def bench_store(
             report(f"{store}: download one {args.big_mib} MiB object", timings, anchor=anchor, target=1.2)
 
         if "upload" in parts:
-            bench_uploads(store, args, work, block, artifacts, root, env, s5, rclone, anchor)
+            bench_uploads(store, args, work, block, artifacts, root, env, s5, rclone)
 
         if "memory" in parts:
             bench_memory(store, server, args, endpoint, env, rclone, out, root, many, big)
@@ -328,7 +328,6 @@ def bench_uploads(
     env: dict[str, str],
     s5: list[str],
     rclone: str,
-    anchor: str,
 ) -> None:
     local = work / "local-many"
     fresh(local)
@@ -342,6 +341,7 @@ def bench_uploads(
     if store == "s3":
         uploads["s5cmd cp"] = lambda: run_tool([*s5, "cp", f"{local}/*", f"s3://{BUCKET['s3']}/up-{next(counter)}/"])
     timings = interleave(uploads, args.rounds)
+    anchor = "s5cmd cp" if store == "s3" else "rclone copy"  # the anchors for uploads
     report(f"{store}: upload {args.objects} x {args.object_mib} MiB", timings, anchor=anchor, target=1.2)
     if not args.big_mib:
         return

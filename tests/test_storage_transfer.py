@@ -30,11 +30,12 @@ GIB = 1024 * MIB
 @pytest.mark.parametrize(
     ("size", "concurrency", "parts", "part"),
     [
-        (GIB, 16, 16, 64 * MIB),  # the case: 16 GETs of 64 MiB, not 128 of 8 MiB
-        (128 * MIB, 16, 16, 8 * MIB),
-        (512 * MIB, 16, 16, 32 * MIB),
-        (10 * GIB, 16, 160, 64 * MIB),  # at most 64 MiB
-        (GIB, 4, 16, 64 * MIB),
+        (GIB, 16, 8, 128 * MIB),  # the case: 8 GETs of 128 MiB, not 128 of 8 MiB
+        (128 * MIB, 16, 8, 16 * MIB),  # at most 8 streams per object
+        (512 * MIB, 16, 8, 64 * MIB),
+        (10 * GIB, 16, 80, 128 * MIB),  # at most 128 MiB
+        (GIB, 4, 8, 128 * MIB),  # fewer connections: still capped at 128 MiB
+        (256 * MIB, 4, 4, 64 * MIB),
         (100 * MIB, 3, 3, 34 * MIB),  # rounded up to a MiB
         (12 * MIB, 16, 2, 8 * MIB),  # never below 8 MiB
         (4 * MIB, 16, 1, 4 * MIB),  # a small object is one request

@@ -1,11 +1,14 @@
 """One pool of requests per download: small files whole and the parts of large ones, together.
 
-Part size adapts to the object (`part_size_for`): about as many parts as there are connections, so
-one large object alone keeps every connection busy, never smaller than ``min_part_size`` (a
-request's latency stays small beside its transfer) nor larger than ``max_part_size``. A 1 GiB
-object with 16 connections is 16 parts of 64 MiB, a 128 MiB object 16 parts of 8 MiB, a 4 MiB
-object one request. The ``storage_part_size_mb`` key fixes the part size instead (a server whose
-cost grows with the number of ranged reads, a network where fewer, longer streams do better).
+Part size adapts to the object (`part_size_for`): about ``min(max_concurrency, PARTS_PER_OBJECT)``
+parts, never smaller than ``min_part_size`` (a request's latency stays small beside its transfer)
+nor larger than ``max_part_size``. A 1 GiB object is 8 parts of 128 MiB, 512 MiB 8 of 64 MiB,
+128 MiB 8 of 16 MiB, a 4 MiB object one request; 10 GiB is 80 parts of 128 MiB. Eight streams per
+object already exceed what s5cmd (5) and rclone (4) open for one object, and every extra range
+costs a request (on servers such as moto, a read of the whole object); several large objects still
+fill every connection of the pool. The ``storage_part_size_mb`` key fixes the part size instead (a
+server whose cost grows with the number of ranged reads, a network where fewer, longer streams do
+better).
 
 `run_download` lands each planned file through `LandingZone.write` (temporary name, no-follow
 descriptors, rename when whole) and sends its requests to one pool of ``max_concurrency`` threads
@@ -35,7 +38,10 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 DEFAULT_MAX_CONCURRENCY = 16
 MIN_PART_SIZE = 8 * MIB
-MAX_PART_SIZE = 64 * MIB
+MAX_PART_SIZE = 128 * MIB
+#: Ranges one object is cut into at most (unless ``max_part_size`` needs more): 16 x 64 MiB for
+#: 1 GiB took 1.25x rclone's time on moto, 8 x 128 MiB 0.89x (docs/performance.md).
+PARTS_PER_OBJECT = 8
 #: Tries per part: the first, then resumes after a cut connection (StorageUnavailableError).
 ATTEMPTS = 3
 _RETRY_PAUSE = 0.2
@@ -90,10 +96,10 @@ class TransferSettings:
 
 
 def part_size_for(size: int, concurrency: int, settings: TransferSettings) -> int:
-    """The fixed part size, else about ``size / concurrency`` rounded up to a MiB, within the bounds."""
+    """The fixed part size, else ``size / min(concurrency, PARTS_PER_OBJECT)`` rounded up to a MiB, within the bounds."""
     if settings.part_size:
         return settings.part_size
-    wanted = -(-size // max(1, concurrency))
+    wanted = -(-size // max(1, min(concurrency, PARTS_PER_OBJECT)))
     wanted = -(-wanted // MIB) * MIB
     return max(settings.min_part_size, min(settings.max_part_size, wanted))
 

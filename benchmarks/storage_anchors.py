@@ -2,7 +2,7 @@
 
     python benchmarks/storage_anchors.py [--stores s3,azure,gcs] [--objects 64] [--object-mib 4]
                                          [--big-mib 512] [--rounds 3] [--big-rounds 2]
-                                         [--parts many,big,upload,memory] [--part-size-mb N]
+                                         [--parts many,big,upload,memory] [--part-size-mb N] [--concurrency N]
                                          [--anchors-only]
 
 Every server sits behind netsim (20 ms per request, 50 MB/s per connection): moto server (S3),
@@ -274,6 +274,10 @@ def bench_store(
                 "download_files (default)": lambda: artifacts.download_files(f"{root}/{many}", out),
                 "rclone copy": lambda: run_tool([rclone, "copy", remote(store, many), str(out)], env),
             }
+            if args.concurrency:
+                cases[f"download_files, max_concurrency={args.concurrency}"] = lambda: artifacts.download_files(
+                    f"{root}/{many}", out, max_concurrency=args.concurrency
+                )
             if not args.anchors_only:
                 cases[engine_name] = lambda: engine(many_keys, out)
             if store == "s3":
@@ -386,8 +390,8 @@ def bench_memory(
         seconds, rclone_peak = rss_of_command([rclone, "copy", theirs, str(out)], env)
         print(
             f"{store}: memory, download {what}: download_files peak {ours['peak']:.0f} MiB, growth "
-            f"{ours['peak'] - ours['before']:.0f} MiB (resident before the download {ours['before']:.0f} MiB; "
-            f"{ours['seconds']:.2f} s); rclone peak {rclone_peak:.0f} MiB, growth {rclone_peak - rclone_idle:.0f} MiB "
+            f"{ours['peak'] - ours['before']:.1f} MiB (resident before the download {ours['before']:.0f} MiB; "
+            f"{ours['seconds']:.2f} s); rclone peak {rclone_peak:.0f} MiB, growth {rclone_peak - rclone_idle:.1f} MiB "
             f"(rclone lsf peaks at {rclone_idle:.0f} MiB; {seconds:.2f} s)"
         )
         sys.stdout.flush()
@@ -464,6 +468,9 @@ def main() -> None:
     parser.add_argument("--parts", default="many,big,upload,memory")
     parser.add_argument(
         "--part-size-mb", type=int, default=0, help="also download the large object with storage_part_size_mb=N"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=0, help="also download the many objects with max_concurrency=N"
     )
     parser.add_argument("--anchors-only", action="store_true", help="ours, s5cmd and rclone; no candidate engines")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one download in a fresh process, for its memory

@@ -254,7 +254,8 @@ class InfraConfig(BaseModel):
     storage_part_size_mb: int | None = key(
         None,
         "Part size of ranged downloads and multipart uploads, in MiB. Unset, it adapts to each object: about "
-        "min(storage_max_concurrency, 8) parts of 8 to 128 MiB (a 1 GiB object is 8 parts of 128 MiB). S3 needs 5 MiB or more.",
+        "min(storage_max_concurrency, 8) parts of 8 to 128 MiB (a 1 GiB object is 8 parts of 128 MiB). "
+        "S3 needs 5 MiB or more.",
         helm=INFRA + "storage_part_size_mb",
         env="MODEL_ENGINE_INFRA_STORAGE_PART_SIZE_MB",
         ge=5,

@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 STORE = "Azure Blob Storage"
 MIB = 1024 * 1024
 POOL_CONNECTIONS = 64
+#: Bytes per body read. 64 KiB pieces stay under malloc's mmap threshold and are reused per thread:
+#: 256 KiB pieces grew a 512 MiB download by 5 MiB, 64 KiB ones by 2 MiB (rclone: 0-1.5 MiB), no slower.
+DOWNLOAD_BLOCK = 64 * 1024
 _CLOCK_SKEW = timedelta(minutes=5)
 _MAX_DELEGATION = timedelta(days=7)
 
@@ -97,7 +100,7 @@ def make_client(config: InfraConfig, **client_kwargs: Any) -> BlobServiceClient:
     session.mount("https://", adapter)
     options: dict[str, Any] = {
         # The SDK reads bodies 4 KiB at a time by default: a CPU bottleneck at hundreds of MB/s.
-        "transport": RequestsTransport(session=session, session_owner=True, connection_data_block_size=256 * 1024),
+        "transport": RequestsTransport(session=session, session_owner=True, connection_data_block_size=DOWNLOAD_BLOCK),
         "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3),
         "max_single_get_size": 4 * MIB,
         "max_chunk_get_size": 2 * MIB,
@@ -357,8 +360,10 @@ class AzureBlobArtifacts(LLMArtifactGateway):
     def _read_range(self, obj: ObjectInfo, start: int, stop: int, sink: RangeSink) -> None:
         whole = start == 0 and stop == obj.size
         with _errors(obj.uri):
-            for block in _stream_range(self._blobs.blob(obj.uri), start, stop, whole, obj.version):
+            blocks = _stream_range(self._blobs.blob(obj.uri), start, stop, whole, obj.version)
+            while (block := next(blocks, None)) is not None:
                 sink.write(block)
+                del block  # not held while the next one is read: one block per connection, not two
 
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         if obj.size is None:

@@ -364,6 +364,7 @@ class S3Artifacts(LLMArtifactGateway):
             try:
                 while chunk := body.read(READ_BLOCK):  # to the end: botocore then checks Content-Length
                     sink.write(chunk)
+                    del chunk  # not held while the next one is read: one block per connection, not two
             except BaseException:
                 body.close()
                 raise

@@ -352,3 +352,37 @@ def test_cli_copy_between_buckets_through_a_cut_prints_one_line(
     assert "retry later" in result.output
     assert target.fs.exists(f"{root}/dst/weights.bin") is False
     target.infra.close()
+
+
+# --- S3 bodies read straight from the socket ------------------------------------------------------
+
+
+def test_s3_download_reads_the_socket_and_checks_the_checksum(
+    mei_moto_server: RunningServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Whole objects carrying a CRC32 (boto3's default on upload) go through `_read_socket`, which
+    checks it. (moto's server closes every connection after its response, so reuse is asserted in
+    the unit suite, not here.)"""
+    from model_engine_infra.storage import s3 as s3_module
+
+    root = fresh_root("s3", "contract-bucket")
+    aws_env(monkeypatch, mei_moto_server, with_endpoint=False)
+    target = s3_store_target("minio-path", s3_config(mei_moto_server, "minio", root), root)
+    payloads = {f"model/shard-{i}.bin": bytes([i]) * (MIB // 2 + i) for i in range(5)}  # one GET each
+    for key, data in payloads.items():
+        write(target, key, data)
+
+    checked: list[bool] = []
+    real_read_socket = s3_module._read_socket
+
+    def spy(reader: Any, body: Any, response: dict[str, Any], sink: Any, uri: str) -> None:
+        checked.append(getattr(body, "checksum", None) is not None)
+        real_read_socket(reader, body, response, sink, uri)
+
+    monkeypatch.setattr(s3_module, "_read_socket", spy)
+    target.infra.artifacts.download_files(f"{root}/model", tmp_path / "out", max_concurrency=1)
+
+    assert checked == [True] * 5  # every body came with a CRC32 and was checked
+    for key, data in payloads.items():
+        assert (tmp_path / "out" / key.removeprefix("model/")).read_bytes() == data
+    target.infra.close()

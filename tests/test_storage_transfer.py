@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -251,7 +254,7 @@ def test_download_objects_of_one_object_goes_in_parts(tmp_path: Path) -> None:
 
 
 def test_small_pieces_are_gathered_before_each_write(tmp_path: Path) -> None:
-    """GCS hands over 8 KiB pieces: they reach the file (and progress) 256 KiB at a time."""
+    """GCS hands over 8 KiB pieces: they reach the file (and progress) 64 KiB at a time."""
     import os
 
     reports: list[int] = []
@@ -262,7 +265,21 @@ def test_small_pieces_are_gathered_before_each_write(tmp_path: Path) -> None:
             sink.write(data[offset : offset + 8192])
         sink.flush()
     assert (tmp_path / "f").read_bytes() == data
-    assert reports == [256 * 1024] * 4 + [5]
+    assert reports == [64 * 1024] * 16 + [5]
+
+
+def test_pieces_of_a_block_or_more_are_written_as_they_come(tmp_path: Path) -> None:
+    """Azure and S3 hand 64 KiB or more: written at once, after whatever small pieces came first."""
+    reports: list[int] = []
+    data = bytes(range(256)) * 1024
+    with open(tmp_path / "f", "wb") as out:
+        sink = RangeSink(out.fileno(), 0, len(data), "mem://x", reports.append, ())
+        sink.write(data[:100])
+        sink.write(data[100 : 100 + 128 * 1024])
+        sink.write(data[100 + 128 * 1024 :])
+        sink.flush()
+    assert (tmp_path / "f").read_bytes() == data
+    assert reports == [100, 128 * 1024, len(data) - 100 - 128 * 1024]
 
 
 # --- Azure: ranges stream through the SDK's generated operation --------------------------------------------
@@ -295,3 +312,79 @@ def test_azure_ranges_fall_back_to_download_blob_without_it() -> None:
     assert calls[0]["offset"] == 5
     assert calls[0]["length"] == 3
     assert calls[0]["etag"] == '"etag"'
+
+
+# --- S3: the socket read and its checks ----------------------------------------------------------
+
+
+class _Crc32:
+    """botocore's checksum interface (update, b64digest) over zlib."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: Any) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def b64digest(self) -> str:
+        return base64.b64encode(self.value.to_bytes(4, "big")).decode()
+
+
+class _Body:
+    def __init__(self, checksum: _Crc32 | None) -> None:
+        self.checksum = checksum
+        self.released = 0
+        self._raw_stream = self
+
+    def release_conn(self) -> None:
+        self.released += 1
+
+
+def _reader(data: bytes) -> Any:
+    stream = io.BytesIO(data)
+    return stream.readinto
+
+
+def _sink_into(path: Path, size: int) -> tuple[Any, RangeSink]:
+    handle = open(path, "wb")  # noqa: SIM115 - closed by the caller
+    return handle, RangeSink(handle.fileno(), 0, size, "s3://b/k", None, ())
+
+
+def _headers(value: str) -> dict[str, Any]:
+    return {"ContentLength": 3 * MIB, "ResponseMetadata": {"HTTPHeaders": {"x-amz-checksum-crc32": value}}}
+
+
+@pytest.mark.parametrize("with_checksum", [True, False])
+def test_s3_socket_read_lands_the_body_and_checks_its_crc32(tmp_path: Path, with_checksum: bool) -> None:
+    from model_engine_infra.storage.s3 import _read_socket
+
+    data = bytes(range(256)) * (3 * MIB // 256)
+    body = _Body(_Crc32() if with_checksum else None)
+    right = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    handle, sink = _sink_into(tmp_path / "f", len(data))
+    with handle:
+        _read_socket(_reader(data), body, _headers(right), sink, "s3://b/k")
+        sink.flush()
+    assert (tmp_path / "f").read_bytes() == data
+    assert body.released == 1  # the connection went back to the pool
+
+
+def test_s3_socket_read_refuses_bytes_that_do_not_match_the_checksum(tmp_path: Path) -> None:
+    from model_engine_infra.storage.s3 import _read_socket
+
+    data = b"x" * (3 * MIB)
+    handle, sink = _sink_into(tmp_path / "f", len(data))
+    with handle, pytest.raises(StorageError, match=r"s3://b/k: the bytes read do not match the object's checksum"):
+        _read_socket(_reader(data), _Body(_Crc32()), _headers("AAAAAA=="), sink, "s3://b/k")
+
+
+def test_s3_socket_read_that_ends_early_is_a_cut_connection(tmp_path: Path) -> None:
+    """http.client's ``readinto`` ends quietly when the server goes away; the count catches it."""
+    from model_engine_infra.storage.s3 import _errors, _read_socket
+
+    short = b"x" * MIB
+    handle, sink = _sink_into(tmp_path / "f", 3 * MIB)
+    client = type("Client", (), {"meta": type("Meta", (), {"endpoint_url": "http://127.0.0.1:9"})()})()
+    with handle, pytest.raises(StorageUnavailableError, match="IncompleteRead"), _errors("s3://b/k", client):
+        _read_socket(_reader(short), _Body(None), _headers(""), sink, "s3://b/k")
+    assert sink.position == MIB  # what arrived is kept for the resume

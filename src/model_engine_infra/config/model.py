@@ -243,9 +243,9 @@ class InfraConfig(BaseModel):
     )
     gcs_endpoint_url: str | None = key(None, "GCS endpoint override (emulator).", env="STORAGE_EMULATOR_HOST")
     storage_max_concurrency: int = key(
-        16,
+        32,
         "Requests in flight per download_files / upload_files call and `storage cp`, shared by small files and "
-        "the parts of large ones; a call's max_concurrency overrides it.",
+        "the parts of large ones (at most 8 per object); a call's max_concurrency overrides it.",
         helm=INFRA + "storage_max_concurrency",
         env="MODEL_ENGINE_INFRA_STORAGE_MAX_CONCURRENCY",
         ge=1,

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .landing import LandingZone, PlannedFile
 
 MIB = 1024 * 1024
-DEFAULT_MAX_CONCURRENCY = 16
+DEFAULT_MAX_CONCURRENCY = 32
 MIN_PART_SIZE = 8 * MIB
 MAX_PART_SIZE = 128 * MIB
 #: Ranges one object is cut into at most (unless ``max_part_size`` needs more): 16 x 64 MiB for
@@ -45,12 +45,10 @@ PARTS_PER_OBJECT = 8
 #: Tries per part: the first, then resumes after a cut connection (StorageUnavailableError).
 ATTEMPTS = 3
 _RETRY_PAUSE = 0.2
-#: Smaller pieces (GCS hands 8 KiB) are gathered into a buffer of this size per request before a
-#: ``pwrite``; larger ones are written as they come. 1 MiB buffers held 24 MiB over 16 connections
-#: (fake-gcs-server, 64 x 4 MiB) against rclone's 13 MiB; 256 KiB costs no measurable time.
-GATHER = 256 * 1024
-#: Pieces of at least this size are written as they come (Azure hands 64 KiB, S3 256 KiB).
-WRITE_DIRECT = 64 * 1024
+#: Pieces smaller than this (GCS hands 8 KiB) are gathered into one buffer of this size per request
+#: before a ``pwrite``; larger ones (Azure and S3 read 64 KiB) are written as they come. 1 MiB
+#: buffers held 24 MiB over 16 connections (fake-gcs-server, 64 x 4 MiB), 256 KiB 6 MiB.
+GATHER = 64 * 1024
 
 Progress = Callable[[int], None]
 Fetch = Callable[["ObjectInfo", BinaryIO, "Progress | None"], None]
@@ -73,7 +71,7 @@ class TransferSettings:
                 "must be at least 1",
                 key="storage_max_concurrency",
                 value=self.max_concurrency,
-                fix="set storage_max_concurrency to the requests in flight per transfer, e.g. 16",
+                fix="set storage_max_concurrency to the requests in flight per transfer, e.g. 32",
             )
         if self.part_size is not None and self.part_size < 1:
             raise ConfigError(
@@ -153,9 +151,9 @@ class RangeSink:
                 f"{self._uri}: the server sent more bytes than the range asked for (ending at {self.stop}); "
                 "it may not support ranged reads"
             )
-        if self._filled + count > GATHER or (self._filled and count >= WRITE_DIRECT):
+        if self._filled and (self._filled + count > GATHER or count >= GATHER):
             self.flush()
-        if count >= WRITE_DIRECT:
+        if count >= GATHER:
             self._put(memoryview(data))
             return count
         if self._buffer is None:

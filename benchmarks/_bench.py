@@ -90,11 +90,16 @@ async def interleave_async(
 
 
 def report(
-    title: str, timings: Mapping[str, list[float]], anchor: str | Sequence[str], target: float | None = None
+    title: str,
+    timings: Mapping[str, list[float]],
+    anchor: str | Sequence[str],
+    target: float | None = None,
+    others: Sequence[str] = (),
 ) -> None:
     """Median of each case, and its ratio to the anchor's median (the figure docs/performance.md records).
 
-    Several anchors (e.g. s5cmd and rclone): the ratio is to the faster of them in this run.
+    Several anchors (e.g. s5cmd and rclone): the ratio is to the faster of them in this run. ``others``
+    are tools shown for comparison, judged against no target.
     """
     names = [anchor] if isinstance(anchor, str) else [name for name in anchor if name in timings]
     medians = {name: statistics.median(values) for name, values in timings.items()}
@@ -103,7 +108,7 @@ def report(
     print(f"{title}  [median of {len(timings[anchor])} interleaved rounds, load {os.getloadavg()[0]:.1f}]")
     for name, median in medians.items():
         verdict = ""
-        if target is not None and name not in names:
+        if target is not None and name not in names and name not in others:
             met = "met" if median / base <= target else "NOT met"
             verdict = f"  target <= {target:.2f}x {met}"
         print(f"  {name:<48} {median:8.3f} s   {median / base:6.2f}x {anchor}{verdict}")

@@ -49,12 +49,11 @@ STORE = "S3"
 MIB = 1024 * 1024
 POOL_CONNECTIONS = 64
 MIN_UPLOAD_PART = 5 * MIB  # S3's smallest part (but the last)
-#: Bytes per body read: 16 connections x 1 MiB reads held 30 MiB, 256 KiB 9 MiB (5 MiB once each
-#: block is dropped before the next read). 64 KiB reads held less but cost 10 % more time on 64 x
-#: 4 MiB: each read passes botocore's checksum wrapper, urllib3 and http.client.
+#: Bytes per `body.read` where the socket cannot be read directly (see `_socket_reader`).
 READ_BLOCK = 256 * 1024
-#: The buffer `_read_socket` fills, one per request: a read costs no allocation and few Python
-#: calls, so a small block is as fast, and 32 connections hold 2 MiB of buffers (256 KiB: 8 MiB).
+#: The buffer `_read_socket` fills, one per request. 64 x 4 MiB at 32 connections: 4.7-5.0 MiB of
+#: growth and 1.04-1.16x s5cmd's time this way, against 5.0 MiB and 1.26-1.37x with 64 KiB
+#: `body.read` calls and 12.7 MiB with 256 KiB ones (docs/performance.md).
 SOCKET_BLOCK = 64 * 1024
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
 _FORBIDDEN = {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
@@ -177,9 +176,8 @@ def _socket_reader(body: Any) -> Callable[[memoryview], int] | None:
     """The ``readinto`` of the stdlib response under botocore's body, or None where there is none.
 
     Reading the socket into one buffer per request skips a copy and two allocations per block in
-    urllib3 and http.client, and four layers of Python calls: 64 x 4 MiB took 6 % less time and a
-    third less CPU (docs/performance.md). Another HTTP stack (moto's in-process mock, a body urllib3
-    decodes) keeps botocore's ``read``.
+    urllib3 and http.client, and four layers of Python calls per block. Another HTTP stack (moto's
+    in-process mock, a body urllib3 decodes) keeps botocore's ``read``.
     """
     raw: Any = getattr(body, "_raw_stream", None)
     stream = getattr(raw, "_fp", None)

@@ -31,6 +31,7 @@ from .output import Output, description_column
 
 if TYPE_CHECKING:
     from ..storage.base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
+    from ..storage.pump import SocketBody
     from ..storage.transfer import RangeSink
 
 app = typer.Typer(
@@ -259,7 +260,7 @@ def _download(
     lock = threading.Lock()
     # The store's primitives under the shared safe engine (as `download_objects` runs them), each
     # noting what it fetched: a large object goes in ranges, the rest whole.
-    primitive, ranges = artifacts._download_object, artifacts._range_reader()
+    primitive, ranges, opener = artifacts._download_object, artifacts._range_reader(), artifacts._range_opener()
 
     def fetch(obj: ObjectInfo, fileobj: BinaryIO, on_bytes: Progress | None) -> None:
         primitive(obj, fileobj, on_bytes)
@@ -272,6 +273,13 @@ def _download(
         with lock:
             fetched.add(obj.uri)
 
+    def open_range(obj: ObjectInfo, start: int, stop: int) -> SocketBody | None:
+        assert opener is not None
+        body = opener(obj, start, stop)
+        with lock:
+            fetched.add(obj.uri)
+        return body
+
     paths = download_all(
         objects,
         dst,
@@ -280,6 +288,7 @@ def _download(
         max_concurrency=artifacts.transfer.concurrency(concurrency),
         progress=progress,
         read_range=read_range if ranges is not None else None,
+        open_range=open_range if opener is not None else None,
         settings=artifacts.transfer,
     )
     for obj, path in zip(objects, paths, strict=True):

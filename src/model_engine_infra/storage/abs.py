@@ -50,9 +50,10 @@ from ..redact import redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .errors import translated
 from .local import check_signing
+from .pump import SocketBody
 from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
-from .transfer import RangeReader, RangeSink, TransferSettings, read_whole
+from .transfer import RangeOpener, RangeReader, RangeSink, TransferSettings, read_whole
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri, shown
 
@@ -305,18 +306,26 @@ class AzureBlobFilesystem(FilesystemGateway):
 
 
 def _stream_range(blob: Any, start: int, stop: int, whole: bool, etag: str | None) -> Iterator[bytes]:
-    """Bytes ``[start, stop)`` of ``blob`` as the response body arrives (256 KiB blocks), nothing buffered.
+    """Bytes ``[start, stop)`` of ``blob`` as the response body arrives (64 KiB blocks), nothing buffered.
 
     Uses the generated ``Download`` operation the SDK itself calls (``BlobClient._client.blob``);
     with an SDK that no longer has it, the public ``download_blob`` (which buffers each chunk).
     """
-    operations = getattr(getattr(blob, "_client", None), "blob", None)
-    download = getattr(operations, "download", None)
+    download = _download_operation(blob)
     if download is None:
         pinned: dict[str, Any] = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         span = {} if whole else {"offset": start, "length": stop - start}
         yield from blob.download_blob(max_concurrency=1, **span, **pinned).chunks()
         return
+    yield from download(**_range_options(start, stop, whole, etag))
+
+
+def _download_operation(blob: Any) -> Any:
+    operations = getattr(getattr(blob, "_client", None), "blob", None)
+    return getattr(operations, "download", None)
+
+
+def _range_options(start: int, stop: int, whole: bool, etag: str | None) -> dict[str, Any]:
     from azure.storage.blob._generated.models import ModifiedAccessConditions
 
     options: dict[str, Any] = {}
@@ -324,7 +333,28 @@ def _stream_range(blob: Any, start: int, stop: int, whole: bool, etag: str | Non
         options["modified_access_conditions"] = ModifiedAccessConditions(if_match=etag)
     if not whole:
         options["range"] = f"bytes={start}-{stop - 1}"
-    yield from download(**options)
+    return options
+
+
+def _open_socket_range(blob: Any, start: int, stop: int, etag: str | None) -> SocketBody | None:
+    """A ranged Get Blob whose body is left on its socket (`pump.SocketBody`), or None where it cannot be.
+
+    The SDK sends the request and checks the status and headers; its ``cls`` hook hands back the
+    pipeline response instead of the body iterator, so the requests transport's urllib3 response
+    is reached as ``internal_response.raw``. Another transport: None (the response is closed).
+    """
+    download = _download_operation(blob)
+    if download is None:
+        return None
+    pipeline_response = download(
+        **_range_options(start, stop, False, etag), cls=lambda response, _body, _headers: response
+    )
+    http_response = pipeline_response.http_response
+    raw = getattr(getattr(http_response, "internal_response", None), "raw", None)
+    body = SocketBody.of(raw) if raw is not None else None
+    if body is None:
+        http_response.close()
+    return body
 
 
 class AzureBlobArtifacts(LLMArtifactGateway):
@@ -364,6 +394,13 @@ class AzureBlobArtifacts(LLMArtifactGateway):
             while (block := next(blocks, None)) is not None:
                 sink.write(block)
                 del block  # not held while the next one is read: one block per connection, not two
+
+    def _range_opener(self) -> RangeOpener:
+        return self._open_range
+
+    def _open_range(self, obj: ObjectInfo, start: int, stop: int) -> SocketBody | None:
+        with _errors(obj.uri):
+            return _open_socket_range(self._blobs.blob(obj.uri), start, stop, obj.version)
 
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         if obj.size is None:

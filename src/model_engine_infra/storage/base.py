@@ -26,7 +26,7 @@ from ..errors import ObjectNotFoundError, ObjectTooLargeError, StorageError, cli
 from ..json_types import JSONObject
 from ..lifecycle import Closeable
 from .landing import DownloadPlan, LandingZone, plan_download
-from .transfer import RangeReader, TransferSettings, run_download
+from .transfer import RangeOpener, RangeReader, TransferSettings, run_download
 from .uploads import UploadItem, plan_uploads, run_uploads
 
 Progress = Callable[[int], None]
@@ -131,6 +131,11 @@ class LLMArtifactGateway(Closeable, ABC):
         in parts through the shared pool), or None: each object is one `_download_object` call."""
         return None
 
+    def _range_opener(self) -> RangeOpener | None:
+        """``open_range(obj, start, stop)`` for stores whose ranged GETs can be read from the socket
+        (`pump.SocketBody`): the parts of a large object are then read by one thread, not one each."""
+        return None
+
     @abstractmethod
     def _read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         """A small object's bytes (config.json); `ObjectNotFoundError` when missing.
@@ -200,6 +205,7 @@ class LLMArtifactGateway(Closeable, ABC):
             max_concurrency=self.transfer.concurrency(max_concurrency),
             progress=progress,
             read_range=self._range_reader(),
+            open_range=self._range_opener(),
             settings=self.transfer,
         )
 
@@ -296,6 +302,7 @@ def download_all(
     after_plan: Callable[[DownloadPlan], None] | None = None,
     read_range: RangeReader | None = None,
     settings: TransferSettings | None = None,
+    open_range: RangeOpener | None = None,
 ) -> list[str]:
     """Plan (every key checked before anything is written), then download in parallel.
 
@@ -314,6 +321,7 @@ def download_all(
             todo,
             fetch=fetch,
             read_range=read_range,
+            open_range=open_range if read_range is not None else None,
             settings=settings or TransferSettings(),
             concurrency=max(1, max_concurrency),
             progress=_locked(progress),

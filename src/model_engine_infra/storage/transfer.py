@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import ConfigError, StorageError, StorageUnavailableError
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..config.model import InfraConfig
     from .base import ObjectInfo
     from .landing import LandingZone, PlannedFile
+    from .pump import SocketBody
 
 MIB = 1024 * 1024
 DEFAULT_MAX_CONCURRENCY = 32
@@ -53,6 +55,8 @@ GATHER = 64 * 1024
 Progress = Callable[[int], None]
 Fetch = Callable[["ObjectInfo", BinaryIO, "Progress | None"], None]
 RangeReader = Callable[["ObjectInfo", int, int, "RangeSink"], None]
+#: ``open_range(obj, start, stop)``: a ranged GET whose body the caller reads from its socket.
+RangeOpener = Callable[["ObjectInfo", int, int], "SocketBody | None"]
 
 
 @dataclass(frozen=True)
@@ -144,13 +148,7 @@ class RangeSink:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         count = len(data)
-        if self.stopping:
-            raise _Stopped
-        if self.position + count > self.stop:
-            raise StorageError(
-                f"{self._uri}: the server sent more bytes than the range asked for (ending at {self.stop}); "
-                "it may not support ranged reads"
-            )
+        self._check(count)
         if self._filled and (self._filled + count > GATHER or count >= GATHER):
             self.flush()
         if count >= GATHER:
@@ -161,6 +159,21 @@ class RangeSink:
         self._buffer[self._filled : self._filled + count] = data
         self._filled += count
         return count
+
+    def put(self, data: memoryview) -> None:
+        """Write ``data`` now, whatever its size: the caller reuses its buffer (`pump.Pump`)."""
+        self._check(len(data))
+        self.flush()
+        self._put(data)
+
+    def _check(self, count: int) -> None:
+        if self.stopping:
+            raise _Stopped
+        if self.position + count > self.stop:
+            raise StorageError(
+                f"{self._uri}: the server sent more bytes than the range asked for (ending at {self.stop}); "
+                "it may not support ranged reads"
+            )
 
     def flush(self) -> None:
         if self._filled and self._buffer is not None:
@@ -215,20 +228,27 @@ def run_download(
     settings: TransferSettings,
     concurrency: int,
     progress: Progress | None,
+    open_range: RangeOpener | None = None,
 ) -> None:
-    """Land every file; requests (whole objects and parts) share one pool of ``concurrency`` threads.
+    """Land every file with at most ``concurrency`` requests in flight, shared by files and parts.
 
-    A thread per file in flight (at most ``concurrency``) owns its temporary file and waits for its
-    parts; the request threads do the I/O. The first failure is raised after every request still
-    running has stopped, so no thread writes to a file that is being removed.
+    A thread per file in flight (at most ``concurrency``; the caller's own thread for a single file)
+    owns its temporary file. A file in one request is read by that thread. A file in parts is read
+    by that thread too when the store opens ranges as sockets (``open_range``: `pump.Pump`
+    multiplexes them), else by the request threads. Every request holds one of ``concurrency``
+    slots. The first failure is raised after every request still running has stopped, so no
+    thread writes to a file that is being removed.
     """
     if not files:
         return
     failing = threading.Event()
-    with (
-        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="download") as requests,
-        ThreadPoolExecutor(max_workers=min(concurrency, len(files)), thread_name_prefix="landing") as landing,
-    ):
+    slots = threading.BoundedSemaphore(concurrency)
+
+    def holding_slot(read: Callable[[], None]) -> None:
+        with slots:
+            read()
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="download") as requests:
 
         def land(planned: PlannedFile) -> None:
             if failing.is_set():
@@ -237,28 +257,61 @@ def run_download(
 
         def _fill(fileobj: BinaryIO, obj: ObjectInfo) -> None:
             if read_range is None or obj.size is None:
-                requests.submit(fetch, obj, fileobj, progress).result()
+                holding_slot(lambda: fetch(obj, fileobj, progress))
                 return
             failed = threading.Event()
             stopped = (failing, failed)
             fd = fileobj.fileno()
-            parts = [
-                requests.submit(read_part, read_range, obj, RangeSink(fd, start, stop, obj.uri, progress, stopped))
+            sinks = [
+                RangeSink(fd, start, stop, obj.uri, progress, stopped)
                 for start, stop in plan_parts(obj.size, concurrency, settings)
             ]
-            _settle(parts, failed)
+            if len(sinks) == 1:
+                holding_slot(lambda: read_part(read_range, obj, sinks[0]))
+            elif open_range is not None:
+                _pump(open_range, read_range, obj, sinks, slots)
+            else:
+                parts = [requests.submit(holding_slot, partial(read_part, read_range, obj, sink)) for sink in sinks]
+                _settle(parts, failed)
 
-        landed = [landing.submit(land, planned) for planned in files]
-        _, pending = wait(landed, return_when=FIRST_EXCEPTION)
-        if pending:
-            failing.set()
-            for future in pending:
-                future.cancel()
-        wait(landed)
+        if len(files) == 1:
+            try:
+                land(files[0])
+            except _Stopped as err:  # pragma: no cover - nothing else can fail first
+                raise StorageError("the download stopped before it was complete") from err
+            return
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(files)), thread_name_prefix="landing") as landing:
+            landed = [landing.submit(land, planned) for planned in files]
+            _, pending = wait(landed, return_when=FIRST_EXCEPTION)
+            if pending:
+                failing.set()
+                for future in pending:
+                    future.cancel()
+            wait(landed)
     try:
         _raise_first(landed)
     except _Stopped as err:  # only possible if the failure that set `failing` was itself lost
         raise StorageError("the download stopped before it was complete") from err
+
+
+def _pump(
+    open_range: RangeOpener,
+    read_range: RangeReader,
+    obj: ObjectInfo,
+    sinks: Sequence[RangeSink],
+    slots: threading.Semaphore,
+) -> None:
+    """The parts of ``obj`` read by this thread, their sockets multiplexed (`pump.Pump`)."""
+    from .pump import Pump
+
+    Pump(
+        uri=obj.uri,
+        open_range=partial(open_range, obj),
+        fallback=lambda sink: read_part(read_range, obj, sink),  # type: ignore[arg-type]
+        slots=slots,
+        attempts=ATTEMPTS,
+        retry_pause=_RETRY_PAUSE,
+    ).run(sinks)
 
 
 def _settle(parts: list[Future[None]], failed: threading.Event) -> None:

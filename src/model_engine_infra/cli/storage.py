@@ -273,9 +273,9 @@ def _download(
         with lock:
             fetched.add(obj.uri)
 
-    def open_range(obj: ObjectInfo, start: int, stop: int) -> SocketBody | None:
+    def open_range(obj: ObjectInfo, sink: RangeSink) -> SocketBody | None:
         assert opener is not None
-        body = opener(obj, start, stop)
+        body = opener(obj, sink)
         with lock:
             fetched.add(obj.uri)
         return body

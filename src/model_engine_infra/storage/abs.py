@@ -336,24 +336,28 @@ def _range_options(start: int, stop: int, whole: bool, etag: str | None) -> dict
     return options
 
 
-def _open_socket_range(blob: Any, start: int, stop: int, etag: str | None) -> SocketBody | None:
-    """A ranged Get Blob whose body is left on its socket (`pump.SocketBody`), or None where it cannot be.
+def _open_socket_range(blob: Any, sink: RangeSink, etag: str | None) -> SocketBody | None:
+    """The ranged Get Blob of the sink's bytes, its body left on its socket (`pump.SocketBody`).
 
     The SDK sends the request and checks the status and headers; its ``cls`` hook hands back the
-    pipeline response instead of the body iterator, so the requests transport's urllib3 response
-    is reached as ``internal_response.raw``. Another transport: None (the response is closed).
+    pipeline response with the body iterator, so the requests transport's urllib3 response is
+    reached as ``internal_response.raw``. Another transport's body is read here, into ``sink``.
     """
+    start, stop = sink.position, sink.stop
     download = _download_operation(blob)
-    if download is None:
+    if download is None:  # an SDK without the generated operation: its public, buffering download
+        for chunk in _stream_range(blob, start, stop, False, etag):
+            sink.write(chunk)
         return None
-    pipeline_response = download(
-        **_range_options(start, stop, False, etag), cls=lambda response, _body, _headers: response
+    pipeline_response, chunks = download(
+        **_range_options(start, stop, False, etag), cls=lambda response, body, _headers: (response, body)
     )
-    http_response = pipeline_response.http_response
-    raw = getattr(getattr(http_response, "internal_response", None), "raw", None)
+    raw = getattr(getattr(pipeline_response.http_response, "internal_response", None), "raw", None)
     body = SocketBody.of(raw) if raw is not None else None
     if body is None:
-        http_response.close()
+        for chunk in chunks:
+            sink.write(chunk)
+            del chunk
     return body
 
 
@@ -398,9 +402,9 @@ class AzureBlobArtifacts(LLMArtifactGateway):
     def _range_opener(self) -> RangeOpener:
         return self._open_range
 
-    def _open_range(self, obj: ObjectInfo, start: int, stop: int) -> SocketBody | None:
+    def _open_range(self, obj: ObjectInfo, sink: RangeSink) -> SocketBody | None:
         with _errors(obj.uri):
-            return _open_socket_range(self._blobs.blob(obj.uri), start, stop, obj.version)
+            return _open_socket_range(self._blobs.blob(obj.uri), sink, obj.version)
 
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         if obj.size is None:

@@ -6,12 +6,12 @@ the process by 1.7 MiB, more than rclone's goroutines. Here the store's SDK send
 and reads its headers (authentication, retries, error mapping stay the SDK's); the body is then
 read straight from the connection's socket, without blocking, into one 64 KiB block shared by every
 range, and written at its offset. `SocketBody` wraps a urllib3 response (what botocore and the Azure
-SDK's requests transport hold); a response it cannot read this way is read by the store's blocking
-path instead (``fallback``).
+SDK's requests transport hold); a response it cannot read this way the store reads into the range
+itself, the blocking way, before handing back (``open_range`` returns None).
 
-A range cut by the network (a reset, a short body, a connection silent for its read timeout) is
-reopened from its last byte after a pause, at most `transfer.ATTEMPTS` opens in all, as
-`transfer.read_part` does in a thread.
+A range cut by the network (a reset, a body ending early or shorter than the range, a connection
+silent for its read timeout) is reopened from its last byte after a pause, at most
+`transfer.ATTEMPTS` opens in all, as `transfer.read_part` does in a thread.
 """
 
 from __future__ import annotations
@@ -39,7 +39,17 @@ SLOT_POLL_SECONDS = 0.05
 #: How long a connection may stay silent when its socket had no timeout of its own.
 DEFAULT_STALL_SECONDS = 60.0
 
-RangeOpener = Callable[[int, int], "SocketBody | None"]
+#: ``open_range(sink)``: the ranged GET of ``[sink.position, sink.stop)``; its body, or None once the
+#: store has read it into ``sink`` itself.
+RangeOpener = Callable[["RangeSinkLike"], "SocketBody | None"]
+
+
+class BodyCheck(Protocol):
+    """A check a store makes on the bytes of a body (S3's ``x-amz-checksum-*``): fed, then verified."""
+
+    def update(self, data: memoryview) -> None: ...
+
+    def verify(self) -> None: ...
 
 
 class SocketBody:
@@ -50,8 +60,10 @@ class SocketBody:
     a fully read connection back to its pool; `abandon` closes one that is not.
     """
 
-    def __init__(self, raw: Any, stream: http.client.HTTPResponse, sock: socket.socket) -> None:
-        self._raw, self._stream, self._sock = raw, stream, sock
+    def __init__(
+        self, raw: Any, stream: http.client.HTTPResponse, sock: socket.socket, check: BodyCheck | None = None
+    ) -> None:
+        self._raw, self._stream, self._sock, self._check = raw, stream, sock, check
         self._reader: Any = stream.fp
         self._timeout = sock.gettimeout()
         self._buffer_empty = False
@@ -59,19 +71,25 @@ class SocketBody:
         sock.settimeout(0)
 
     @classmethod
-    def of(cls, raw: Any) -> SocketBody | None:
+    def of(cls, raw: Any, check: BodyCheck | None = None) -> SocketBody | None:
         """The body of the urllib3 response ``raw`` read from its socket, or None where that is not possible.
 
         Needs the stdlib response under it (``_fp``, as the S3 store's socket reads do), a
-        Content-Length (no chunked body) and the connection's socket; anything else is left as it is.
+        Content-Length (no chunked body) and its socket: the one its buffered reader reads
+        (``SocketIO._sock``; the connection's ``sock`` is None once a server said
+        ``Connection: close``). ``check`` sees every byte and is verified once the body is whole.
         """
         stream = getattr(raw, "_fp", None)
-        sock = getattr(getattr(raw, "connection", None), "sock", None)
-        if not isinstance(stream, http.client.HTTPResponse) or not isinstance(sock, socket.socket):
+        if not isinstance(stream, http.client.HTTPResponse):
+            return None
+        sock = getattr(getattr(stream.fp, "raw", None), "_sock", None)
+        if not isinstance(sock, socket.socket):
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if not isinstance(sock, socket.socket):
             return None
         if stream.chunked or stream.length is None or stream.fp is None:
             return None
-        return cls(raw, stream, sock)
+        return cls(raw, stream, sock, check)
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -96,6 +114,8 @@ class SocketBody:
         if count == 0:
             raise http.client.IncompleteRead(b"", remaining)
         self._stream.length = remaining - count
+        if self._check is not None:
+            self._check.update(block[:count])
         return int(count)
 
     def _read_held(self, block: memoryview, remaining: int) -> int | None:
@@ -115,10 +135,12 @@ class SocketBody:
         return count
 
     def finish(self) -> None:
-        """The body is read: the connection goes back to its pool in blocking mode."""
+        """The body is read: the connection goes back to its pool in blocking mode; then the check."""
         self._sock.settimeout(self._timeout)
         self._stream.read()  # nothing left: http.client marks the response closed
         self._raw.release_conn()
+        if self._check is not None:
+            self._check.verify()
 
     def abandon(self) -> None:
         """Close the connection: part of its body is still unread."""
@@ -139,6 +161,8 @@ class RangeSinkLike(Protocol):
 
     def put(self, data: memoryview) -> None: ...
 
+    def flush(self) -> None: ...
+
 
 @dataclass
 class _Range:
@@ -153,14 +177,13 @@ class _Range:
 class Pump:
     """Read ``sinks``' ranges of ``uri``: at most as many open at once as ``slots`` allows.
 
-    ``open_range(start, stop)`` sends one ranged GET and returns its body (or None: the store's
-    blocking ``fallback(sink)`` reads that range instead). ``slots`` is the download's budget of
-    requests in flight, shared with the other files; one slot is held per open range.
+    ``open_range(sink)`` sends one ranged GET and returns its body (or None: the store read it into
+    the sink itself). ``slots`` is the download's budget of requests in flight, shared with the
+    other files; one slot is held per open range.
     """
 
     uri: str
     open_range: RangeOpener
-    fallback: Callable[[RangeSinkLike], None]
     slots: threading.Semaphore
     attempts: int
     retry_pause: float
@@ -208,19 +231,19 @@ class Pump:
         item = waiting.popleft()
         item.opens += 1
         try:
-            body = self.open_range(item.sink.position, item.sink.stop)
+            body = self.open_range(item.sink)
         except StorageUnavailableError:
             self.slots.release()
+            item.sink.flush()  # what the store read before the cut stays read
             self._retry_or_raise(item, waiting)
             return 0.0
         except BaseException:
             self.slots.release()
             raise
-        if body is None:
-            try:
-                self.fallback(item.sink)
-            finally:
-                self.slots.release()
+        if body is None:  # read into the sink by the store itself
+            self.slots.release()
+            item.sink.flush()
+            self._retry_if_short(item, waiting)
             return 0.0
         item.body, item.last_read = body, time.monotonic()
         fd = body.fileno()
@@ -261,6 +284,7 @@ class Pump:
                 return
             if count == 0:
                 self._drop(item, fd, active, selector, abandon=False)
+                self._retry_if_short(item, waiting)
                 return
             item.last_read = time.monotonic()
             item.sink.put(block[:count])
@@ -293,6 +317,11 @@ class Pump:
                 body.abandon() if abandon else body.finish()
         finally:
             self.slots.release()
+
+    def _retry_if_short(self, item: _Range, waiting: collections.deque[_Range]) -> None:
+        """A body that ended where its Content-Length said, before the range's end: ask for the rest."""
+        if item.sink.position < item.sink.stop:
+            self._retry_or_raise(item, waiting)
 
     def _retry_or_raise(self, item: _Range, waiting: collections.deque[_Range]) -> None:
         if item.opens >= self.attempts:

@@ -36,9 +36,10 @@ from ..errors import (
 from ..redact import redact_text, redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress, too_large
 from .local import check_signing
+from .pump import SocketBody
 from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
-from .transfer import RangeReader, RangeSink, TransferSettings, part_size_for, read_whole
+from .transfer import RangeOpener, RangeReader, RangeSink, TransferSettings, part_size_for, read_whole
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
@@ -196,9 +197,9 @@ def _read_socket(
 
     Content-Length: a short body raises ``IncompleteRead`` (http.client's ``readinto`` just ends), and
     ``RangeSink`` refuses a long one. A body botocore would check against an ``x-amz-checksum-*`` header (its
-    ``checksum`` attribute) is hashed here block by block and checked at the end.
+    ``checksum`` attribute) is hashed here block by block and checked at the end (`_Checksum`).
     """
-    checksum = getattr(body, "checksum", None)
+    checksum = _Checksum.of(body, response, uri)
     expected_length = int(response.get("ContentLength") or 0)
     received = 0
     with memoryview(bytearray(SOCKET_BLOCK)) as block:
@@ -213,17 +214,57 @@ def _read_socket(
     raw = body._raw_stream
     raw.release_conn()  # the stdlib response is at its end; urllib3 only learns it here
     if checksum is not None:
+        checksum.verify()
+
+
+class _Checksum:
+    """The ``x-amz-checksum-*`` check botocore makes in ``body.read``, for a body read around it."""
+
+    def __init__(self, hasher: Any, expected: set[str], uri: str) -> None:
+        self._hasher, self._expected, self._uri = hasher, expected, uri
+
+    @classmethod
+    def of(cls, body: Any, response: dict[str, Any], uri: str) -> _Checksum | None:
+        """None when botocore would check nothing (no ``checksum`` on the body)."""
+        hasher = getattr(body, "checksum", None)
+        if hasher is None:
+            return None
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         expected = {
             value
             for name, value in headers.items()
             if name.startswith("x-amz-checksum-") and name != "x-amz-checksum-type"
         }
-        if checksum.b64digest() not in expected:
+        return cls(hasher, expected, uri)
+
+    def update(self, data: memoryview) -> None:
+        self._hasher.update(data)
+
+    def verify(self) -> None:
+        if self._hasher.b64digest() not in self._expected:
+            expected = ", ".join(sorted(self._expected))
             raise StorageError(
-                f"{uri}: the bytes read do not match the object's checksum ({', '.join(sorted(expected))}); "
+                f"{self._uri}: the bytes read do not match the object's checksum ({expected}); "
                 "the download was discarded: retry it"
             )
+
+
+def _range_request(obj: ObjectInfo, start: int, stop: int) -> dict[str, Any]:
+    """GetObject's arguments for ``[start, stop)``, pinned to the listed ETag; no Range for the whole object."""
+    loc = _location(obj.uri)
+    request: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key}
+    if obj.version:
+        request["IfMatch"] = obj.version
+    if not (start == 0 and stop == obj.size):
+        request["Range"] = f"bytes={start}-{stop - 1}"
+    return request
+
+
+def _read_body(body: Any, sink: RangeSink) -> None:
+    """botocore's ``read`` to the end (it then checks Content-Length and any checksum)."""
+    while chunk := body.read(READ_BLOCK):
+        sink.write(chunk)
+        del chunk  # not held while the next one is read: one block per connection, not two
 
 
 def _list(client: Any, folder_uri: str) -> Iterator[ObjectInfo]:
@@ -412,25 +453,37 @@ class S3Artifacts(LLMArtifactGateway):
     def _range_reader(self) -> RangeReader:
         return self._read_range
 
+    def _range_opener(self) -> RangeOpener:
+        return self._open_range
+
     def _read_range(self, obj: ObjectInfo, start: int, stop: int, sink: RangeSink) -> None:
         """One GET of bytes ``[start, stop)`` (the whole object when that is all of it), streamed to ``sink``."""
-        loc = _location(obj.uri)
-        request: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key}
-        if obj.version:
-            request["IfMatch"] = obj.version
-        if not (start == 0 and stop == obj.size):
-            request["Range"] = f"bytes={start}-{stop - 1}"
         with _errors(obj.uri, self.client):
-            response = self.client.get_object(**request)
+            response = self.client.get_object(**_range_request(obj, start, stop))
             body = response["Body"]
             try:
                 socket_reader = _socket_reader(body)
                 if socket_reader is None:
-                    while chunk := body.read(READ_BLOCK):  # to the end: botocore then checks Content-Length
-                        sink.write(chunk)
-                        del chunk  # not held while the next one is read: one block per connection, not two
+                    _read_body(body, sink)
                 else:
                     _read_socket(socket_reader, body, response, sink, obj.uri)
+            except BaseException:
+                body.close()
+                raise
+
+    def _open_range(self, obj: ObjectInfo, sink: RangeSink) -> SocketBody | None:
+        """The GET of the sink's bytes, its body left on the socket for `pump.Pump` (checksum included);
+        a body under another HTTP stack is read here."""
+        with _errors(obj.uri, self.client):
+            response = self.client.get_object(**_range_request(obj, sink.position, sink.stop))
+            body = response["Body"]
+            try:
+                found = None
+                if _socket_reader(body) is not None:
+                    found = SocketBody.of(body._raw_stream, _Checksum.of(body, response, obj.uri))
+                if found is None:
+                    _read_body(body, sink)
+                return found
             except BaseException:
                 body.close()
                 raise

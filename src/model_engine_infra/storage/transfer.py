@@ -55,8 +55,9 @@ GATHER = 64 * 1024
 Progress = Callable[[int], None]
 Fetch = Callable[["ObjectInfo", BinaryIO, "Progress | None"], None]
 RangeReader = Callable[["ObjectInfo", int, int, "RangeSink"], None]
-#: ``open_range(obj, start, stop)``: a ranged GET whose body the caller reads from its socket.
-RangeOpener = Callable[["ObjectInfo", int, int], "SocketBody | None"]
+#: ``open_range(obj, sink)``: the ranged GET of ``[sink.position, sink.stop)``, its body left on its
+#: socket for `pump.Pump`; or None once the store has read the range into ``sink`` itself.
+RangeOpener = Callable[["ObjectInfo", "RangeSink"], "SocketBody | None"]
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def run_download(
             if len(sinks) == 1:
                 holding_slot(lambda: read_part(read_range, obj, sinks[0]))
             elif open_range is not None:
-                _pump(open_range, read_range, obj, sinks, slots)
+                _pump(open_range, obj, sinks, slots)
             else:
                 parts = [requests.submit(holding_slot, partial(read_part, read_range, obj, sink)) for sink in sinks]
                 _settle(parts, failed)
@@ -296,7 +297,6 @@ def run_download(
 
 def _pump(
     open_range: RangeOpener,
-    read_range: RangeReader,
     obj: ObjectInfo,
     sinks: Sequence[RangeSink],
     slots: threading.Semaphore,
@@ -306,8 +306,7 @@ def _pump(
 
     Pump(
         uri=obj.uri,
-        open_range=partial(open_range, obj),
-        fallback=lambda sink: read_part(read_range, obj, sink),  # type: ignore[arg-type]
+        open_range=partial(open_range, obj),  # type: ignore[arg-type]  # RangeSink is the pump's sink
         slots=slots,
         attempts=ATTEMPTS,
         retry_pause=_RETRY_PAUSE,

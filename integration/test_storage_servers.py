@@ -254,7 +254,9 @@ def test_interrupted_download_leaves_no_partial_file(
     target = direct_target(kind, request, monkeypatch, root)
     write(target, "model/weights.bin", MULTI_CHUNK[: 3 * MIB])
     server = request.getfixturevalue(SERVERS[kind])
-    with proxied(server, reset_after=300_000) as proxy:
+    # Cut every connection after 100 kB: google-resumable-media resumes within its 2 s retry budget and
+    # we resume 3 times, so at 300 kB a quick run could assemble the 3 MiB from the pieces.
+    with proxied(server, reset_after=100_000) as proxy:
         artifacts = proxied_artifacts(kind, server, proxy, root)
         with pytest.raises(StorageError) as info:
             artifacts.download_files(f"{root}/model", tmp_path / "out")

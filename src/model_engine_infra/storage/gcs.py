@@ -34,9 +34,10 @@ from ..redact import redact_url
 from .base import FilesystemGateway, LLMArtifactGateway, ObjectInfo, Progress
 from .errors import translated
 from .local import check_signing
+from .pump import SocketBody
 from .store import Store
 from .streams import DEFAULT_PART_SIZE, ChunkedReader, parse_mode, reader_stream, upload_stream
-from .transfer import RangeReader, RangeSink, TransferSettings, read_whole
+from .transfer import GATHER, RangeOpener, RangeReader, RangeSink, TransferSettings, read_whole
 from .uploads import UploadItem
 from .uri import StorageURI, parse_uri
 
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 STORE = "GCS"
 MIB = 1024 * 1024
 POOL_CONNECTIONS = 64
+#: Seconds for a connection and for each read of a ranged GET: the SDK's own download timeout.
+READ_TIMEOUT = 60
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 
 
@@ -376,6 +379,45 @@ class GCSArtifacts(LLMArtifactGateway):
             options.update(start=start, end=stop - 1, checksum=None)
         with _errors(obj.uri):
             self._objects.blob(obj.uri).download_to_file(sink, raw_download=True, retry=self._objects.retry, **options)
+
+    def _range_opener(self) -> RangeOpener:
+        return self._open_range
+
+    def _open_range(self, obj: ObjectInfo, sink: RangeSink) -> SocketBody | None:
+        """The media GET of the sink's bytes, pinned to the listed generation, its body left on the socket.
+
+        The request is the one ``download_to_file(raw_download=True)`` sends (the blob's download
+        URL, the client's authorized session, the gateway's retry policy for the request); the SDK
+        has no call that stops after the headers. A body `pump.SocketBody` cannot read (chunked) is
+        read here.
+        """
+        blob = self._objects.blob(obj.uri)
+        client = self._objects.client
+        with _errors(obj.uri):
+            url = blob._get_download_url(client, if_generation_match=int(obj.version) if obj.version else None)
+            headers = {"Range": f"bytes={sink.position}-{sink.stop - 1}", "Accept-Encoding": "identity"}
+            session: requests.Session = client._http
+
+            def get() -> requests.Response:
+                response = session.get(url, headers=headers, stream=True, timeout=READ_TIMEOUT)
+                if response.status_code not in (200, 206):
+                    response.close()
+                    _check(response, obj.uri, (200, 206))
+                return response
+
+            retry = self._objects.retry
+            response = retry(get)() if callable(retry) else get()  # a Retry wraps the call; None: once
+            try:
+                body = SocketBody.of(response.raw)
+                if body is None:
+                    for chunk in response.raw.stream(GATHER, decode_content=False):
+                        sink.write(chunk)
+                        del chunk
+                    response.close()
+                return body
+            except BaseException:
+                response.close()
+                raise
 
     def _download_object(self, obj: ObjectInfo, fileobj: BinaryIO, progress: Progress | None) -> None:
         if obj.size is None:

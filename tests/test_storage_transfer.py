@@ -209,6 +209,14 @@ def test_files_and_parts_share_one_pool(tmp_path: Path) -> None:
     assert sum(progress) == sum(len(data) for data in store.blobs.values())
 
 
+def test_a_single_small_file_is_read_in_the_callers_thread(tmp_path: Path) -> None:
+    """No thread is started for one request: the download costs the caller nothing but its block."""
+    store = MemoryRanges({"one.bin": b"x" * 100_000}, settings(8))
+    store.download_files("mem://b/", tmp_path)
+    assert [name for *_, name in store.requests] == [threading.current_thread().name]
+    assert (tmp_path / "one.bin").read_bytes() == b"x" * 100_000
+
+
 def test_the_call_overrides_the_configured_concurrency(tmp_path: Path) -> None:
     store = MemoryRanges(blobs(2 * MIB, 300_000, 6), settings(8))
     store.download_files("mem://b/", tmp_path, max_concurrency=2)

@@ -5,9 +5,10 @@ more than the 64 KiB block it reads into), so eight ranges of a 1 GiB object in 
 the process by 1.7 MiB, more than rclone's goroutines. Here the store's SDK sends each ranged GET
 and reads its headers (authentication, retries, error mapping stay the SDK's); the body is then
 read straight from the connection's socket, without blocking, into one 64 KiB block shared by every
-range, and written at its offset. `SocketBody` wraps a urllib3 response (what botocore and the Azure
-SDK's requests transport hold); a response it cannot read this way the store reads into the range
-itself, the blocking way, before handing back (``open_range`` returns None).
+range, and written at its offset. `SocketBody` wraps a urllib3 response (what botocore, the Azure
+SDK's requests transport and google-cloud-storage's authorized session hold); a response it cannot
+read this way the store reads into the range itself, the blocking way, before handing back
+(``open_range`` returns None). With it the 1 GiB download grows the process by 0.0-0.2 MiB.
 
 A range cut by the network (a reset, a body ending early or shorter than the range, a connection
 silent for its read timeout) is reopened from its last byte after a pause, at most

@@ -1,4 +1,4 @@
-"""One pool of requests per download: small files whole and the parts of large ones, together.
+"""One budget of requests per download: small files whole and the parts of large ones, together.
 
 Part size adapts to the object (`part_size_for`): about ``min(max_concurrency, PARTS_PER_OBJECT)``
 parts, never smaller than ``min_part_size`` (a request's latency stays small beside its transfer)
@@ -11,11 +11,15 @@ server whose cost grows with the number of ranged reads, a network where fewer, 
 better).
 
 `run_download` lands each planned file through `LandingZone.write` (temporary name, no-follow
-descriptors, rename when whole) and sends its requests to one pool of ``max_concurrency`` threads
-shared by every file of the call. Each part streams into the temporary file with ``pwrite`` at its
-own offset, so memory stays near one write block per connection whatever the object's size. A part
-cut by the network resumes from the last byte written (pinned to the listed version by the store),
-at most `ATTEMPTS` times; the first failure that remains stops the other files' requests.
+descriptors, rename when whole) with at most ``max_concurrency`` requests in flight, one budget
+for every file and part of the call. A thread per file in flight reads a small file itself, and
+all the parts of a large one through `pump.Pump` when the store opens ranges as sockets (S3,
+Azure, GCS): no thread per range, one 64 KiB block for all of them. A store that only reads
+ranges (``read_range``) gets request threads from the same budget. Each part lands in the
+temporary file with ``pwrite`` at its own offset, so memory stays near one block per connection
+whatever the object's size. A part cut by the network resumes from the last byte written (pinned
+to the listed version by the store), at most `ATTEMPTS` requests in all; the first failure that
+remains stops the other files' requests.
 """
 
 from __future__ import annotations
